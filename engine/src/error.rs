@@ -1,0 +1,142 @@
+//! Typed errors. Every error names what failed and where (device, zone,
+//! offset, sequence number), so an operator can act on it without a debugger.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Where a frame or block lives: the device path, the zone and the byte offset inside the zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub device: String,
+    pub zone: u32,
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "device {} zone {} offset {}", self.device, self.zone, self.offset)
+    }
+}
+
+/// The write-once rules a device refuses to break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WormViolation {
+    /// A write that starts below the zone's write pointer (an overwrite).
+    BelowWritePointer { offset: u64, write_pointer: u64 },
+    /// A write that starts above the write pointer (it would leave a hole).
+    AboveWritePointer { offset: u64, write_pointer: u64 },
+    /// Any write into a sealed zone.
+    Sealed,
+    /// A write that runs past the end of the zone.
+    PastZoneEnd { end: u64, zone_size: u64 },
+    /// A request to truncate a zone, i.e. move its write pointer back.
+    Truncate { to: u64, write_pointer: u64 },
+    /// A write whose offset or length is not a whole number of 4 KiB blocks.
+    Unaligned { offset: u64, len: u64 },
+}
+
+impl std::fmt::Display for WormViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WormViolation::BelowWritePointer { offset, write_pointer } => write!(
+                f,
+                "write at offset {offset} is below the write pointer {write_pointer} (overwrite refused)"
+            ),
+            WormViolation::AboveWritePointer { offset, write_pointer } => write!(
+                f,
+                "write at offset {offset} is above the write pointer {write_pointer} (holes refused)"
+            ),
+            WormViolation::Sealed => write!(f, "zone is sealed; it accepts no more writes"),
+            WormViolation::PastZoneEnd { end, zone_size } => {
+                write!(f, "write would end at {end}, past the zone size {zone_size}")
+            }
+            WormViolation::Truncate { to, write_pointer } => write!(
+                f,
+                "truncate to {to} refused: write pointer is {write_pointer} and never moves back"
+            ),
+            WormViolation::Unaligned { offset, len } => {
+                write!(f, "write at offset {offset} of {len} bytes is not 4 KiB aligned")
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("I/O error on {device} during {op} (zone {zone:?}, offset {offset:?}): {source}")]
+    Io {
+        device: String,
+        op: &'static str,
+        zone: Option<u32>,
+        offset: Option<u64>,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("write-once violation on device {device} zone {zone}: {violation}")]
+    Worm {
+        device: String,
+        zone: u32,
+        violation: WormViolation,
+    },
+
+    #[error("damaged frame at {at}: {reason}")]
+    Corrupt { at: Location, reason: String },
+
+    #[error("frame at {at} (seq {seq}) failed authentication: wrong key, or the bytes were altered or moved")]
+    Authentication { at: Location, seq: u64 },
+
+    #[error("{path}: not a Stele store ({reason})")]
+    NotAStore { path: String, reason: String },
+
+    #[error("{path}: store format version {found} is newer than this build supports ({supported})")]
+    NewerFormat { path: String, found: u32, supported: u32 },
+
+    #[error("{path}: device is truncated: expected at least {expected} bytes, found {found}")]
+    Truncated { path: String, expected: u64, found: u64 },
+
+    #[error("the key in {key_path} does not open this store (store {store_id})")]
+    WrongKey { key_path: String, store_id: String },
+
+    #[error("device {path} does not belong to this store: {reason}")]
+    DeviceMismatch { path: String, reason: String },
+
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+
+    #[error("the store is poisoned after a failed flush ({reason}); reopen it to recover")]
+    Poisoned { reason: String },
+
+    #[error("the store is closed")]
+    Closed,
+
+    #[error("the store is full: no empty zone left for {needed} bytes")]
+    Full { needed: u64 },
+
+    #[error("not found: {what}")]
+    NotFound { what: String },
+
+    #[error("invalid {what}: {reason}")]
+    InvalidInput { what: String, reason: String },
+
+    #[error("store already exists at {path}")]
+    AlreadyExists { path: String },
+
+    #[error("hash chain broken at seq {seq} ({at}): {reason}")]
+    ChainBroken { seq: u64, at: Location, reason: String },
+
+    #[error("index error in {path}: {reason}")]
+    Index { path: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(device: &str, op: &'static str, zone: Option<u32>, offset: Option<u64>, source: io::Error) -> Self {
+        Error::Io { device: device.to_string(), op, zone, offset, source }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput { what: what.into(), reason: reason.into() }
+    }
+}

@@ -1,0 +1,317 @@
+//! Zones and the write-once rules.
+//!
+//! [`ZonedDevice`] wraps a raw [`Device`] and is the only way the store
+//! writes zone data. Like a zoned (ZNS) SSD it keeps a write pointer per zone
+//! and accepts exactly one kind of write: an append that starts at the write
+//! pointer of a zone that is not sealed. Writes below the pointer
+//! (overwrites), above it (holes), past the zone end, into a sealed zone, and
+//! truncation are refused here, with a typed error, before any byte moves.
+//! A failed write or flush poisons the device until the store is reopened.
+
+use std::sync::{Arc, Mutex};
+
+use crate::buffer::BLOCK_SIZE;
+use crate::device::{Device, Geometry, Immutability, ZoneWrite};
+use crate::error::{Error, Result, WormViolation};
+
+/// The life of a zone: empty → open → sealed. Only zone reset (by retention) goes back to empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ZoneCondition {
+    Empty = 0,
+    Open = 1,
+    Sealed = 2,
+}
+
+impl ZoneCondition {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(ZoneCondition::Empty),
+            1 => Some(ZoneCondition::Open),
+            2 => Some(ZoneCondition::Sealed),
+            _ => None,
+        }
+    }
+}
+
+/// A zone's condition and write pointer (bytes from the start of the zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneState {
+    pub condition: ZoneCondition,
+    pub write_pointer: u64,
+    /// Sequence number of the first frame in the zone (meaningful when not empty).
+    pub first_seq: u64,
+}
+
+impl ZoneState {
+    pub const EMPTY: ZoneState = ZoneState { condition: ZoneCondition::Empty, write_pointer: 0, first_seq: 0 };
+}
+
+/// A device with write pointers: the write-once layer.
+pub struct ZonedDevice {
+    device: Arc<dyn Device>,
+    zones: Mutex<Vec<ZoneState>>,
+    poisoned: Mutex<Option<String>>,
+}
+
+impl ZonedDevice {
+    /// Wrap `device` (already attached) with the zone states read from the superblock.
+    pub fn new(device: Arc<dyn Device>, zones: Vec<ZoneState>) -> Self {
+        assert_eq!(zones.len(), device.geometry().zone_count as usize, "one state per zone");
+        ZonedDevice { device, zones: Mutex::new(zones), poisoned: Mutex::new(None) }
+    }
+
+    pub fn device(&self) -> &Arc<dyn Device> {
+        &self.device
+    }
+
+    pub fn name(&self) -> &str {
+        self.device.name()
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.device.geometry()
+    }
+
+    pub fn zone(&self, zone: u32) -> ZoneState {
+        self.lock()[zone as usize]
+    }
+
+    pub fn zones(&self) -> Vec<ZoneState> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ZoneState>> {
+        self.zones.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why the device is poisoned, if it is.
+    pub fn poisoned(&self) -> Option<String> {
+        self.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn poison(&self, why: String) -> Error {
+        let mut p = self.poisoned.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none() {
+            tracing::error!(device = self.name(), "poisoned: {why}");
+            *p = Some(why.clone());
+        }
+        Error::Poisoned { reason: why }
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match self.poisoned() {
+            Some(reason) => Err(Error::Poisoned { reason }),
+            None => Ok(()),
+        }
+    }
+
+    fn violation(&self, zone: u32, violation: WormViolation) -> Error {
+        tracing::warn!(device = self.name(), zone, %violation, "write-once violation refused");
+        Error::Worm { device: self.name().to_string(), zone, violation }
+    }
+
+    /// Check one append against the zone rules, given the write pointer it would start at.
+    fn check_append(&self, zones: &[ZoneState], zone: u32, offset: u64, len: u64, wp: u64) -> Result<()> {
+        let g = self.geometry();
+        let Some(state) = zones.get(zone as usize) else {
+            return Err(Error::invalid("zone", format!("zone {zone} does not exist on {} ({} zones)", self.name(), g.zone_count)));
+        };
+        if state.condition == ZoneCondition::Sealed {
+            return Err(self.violation(zone, WormViolation::Sealed));
+        }
+        if offset % BLOCK_SIZE as u64 != 0 || len % BLOCK_SIZE as u64 != 0 || len == 0 {
+            return Err(self.violation(zone, WormViolation::Unaligned { offset, len }));
+        }
+        if offset < wp {
+            return Err(self.violation(zone, WormViolation::BelowWritePointer { offset, write_pointer: wp }));
+        }
+        if offset > wp {
+            return Err(self.violation(zone, WormViolation::AboveWritePointer { offset, write_pointer: wp }));
+        }
+        if offset + len > g.zone_size {
+            return Err(self.violation(zone, WormViolation::PastZoneEnd { end: offset + len, zone_size: g.zone_size }));
+        }
+        Ok(())
+    }
+
+    /// Append `data` at `offset` of `zone` and make it durable. All writes are
+    /// checked before any is issued; on an I/O error the device is poisoned.
+    pub fn append_durable(&self, writes: &[ZoneWrite<'_>], first_seq: u64) -> Result<()> {
+        self.check_poison()?;
+        let mut zones = self.lock();
+        let mut wps: Vec<(u32, u64)> = Vec::new();
+        for w in writes {
+            let wp = wps.iter().rev().find(|(z, _)| *z == w.zone).map_or(zones[w.zone as usize].write_pointer, |x| x.1);
+            self.check_append(&zones, w.zone, w.offset, w.data.len() as u64, wp)?;
+            wps.push((w.zone, wp + w.data.len() as u64));
+        }
+        if let Err(e) = self.device.write_durable(writes) {
+            let first = writes.first();
+            return Err(self.poison(format!(
+                "write+flush failed at zone {:?} offset {:?}: {e}",
+                first.map(|w| w.zone),
+                first.map(|w| w.offset)
+            )));
+        }
+        for (zone, wp) in wps {
+            let z = &mut zones[zone as usize];
+            if z.condition == ZoneCondition::Empty {
+                z.first_seq = first_seq;
+            }
+            z.condition = ZoneCondition::Open;
+            debug_assert!(wp > z.write_pointer, "write pointers only move forward");
+            z.write_pointer = wp;
+        }
+        Ok(())
+    }
+
+    /// Append without flushing (the data is durable only after [`ZonedDevice::flush`]).
+    pub fn append(&self, zone: u32, offset: u64, data: &[u8], first_seq: u64) -> Result<()> {
+        self.check_poison()?;
+        let mut zones = self.lock();
+        let wp = zones.get(zone as usize).map_or(0, |z| z.write_pointer);
+        self.check_append(&zones, zone, offset, data.len() as u64, wp)?;
+        if let Err(e) = self.device.write_zone(zone, offset, data) {
+            return Err(self.poison(format!("write failed at zone {zone} offset {offset}: {e}")));
+        }
+        let z = &mut zones[zone as usize];
+        if z.condition == ZoneCondition::Empty {
+            z.first_seq = first_seq;
+        }
+        z.condition = ZoneCondition::Open;
+        z.write_pointer = offset + data.len() as u64;
+        Ok(())
+    }
+
+    /// Make all appends durable. A failure poisons the device: the page cache
+    /// can no longer be trusted, so nothing is retried.
+    pub fn flush(&self) -> Result<()> {
+        self.check_poison()?;
+        self.device.flush().map_err(|e| self.poison(format!("flush failed: {e}")))
+    }
+
+    /// Truncation moves a write pointer back, so it is always refused
+    /// (a write pointer equal to the current one is a no-op).
+    pub fn truncate(&self, zone: u32, to: u64) -> Result<()> {
+        let wp = self.zone(zone).write_pointer;
+        if to == wp {
+            return Ok(());
+        }
+        Err(self.violation(zone, WormViolation::Truncate { to, write_pointer: wp }))
+    }
+
+    /// Seal `zone`: it accepts no more writes, and the medium marks it immutable where it can.
+    pub(crate) fn seal(&self, zone: u32) -> Result<Immutability> {
+        self.check_poison()?;
+        self.lock()[zone as usize].condition = ZoneCondition::Sealed;
+        self.device
+            .seal_zone(zone)
+            .map_err(|e| self.poison(format!("sealing zone {zone} failed: {e}")))
+    }
+
+    /// Set the write pointer found by recovery. Only used while opening, before any append.
+    pub(crate) fn restore(&self, zone: u32, state: ZoneState) {
+        self.lock()[zone as usize] = state;
+    }
+
+    /// Read `buf.len()` bytes at `offset` (block-aligned) of `zone`.
+    pub fn read(&self, zone: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.device
+            .read_zone(zone, offset, buf)
+            .map_err(|e| Error::io(self.name(), "read", Some(zone), Some(offset), e))
+    }
+}
+
+/// All zones of a store, numbered globally across its devices: device 0's
+/// zones first, then device 1's, and so on.
+pub struct ZoneSet {
+    devices: Vec<ZonedDevice>,
+    bases: Vec<u32>,
+    total: u32,
+}
+
+impl ZoneSet {
+    pub fn new(devices: Vec<ZonedDevice>) -> Self {
+        let mut bases = Vec::with_capacity(devices.len());
+        let mut total = 0u32;
+        for d in &devices {
+            bases.push(total);
+            total += d.geometry().zone_count;
+        }
+        ZoneSet { devices, bases, total }
+    }
+
+    pub fn devices(&self) -> &[ZonedDevice] {
+        &self.devices
+    }
+
+    pub fn zone_count(&self) -> u32 {
+        self.total
+    }
+
+    pub fn zone_size(&self) -> u64 {
+        self.devices[0].geometry().zone_size
+    }
+
+    /// The device and device-local zone number of global zone `zone`.
+    pub fn locate(&self, zone: u32) -> (&ZonedDevice, u32) {
+        assert!(zone < self.total, "zone {zone} out of range ({} zones)", self.total);
+        let i = self.bases.partition_point(|&b| b <= zone) - 1;
+        (&self.devices[i], zone - self.bases[i])
+    }
+
+    /// Where a byte of the log lives, for error messages.
+    pub fn location(&self, zone: u32, offset: u64) -> crate::error::Location {
+        let (dev, local) = self.locate(zone);
+        crate::error::Location { device: dev.name().to_string(), zone: local, offset }
+    }
+
+    pub fn state(&self, zone: u32) -> ZoneState {
+        let (dev, local) = self.locate(zone);
+        dev.zone(local)
+    }
+
+    pub fn states(&self) -> Vec<ZoneState> {
+        self.devices.iter().flat_map(|d| d.zones()).collect()
+    }
+
+    /// The order in which empty zones are opened: zone 0 of every device, then
+    /// zone 1 of every device, ... so that consecutive zones alternate devices.
+    pub fn allocation_order(&self) -> Vec<u32> {
+        let max = self.devices.iter().map(|d| d.geometry().zone_count).max().unwrap_or(0);
+        let mut order = Vec::with_capacity(self.total as usize);
+        for local in 0..max {
+            for (i, d) in self.devices.iter().enumerate() {
+                if local < d.geometry().zone_count {
+                    order.push(self.bases[i] + local);
+                }
+            }
+        }
+        order
+    }
+
+    pub fn read(&self, zone: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let (dev, local) = self.locate(zone);
+        dev.read(local, offset, buf)
+    }
+
+    pub fn append_durable(&self, zone: u32, offset: u64, data: &[u8], first_seq: u64) -> Result<()> {
+        let (dev, local) = self.locate(zone);
+        dev.append_durable(&[ZoneWrite { zone: local, offset, data }], first_seq)
+    }
+
+    pub(crate) fn seal(&self, zone: u32) -> Result<Immutability> {
+        let (dev, local) = self.locate(zone);
+        dev.seal(local)
+    }
+
+    pub(crate) fn restore(&self, zone: u32, state: ZoneState) {
+        let (dev, local) = self.locate(zone);
+        dev.restore(local, state)
+    }
+
+    pub fn poisoned(&self) -> Option<String> {
+        self.devices.iter().find_map(|d| d.poisoned())
+    }
+}

@@ -201,13 +201,15 @@ impl ZonedDevice {
         Err(self.violation(zone, WormViolation::Truncate { to, write_pointer: wp }))
     }
 
-    /// Seal `zone`: it accepts no more writes, and the medium marks it immutable where it can.
-    pub(crate) fn seal(&self, zone: u32) -> Result<Immutability> {
-        self.check_poison()?;
+    /// Seal `zone`: from now on it accepts no writes.
+    pub(crate) fn seal(&self, zone: u32) {
         self.lock()[zone as usize].condition = ZoneCondition::Sealed;
-        self.device
-            .seal_zone(zone)
-            .map_err(|e| self.poison(format!("sealing zone {zone} failed: {e}")))
+    }
+
+    /// Ask the medium to make a sealed zone immutable below the store (after the seal is checkpointed).
+    pub(crate) fn make_immutable(&self, zone: u32) -> Result<Immutability> {
+        assert_eq!(self.zone(zone).condition, ZoneCondition::Sealed, "only sealed zones become immutable");
+        self.device.seal_zone(zone).map_err(|e| Error::io(self.name(), "mark zone immutable", Some(zone), None, e))
     }
 
     /// Set the write pointer found by recovery. Only used while opening, before any append.
@@ -301,9 +303,14 @@ impl ZoneSet {
         dev.append_durable(&[ZoneWrite { zone: local, offset, data }], first_seq)
     }
 
-    pub(crate) fn seal(&self, zone: u32) -> Result<Immutability> {
+    pub(crate) fn seal(&self, zone: u32) {
         let (dev, local) = self.locate(zone);
         dev.seal(local)
+    }
+
+    pub(crate) fn make_immutable(&self, zone: u32) -> Result<Immutability> {
+        let (dev, local) = self.locate(zone);
+        dev.make_immutable(local)
     }
 
     pub(crate) fn restore(&self, zone: u32, state: ZoneState) {

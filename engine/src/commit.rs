@@ -1,0 +1,461 @@
+//! Group commit: many producers, one builder, one I/O thread, one indexer.
+//!
+//! ```text
+//! producers ──submit──▶ builder ──batch──▶ writer (I/O thread) ──entries──▶ indexer
+//!   (tags, envelope)     seq, nonce,        append at the write pointer,     redb, then
+//!                        encrypt, CRC,      fdatasync, then acknowledge      raise the
+//!                        hash chain         every producer in the batch      watermark
+//! ```
+//!
+//! The builder packs frames into a block-aligned buffer while the writer is
+//! busy with the previous batch, so batches grow with load: one fdatasync
+//! covers every frame that arrived while the last one ran. A batch is handed
+//! over when the input runs dry (after at most `linger`), or when it reaches
+//! `batch_bytes_max` or `batch_records_max`. Acknowledgements are one-shot
+//! sends that never block, so no producer can hold up another's.
+//!
+//! A failed write or flush poisons the store: every waiting and later
+//! append fails with [`Error::Poisoned`] until the store is reopened and
+//! recovered. Nothing is retried.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use tokio::sync::oneshot;
+
+use crate::buffer::{align_up, AlignedBuf};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::frame::{self, FrameHeader, FrameKind, FLAG_BATCH_START, FRAME_OVERHEAD};
+use crate::index::{Index, IndexEntry};
+use crate::keys::{Keys, TAG_LEN};
+use crate::record::Receipt;
+use crate::superblock::Superblock;
+use crate::zone::{ZoneCondition, ZoneSet, ZoneState};
+
+/// Tuning of the group commit.
+#[derive(Debug, Clone)]
+pub struct CommitOptions {
+    /// Largest batch buffer, in bytes (a single larger frame gets a batch of its own).
+    pub batch_bytes_max: usize,
+    /// Most frames in one batch.
+    pub batch_records_max: usize,
+    /// How long the builder may wait for more frames before handing over a batch while the writer is idle.
+    pub linger: Duration,
+    /// Write a checkpoint after this many bytes of log...
+    pub checkpoint_bytes: u64,
+    /// ...or after this much time, whichever comes first.
+    pub checkpoint_interval: Duration,
+    /// How many submissions may wait for the builder before producers block.
+    pub queue_records_max: usize,
+}
+
+impl Default for CommitOptions {
+    fn default() -> Self {
+        CommitOptions {
+            batch_bytes_max: 4 << 20,
+            batch_records_max: 16_384,
+            linger: Duration::ZERO,
+            checkpoint_bytes: 64 << 20,
+            checkpoint_interval: Duration::from_secs(5),
+            queue_records_max: 65_536,
+        }
+    }
+}
+
+/// Counters, readable at any time.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub records: AtomicU64,
+    pub payload_bytes: AtomicU64,
+    pub log_bytes: AtomicU64,
+    pub batches: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub zones_sealed: AtomicU64,
+}
+
+/// The index watermark: every seq below `next` is in the index.
+#[derive(Debug, Default)]
+pub(crate) struct IndexState {
+    pub next: u64,
+    pub failed: Option<String>,
+}
+
+/// State shared by the store handle and its threads.
+pub(crate) struct Shared {
+    pub store_id: [u8; 16],
+    pub keys: Keys,
+    pub zones: ZoneSet,
+    pub index: Index,
+    pub options: CommitOptions,
+    pub poison: Mutex<Option<String>>,
+    pub stats: CommitStats,
+    /// Every seq below this is durable and acknowledged.
+    pub acked: AtomicU64,
+    pub indexed: Mutex<IndexState>,
+    pub indexed_cv: Condvar,
+}
+
+impl Shared {
+    pub fn poisoned(&self) -> Option<String> {
+        self.poison.lock().unwrap_or_else(|p| p.into_inner()).clone().or_else(|| self.zones.poisoned())
+    }
+
+    pub fn poison(&self, reason: String) {
+        let mut p = self.poison.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none() {
+            tracing::error!("store poisoned: {reason}");
+            *p = Some(reason);
+        }
+    }
+
+    /// Wait until the index covers `seq` (which must be acknowledged).
+    pub fn wait_indexed(&self, seq: u64) -> Result<()> {
+        let mut st = self.indexed.lock().unwrap_or_else(|p| p.into_inner());
+        while st.next <= seq {
+            if let Some(f) = &st.failed {
+                return Err(Error::Index { path: "index".into(), reason: f.clone() });
+            }
+            if seq >= self.acked.load(Ordering::Acquire) {
+                return Err(Error::NotFound { what: format!("seq {seq}") });
+            }
+            st = self.indexed_cv.wait_timeout(st, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        Ok(())
+    }
+}
+
+/// A record ready for the builder: tags computed and envelope built by the producer.
+pub(crate) struct Submission {
+    pub kind: FrameKind,
+    pub timestamp_us: i64,
+    pub retain_until_us: i64,
+    pub record_tag: [u8; TAG_LEN],
+    pub conversation_tag: [u8; TAG_LEN],
+    pub plaintext: Vec<u8>,
+    pub done: oneshot::Sender<Result<Receipt>>,
+}
+
+/// Where the log continues: the next frame's seq, the hash it chains to, and where it goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogHead {
+    pub next_seq: u64,
+    pub prev_hash: [u8; 32],
+    pub zone: u32,
+    pub offset: u64,
+    pub epoch: u32,
+}
+
+struct Batch {
+    zone: u32,
+    start: u64,
+    buf: AlignedBuf,
+    len: usize,
+    entries: Vec<IndexEntry>,
+    waiters: Vec<(oneshot::Sender<Result<Receipt>>, u64)>,
+    /// Seal `zone` after this batch and continue in this zone.
+    seal_then: Option<u32>,
+    next_seq_after: u64,
+    hash_after: [u8; 32],
+    created: Instant,
+}
+
+/// Start the builder, writer and indexer. Returns the submission queue and the threads.
+pub(crate) fn start(shared: Arc<Shared>, head: LogHead, free: VecDeque<u32>, sb: Superblock) -> (Sender<Submission>, Vec<JoinHandle<()>>) {
+    let (sub_tx, sub_rx) = bounded::<Submission>(shared.options.queue_records_max);
+    let (batch_tx, batch_rx) = bounded::<Batch>(1);
+    let (recycle_tx, recycle_rx) = bounded::<AlignedBuf>(4);
+    let (idx_tx, idx_rx) = crossbeam_channel::unbounded::<Vec<IndexEntry>>();
+    let mut threads = Vec::new();
+    let s = shared.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name("stele-builder".into())
+            .spawn(move || builder(s, sub_rx, batch_tx, recycle_rx, head, free))
+            .expect("spawn builder thread"),
+    );
+    let s = shared.clone();
+    let durable = (head.next_seq, head.prev_hash);
+    threads.push(
+        std::thread::Builder::new()
+            .name("stele-io".into())
+            .spawn(move || writer(s, batch_rx, recycle_tx, idx_tx, sb, durable, head.zone))
+            .expect("spawn I/O thread"),
+    );
+    let s = shared;
+    threads.push(
+        std::thread::Builder::new()
+            .name("stele-indexer".into())
+            .spawn(move || indexer(s, idx_rx))
+            .expect("spawn indexer thread"),
+    );
+    (sub_tx, threads)
+}
+
+fn new_batch(recycle: &Receiver<AlignedBuf>, zone: u32, start: u64, min_len: usize, opts: &CommitOptions, head: &LogHead) -> Batch {
+    let want = opts.batch_bytes_max.max(align_up(min_len as u64) as usize);
+    let buf = match recycle.try_recv() {
+        Ok(b) if b.len() >= want => b,
+        _ => AlignedBuf::zeroed(want),
+    };
+    Batch {
+        zone,
+        start,
+        buf,
+        len: 0,
+        entries: Vec::new(),
+        waiters: Vec::new(),
+        seal_then: None,
+        next_seq_after: head.next_seq,
+        hash_after: head.prev_hash,
+        created: Instant::now(),
+    }
+}
+
+fn builder(shared: Arc<Shared>, rx: Receiver<Submission>, tx: Sender<Batch>, recycle: Receiver<AlignedBuf>, mut head: LogHead, mut free: VecDeque<u32>) {
+    let opts = shared.options.clone();
+    let zone_size = shared.zones.zone_size();
+    let mut batch: Option<Batch> = None;
+    let send = |batch: Batch, head: &mut LogHead| {
+        head.offset = batch.start + align_up(batch.len as u64);
+        // The writer only goes away when the store shuts down; then the waiters get an error from the dropped senders.
+        let _ = tx.send(batch);
+    };
+    loop {
+        let sub = match &batch {
+            None => match rx.recv() {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            Some(b) => match rx.try_recv() {
+                Ok(s) => s,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let waited = b.created.elapsed();
+                    let more = if waited < opts.linger { rx.recv_timeout(opts.linger - waited) } else { Err(RecvTimeoutError::Timeout) };
+                    match more {
+                        Ok(s) => s,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                        Err(RecvTimeoutError::Timeout) => {
+                            send(batch.take().expect("batch present"), &mut head);
+                            continue;
+                        }
+                    }
+                }
+            },
+        };
+        if let Some(reason) = shared.poisoned() {
+            let _ = sub.done.send(Err(Error::Poisoned { reason }));
+            continue;
+        }
+        let frame_len = FRAME_OVERHEAD + sub.plaintext.len();
+        // Hand over a full batch.
+        if let Some(b) = &batch {
+            if b.len + frame_len > b.buf.len() || b.entries.len() >= opts.batch_records_max {
+                send(batch.take().expect("batch present"), &mut head);
+            }
+        }
+        // Move to a new zone when the frame does not fit in this one.
+        let start = batch.as_ref().map_or(head.offset, |b| b.start);
+        let used = batch.as_ref().map_or(0, |b| b.len);
+        if start + align_up((used + frame_len) as u64) > zone_size {
+            let Some(next) = free.pop_front() else {
+                let _ = sub.done.send(Err(Error::Full { needed: frame_len as u64 }));
+                continue;
+            };
+            let mut b = batch.take().unwrap_or_else(|| new_batch(&recycle, head.zone, head.offset, 0, &opts, &head));
+            b.seal_then = Some(next);
+            send(b, &mut head);
+            head.zone = next;
+            head.offset = 0;
+        }
+        let b = batch.get_or_insert_with(|| new_batch(&recycle, head.zone, head.offset, frame_len, &opts, &head));
+        let off = b.len;
+        let seq = head.next_seq;
+        let mut header = FrameHeader {
+            kind: sub.kind,
+            flags: if off == 0 { FLAG_BATCH_START } else { 0 },
+            frame_len: 0,
+            key_id: 0,
+            seq,
+            timestamp_us: sub.timestamp_us,
+            retain_until_us: sub.retain_until_us,
+            nonce: frame::nonce(head.epoch, seq),
+            record_tag: sub.record_tag,
+            conversation_tag: sub.conversation_tag,
+            prev_hash: head.prev_hash,
+        };
+        let (crc, hash) = frame::seal(&mut b.buf[off..off + frame_len], &mut header, &sub.plaintext, &shared.keys, &shared.store_id);
+        b.entries.push(IndexEntry {
+            seq,
+            zone: b.zone,
+            offset: b.start + off as u64,
+            frame_len: frame_len as u32,
+            crc,
+            kind: sub.kind,
+            timestamp_us: sub.timestamp_us,
+            record_tag: sub.record_tag,
+            conversation_tag: sub.conversation_tag,
+        });
+        b.waiters.push((sub.done, seq));
+        b.len += frame_len;
+        head.next_seq += 1;
+        head.prev_hash = hash;
+        b.next_seq_after = head.next_seq;
+        b.hash_after = hash;
+    }
+    if let Some(b) = batch.take() {
+        send(b, &mut head);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn writer(
+    shared: Arc<Shared>,
+    rx: Receiver<Batch>,
+    recycle: Sender<AlignedBuf>,
+    idx: Sender<Vec<IndexEntry>>,
+    mut sb: Superblock,
+    mut durable: (u64, [u8; 32]),
+    mut active: u32,
+) {
+    let opts = shared.options.clone();
+    let mut since_checkpoint = 0u64;
+    let mut last_checkpoint = Instant::now();
+    for mut batch in rx {
+        if let Some(reason) = shared.poisoned() {
+            for (done, _) in batch.waiters.drain(..) {
+                let _ = done.send(Err(Error::Poisoned { reason: reason.clone() }));
+            }
+            continue;
+        }
+        if batch.len > 0 {
+            assert_eq!(batch.zone, active, "batches go to the active zone");
+            let wlen = align_up(batch.len as u64) as usize;
+            batch.buf[batch.len..wlen].fill(0);
+            let first_seq = batch.entries[0].seq;
+            assert_eq!(first_seq, durable.0, "batches are contiguous in sequence");
+            if let Err(e) = shared.zones.append_durable(batch.zone, batch.start, &batch.buf[..wlen], first_seq) {
+                let reason = e.to_string();
+                shared.poison(reason.clone());
+                for (done, _) in batch.waiters.drain(..) {
+                    let _ = done.send(Err(Error::Poisoned { reason: reason.clone() }));
+                }
+                continue;
+            }
+            durable = (batch.next_seq_after, batch.hash_after);
+            shared.acked.store(durable.0, Ordering::Release);
+            for (done, seq) in batch.waiters.drain(..) {
+                let _ = done.send(Ok(Receipt { seq }));
+            }
+            let st = &shared.stats;
+            st.records.fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
+            st.payload_bytes.fetch_add((batch.len - batch.entries.len() * FRAME_OVERHEAD) as u64, Ordering::Relaxed);
+            st.log_bytes.fetch_add(wlen as u64, Ordering::Relaxed);
+            st.batches.fetch_add(1, Ordering::Relaxed);
+            since_checkpoint += wlen as u64;
+            let _ = idx.send(std::mem::take(&mut batch.entries));
+        }
+        if let Some(next) = batch.seal_then {
+            let sealed = batch.zone;
+            shared.zones.seal(sealed);
+            shared.zones.restore(next, ZoneState { condition: ZoneCondition::Open, write_pointer: 0, first_seq: durable.0 });
+            active = next;
+            if let Err(e) = checkpoint(&shared, &mut sb, durable, active) {
+                shared.poison(format!("checkpoint after sealing zone {sealed} failed: {e}"));
+            } else {
+                shared.stats.zones_sealed.fetch_add(1, Ordering::Relaxed);
+                match shared.zones.make_immutable(sealed) {
+                    Ok(state) => tracing::info!(zone = sealed, ?state, "zone sealed"),
+                    Err(e) => tracing::warn!(zone = sealed, "zone sealed, but could not be marked immutable: {e}"),
+                }
+            }
+            since_checkpoint = 0;
+            last_checkpoint = Instant::now();
+        } else if since_checkpoint >= opts.checkpoint_bytes || (since_checkpoint > 0 && last_checkpoint.elapsed() >= opts.checkpoint_interval) {
+            if let Err(e) = checkpoint(&shared, &mut sb, durable, active) {
+                shared.poison(format!("checkpoint failed: {e}"));
+            }
+            since_checkpoint = 0;
+            last_checkpoint = Instant::now();
+        }
+        let _ = recycle.try_send(batch.buf);
+    }
+    if since_checkpoint > 0 && shared.poisoned().is_none() {
+        if let Err(e) = checkpoint(&shared, &mut sb, durable, active) {
+            shared.poison(format!("final checkpoint failed: {e}"));
+        }
+    }
+}
+
+/// Record the durable state in a new superblock generation on every device.
+pub(crate) fn checkpoint(shared: &Shared, sb: &mut Superblock, durable: (u64, [u8; 32]), active: u32) -> Result<()> {
+    let states = shared.zones.states();
+    assert_ne!(states[active as usize].condition, ZoneCondition::Sealed, "the active zone is open");
+    sb.generation += 1;
+    sb.next_seq = durable.0;
+    sb.chain_head = durable.1;
+    sb.active_zone = active;
+    sb.zones = states;
+    sb.checkpoint_us = crate::store::now_us();
+    let devices: Vec<&dyn Device> = shared.zones.devices().iter().map(|d| d.device().as_ref()).collect();
+    sb.write_all(&devices)?;
+    shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
+    const PERSIST_EVERY: Duration = Duration::from_secs(1);
+    let mut last_persist = Instant::now();
+    let mut dirty = false;
+    loop {
+        let mut entries = match rx.recv_timeout(PERSIST_EVERY) {
+            Ok(v) => v,
+            Err(RecvTimeoutError::Timeout) => {
+                if dirty {
+                    match shared.index.persist() {
+                        Ok(()) => dirty = false,
+                        Err(e) => tracing::warn!("index persist failed: {e}"),
+                    }
+                    last_persist = Instant::now();
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        while entries.len() < 262_144 {
+            match rx.try_recv() {
+                Ok(more) => entries.extend(more),
+                Err(_) => break,
+            }
+        }
+        let durable = last_persist.elapsed() >= PERSIST_EVERY;
+        let next = entries.last().map(|e| e.seq + 1);
+        let result = shared.index.insert(&entries, durable);
+        let mut st = shared.indexed.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                if let Some(n) = next {
+                    st.next = st.next.max(n);
+                }
+                dirty = !durable;
+                if durable {
+                    last_persist = Instant::now();
+                }
+            }
+            Err(e) => {
+                tracing::error!("index update failed: {e}");
+                st.failed = Some(e.to_string());
+            }
+        }
+        drop(st);
+        shared.indexed_cv.notify_all();
+    }
+    if let Err(e) = shared.index.persist() {
+        tracing::warn!("final index persist failed: {e}");
+    }
+}

@@ -1,0 +1,266 @@
+//! The index: derived from the log, rebuildable from it, kept in redb.
+//!
+//! Tables (all keys big-endian so byte order is numeric order):
+//! * `locations`: seq → zone u32 | offset u64 | frame_len u32 | crc u32 | kind u8 | timestamp_us i64
+//! * `record_tags`: record_tag[16] | seq u64 → ()
+//! * `conversations`: conversation_tag[16] | seq u64 → ()
+//! * `times`: timestamp_us (sign bit flipped) u64 | seq u64 → ()
+//! * `meta`: "next_seq" → the first sequence number not yet indexed
+//!
+//! Only the log is authoritative: on open the index catches up from its
+//! `next_seq`; `reindex` rebuilds it from nothing, and [`Index::digest`]
+//! proves that a rebuild gives the same index.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::frame::FrameKind;
+use crate::keys::TAG_LEN;
+
+const LOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("locations");
+const RECORD_TAGS: TableDefinition<&[u8], ()> = TableDefinition::new("record_tags");
+const CONVERSATIONS: TableDefinition<&[u8], ()> = TableDefinition::new("conversations");
+const TIMES: TableDefinition<&[u8], ()> = TableDefinition::new("times");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_SEQ: &str = "next_seq";
+const LOCATION_LEN: usize = 29;
+
+/// What the index knows about one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub seq: u64,
+    pub zone: u32,
+    pub offset: u64,
+    pub frame_len: u32,
+    pub crc: u32,
+    pub kind: FrameKind,
+    pub timestamp_us: i64,
+    pub record_tag: [u8; TAG_LEN],
+    pub conversation_tag: [u8; TAG_LEN],
+}
+
+/// Where a frame is, and what must be found there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameLocation {
+    pub seq: u64,
+    pub zone: u32,
+    pub offset: u64,
+    pub frame_len: u32,
+    pub crc: u32,
+    pub kind: FrameKind,
+    pub timestamp_us: i64,
+}
+
+fn time_key(ts: i64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&((ts as u64) ^ (1 << 63)).to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn tag_key(tag: &[u8; TAG_LEN], seq: u64) -> [u8; TAG_LEN + 8] {
+    let mut k = [0u8; TAG_LEN + 8];
+    k[..TAG_LEN].copy_from_slice(tag);
+    k[TAG_LEN..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn seq_of(key: &[u8]) -> u64 {
+    u64::from_be_bytes(key[key.len() - 8..].try_into().expect("8-byte seq suffix"))
+}
+
+pub struct Index {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Index {
+    pub fn open(path: &Path) -> Result<Index> {
+        let err = |e: &dyn std::fmt::Display| Error::Index { path: path.display().to_string(), reason: e.to_string() };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        }
+        let db = Database::create(path).map_err(|e| err(&e))?;
+        let index = Index { db, path: path.to_path_buf() };
+        let tx = index.db.begin_write().map_err(|e| err(&e))?;
+        {
+            tx.open_table(LOCATIONS).map_err(|e| err(&e))?;
+            tx.open_table(RECORD_TAGS).map_err(|e| err(&e))?;
+            tx.open_table(CONVERSATIONS).map_err(|e| err(&e))?;
+            tx.open_table(TIMES).map_err(|e| err(&e))?;
+            tx.open_table(META).map_err(|e| err(&e))?;
+        }
+        tx.commit().map_err(|e| err(&e))?;
+        Ok(index)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::Index { path: self.path.display().to_string(), reason: e.to_string() }
+    }
+
+    /// The first sequence number the index does not cover.
+    pub fn next_seq(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(META).map_err(|e| self.err(e))?;
+        Ok(t.get(NEXT_SEQ).map_err(|e| self.err(e))?.map_or(0, |v| v.value()))
+    }
+
+    /// Add `entries` (consecutive, starting at the index's `next_seq`). Durable
+    /// only if `durable`; otherwise a crash may lose it and the log replays it.
+    pub fn insert(&self, entries: &[IndexEntry], durable: bool) -> Result<()> {
+        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.set_durability(if durable { Durability::Immediate } else { Durability::None }).map_err(|e| self.err(e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let mut next = meta.get(NEXT_SEQ).map_err(|e| self.err(e))?.map_or(0, |v| v.value());
+            let mut loc = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+            let mut rec = tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
+            let mut conv = tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+            let mut times = tx.open_table(TIMES).map_err(|e| self.err(e))?;
+            for e in entries {
+                if e.seq < next {
+                    continue; // already indexed (replay after a crash)
+                }
+                assert_eq!(e.seq, next, "index entries arrive in sequence order without gaps");
+                let mut v = [0u8; LOCATION_LEN];
+                v[0..4].copy_from_slice(&e.zone.to_le_bytes());
+                v[4..12].copy_from_slice(&e.offset.to_le_bytes());
+                v[12..16].copy_from_slice(&e.frame_len.to_le_bytes());
+                v[16..20].copy_from_slice(&e.crc.to_le_bytes());
+                v[20] = e.kind as u8;
+                v[21..29].copy_from_slice(&e.timestamp_us.to_le_bytes());
+                loc.insert(e.seq, &v[..]).map_err(|x| self.err(x))?;
+                if e.record_tag != [0; TAG_LEN] {
+                    rec.insert(&tag_key(&e.record_tag, e.seq)[..], ()).map_err(|x| self.err(x))?;
+                }
+                if e.kind.is_record() {
+                    if e.conversation_tag != [0; TAG_LEN] {
+                        conv.insert(&tag_key(&e.conversation_tag, e.seq)[..], ()).map_err(|x| self.err(x))?;
+                    }
+                    times.insert(&time_key(e.timestamp_us, e.seq)[..], ()).map_err(|x| self.err(x))?;
+                }
+                next = e.seq + 1;
+            }
+            meta.insert(NEXT_SEQ, next).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Make every earlier insert durable.
+    pub fn persist(&self) -> Result<()> {
+        self.insert(&[], true)
+    }
+
+    /// Remove everything (before a rebuild).
+    pub fn clear(&self) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.delete_table(LOCATIONS).map_err(|e| self.err(e))?;
+        tx.delete_table(RECORD_TAGS).map_err(|e| self.err(e))?;
+        tx.delete_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+        tx.delete_table(TIMES).map_err(|e| self.err(e))?;
+        tx.delete_table(META).map_err(|e| self.err(e))?;
+        {
+            tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+            tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
+            tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+            tx.open_table(TIMES).map_err(|e| self.err(e))?;
+            tx.open_table(META).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn location(&self, seq: u64) -> Result<Option<FrameLocation>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+        let Some(v) = t.get(seq).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let v = v.value();
+        if v.len() != LOCATION_LEN {
+            return Err(self.err(format!("location of seq {seq} has {} bytes", v.len())));
+        }
+        let kind = FrameKind::from_u8(v[20]).ok_or_else(|| self.err(format!("location of seq {seq} has kind {}", v[20])))?;
+        Ok(Some(FrameLocation {
+            seq,
+            zone: u32::from_le_bytes(v[0..4].try_into().expect("4")),
+            offset: u64::from_le_bytes(v[4..12].try_into().expect("8")),
+            frame_len: u32::from_le_bytes(v[12..16].try_into().expect("4")),
+            crc: u32::from_le_bytes(v[16..20].try_into().expect("4")),
+            kind,
+            timestamp_us: i64::from_le_bytes(v[21..29].try_into().expect("8")),
+        }))
+    }
+
+    fn tag_seqs(&self, table: TableDefinition<&[u8], ()>, tag: &[u8; TAG_LEN], limit: usize) -> Result<Vec<u64>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(table).map_err(|e| self.err(e))?;
+        let lo = tag_key(tag, 0);
+        let hi = tag_key(tag, u64::MAX);
+        let mut out = Vec::new();
+        for item in t.range(&lo[..]..=&hi[..]).map_err(|e| self.err(e))? {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            out.push(seq_of(k.value()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sequence numbers of frames whose record tag is `tag`, oldest first.
+    pub fn by_record_tag(&self, tag: &[u8; TAG_LEN], limit: usize) -> Result<Vec<u64>> {
+        self.tag_seqs(RECORD_TAGS, tag, limit)
+    }
+
+    /// Sequence numbers of records in the conversation with tag `tag`, oldest first.
+    pub fn by_conversation_tag(&self, tag: &[u8; TAG_LEN], limit: usize) -> Result<Vec<u64>> {
+        self.tag_seqs(CONVERSATIONS, tag, limit)
+    }
+
+    /// Sequence numbers of records with `from_us <= timestamp < to_us`, in time order.
+    pub fn by_time(&self, from_us: i64, to_us: i64, limit: usize) -> Result<Vec<u64>> {
+        if to_us <= from_us {
+            return Ok(Vec::new());
+        }
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(TIMES).map_err(|e| self.err(e))?;
+        let lo = time_key(from_us, 0);
+        let hi = time_key(to_us, 0);
+        let mut out = Vec::new();
+        for item in t.range(&lo[..]..&hi[..]).map_err(|e| self.err(e))? {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            out.push(seq_of(k.value()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// SHA-256 over every table's contents in key order: equal digests mean equal indexes.
+    pub fn digest(&self) -> Result<[u8; 32]> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let mut h = Sha256::new();
+        let t = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+        h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
+        for item in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            h.update(k.value().to_be_bytes());
+            h.update(v.value());
+        }
+        for def in [RECORD_TAGS, CONVERSATIONS, TIMES] {
+            let t = tx.open_table(def).map_err(|e| self.err(e))?;
+            h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
+            for item in t.iter().map_err(|e| self.err(e))? {
+                let (k, _) = item.map_err(|e| self.err(e))?;
+                h.update(k.value());
+            }
+        }
+        let m = tx.open_table(META).map_err(|e| self.err(e))?;
+        h.update(m.get(NEXT_SEQ).map_err(|e| self.err(e))?.map_or(0, |v| v.value()).to_le_bytes());
+        Ok(h.finalize().into())
+    }
+}

@@ -1,0 +1,228 @@
+//! Reading the log in order: the one place that decides where frames are.
+//!
+//! Frames are packed back to back inside a batch; every batch starts on a
+//! 4 KiB boundary with a frame flagged `BATCH_START`, and the rest of its last
+//! block is padding (zeros, or the remains of a torn write that recovery cut
+//! off). A frame is accepted only if its CRC matches, its sequence number is
+//! the next one, and its `prev_hash` is the hash of the frame before it. So
+//! the scanner walks: next frame at `pos`; otherwise the batch start at the
+//! next 4 KiB boundary; otherwise the end of this zone's data. Below a zone's
+//! durable write pointer, anything else is damage and is reported with its
+//! device, zone and offset.
+
+use crate::buffer::{align_down, align_up, AlignedBuf, BLOCK_SIZE};
+use crate::error::{Error, Result};
+use crate::frame::{self, FrameHeader, FLAG_BATCH_START, FRAME_LEN_MAX, HEADER_LEN};
+use crate::zone::{ZoneCondition, ZoneSet};
+
+const WINDOW_BYTES: usize = 1 << 20;
+
+/// A frame found by the scanner, checked and chained.
+#[derive(Debug, Clone)]
+pub struct ScannedFrame {
+    pub header: FrameHeader,
+    pub crc: u32,
+    pub hash: [u8; 32],
+    pub zone: u32,
+    pub offset: u64,
+}
+
+/// One stretch of a zone to scan: frames from `start`; `durable_end` is where
+/// data is known to be durable (damage below it is an error); `scan_end`
+/// bounds the search (the write pointer, or the zone end for a tail).
+#[derive(Debug, Clone, Copy)]
+pub struct Stretch {
+    pub zone: u32,
+    pub start: u64,
+    pub durable_end: u64,
+    pub scan_end: u64,
+}
+
+pub struct Scanner<'a> {
+    zones: &'a ZoneSet,
+    stretches: Vec<Stretch>,
+    current: usize,
+    pos: u64,
+    expected_seq: u64,
+    prev_hash: Option<[u8; 32]>,
+    window: AlignedBuf,
+    window_zone: u32,
+    window_start: u64,
+    window_len: usize,
+    /// Where the data of the last stretch ended (set when the scan finishes).
+    pub end: Option<(u32, u64)>,
+}
+
+enum Probe {
+    Valid(ScannedFrame),
+    Invalid(String),
+}
+
+impl<'a> Scanner<'a> {
+    /// Scan `stretches` in order, expecting `expected_seq` first, chained to `prev_hash` (None: trust the first frame's).
+    pub fn new(zones: &'a ZoneSet, stretches: Vec<Stretch>, expected_seq: u64, prev_hash: Option<[u8; 32]>) -> Self {
+        let pos = stretches.first().map_or(0, |s| s.start);
+        Scanner {
+            zones,
+            stretches,
+            current: 0,
+            pos,
+            expected_seq,
+            prev_hash,
+            window: AlignedBuf::zeroed(WINDOW_BYTES),
+            window_zone: u32::MAX,
+            window_start: 0,
+            window_len: 0,
+            end: None,
+        }
+    }
+
+    /// The whole log from its first frame: every non-empty zone in sequence order.
+    pub fn whole_log(zones: &'a ZoneSet) -> Self {
+        let mut states: Vec<(u32, crate::zone::ZoneState)> =
+            zones.states().into_iter().enumerate().map(|(i, s)| (i as u32, s)).filter(|(_, s)| s.condition != ZoneCondition::Empty).collect();
+        states.sort_by_key(|(_, s)| s.first_seq);
+        let first_seq = states.first().map_or(0, |(_, s)| s.first_seq);
+        let stretches = states
+            .iter()
+            .map(|(z, s)| Stretch {
+                zone: *z,
+                start: 0,
+                durable_end: s.write_pointer,
+                scan_end: s.write_pointer,
+            })
+            .collect();
+        Scanner::new(zones, stretches, first_seq, None)
+    }
+
+    pub fn expected_seq(&self) -> u64 {
+        self.expected_seq
+    }
+
+    pub fn prev_hash(&self) -> Option<[u8; 32]> {
+        self.prev_hash
+    }
+
+    fn fill(&mut self, zone: u32, pos: u64, need: usize, scan_end: u64) -> Result<bool> {
+        let in_window = zone == self.window_zone
+            && pos >= self.window_start
+            && pos + need as u64 <= self.window_start + self.window_len as u64;
+        if in_window {
+            return Ok(true);
+        }
+        if pos + need as u64 > scan_end {
+            return Ok(false);
+        }
+        let start = align_down(pos);
+        let want = align_up((pos - start) + need as u64).max(WINDOW_BYTES as u64);
+        let len = want.min(align_up(scan_end) - start) as usize;
+        if self.window.len() < len {
+            self.window = AlignedBuf::zeroed(len);
+        }
+        self.zones.read(zone, start, &mut self.window[..len])?;
+        self.window_zone = zone;
+        self.window_start = start;
+        self.window_len = len;
+        Ok(pos + need as u64 <= start + len as u64)
+    }
+
+    fn bytes(&self, pos: u64, len: usize) -> &[u8] {
+        let o = (pos - self.window_start) as usize;
+        &self.window[o..o + len]
+    }
+
+    /// Look at the frame at `pos` and say whether it continues the chain.
+    fn probe(&mut self, zone: u32, pos: u64, scan_end: u64, need_batch_start: bool) -> Result<Probe> {
+        if !self.fill(zone, pos, HEADER_LEN, scan_end)? {
+            return Ok(Probe::Invalid("no room for a frame header before the end of the zone's data".into()));
+        }
+        let header = match FrameHeader::decode(self.bytes(pos, HEADER_LEN)) {
+            Ok(h) => h,
+            Err(e) => return Ok(Probe::Invalid(e.to_string())),
+        };
+        let len = header.frame_len as usize;
+        if !self.fill(zone, pos, len, scan_end)? {
+            return Ok(Probe::Invalid(format!("frame of {len} bytes runs past the end of the zone's data")));
+        }
+        let bytes = self.bytes(pos, len);
+        let checked = match frame::check(bytes) {
+            Ok(c) => c,
+            Err(e) => return Ok(Probe::Invalid(e.to_string())),
+        };
+        if checked.header.seq != self.expected_seq {
+            return Ok(Probe::Invalid(format!("found seq {} where seq {} belongs", checked.header.seq, self.expected_seq)));
+        }
+        if let Some(prev) = self.prev_hash {
+            if checked.header.prev_hash != prev {
+                return Ok(Probe::Invalid(format!("seq {} does not chain to the previous frame's hash", checked.header.seq)));
+            }
+        }
+        if need_batch_start && checked.header.flags & FLAG_BATCH_START == 0 {
+            return Ok(Probe::Invalid("frame at a block boundary does not start a batch".into()));
+        }
+        let hash = frame::hash(bytes);
+        Ok(Probe::Valid(ScannedFrame { header: checked.header, crc: checked.crc, hash, zone, offset: pos }))
+    }
+
+    /// The next frame of the log, or `None` at its end.
+    pub fn next_frame(&mut self) -> Result<Option<ScannedFrame>> {
+        loop {
+            let Some(st) = self.stretches.get(self.current).copied() else {
+                return Ok(None);
+            };
+            if self.pos < st.scan_end {
+                let found = match self.probe(st.zone, self.pos, st.scan_end, false)? {
+                    Probe::Valid(f) => Some(f),
+                    Probe::Invalid(why) => {
+                        let cand = align_up(self.pos);
+                        let next = if cand != self.pos && cand < st.scan_end {
+                            match self.probe(st.zone, cand, st.scan_end, true)? {
+                                Probe::Valid(f) => Some(f),
+                                Probe::Invalid(_) => None,
+                            }
+                        } else {
+                            None
+                        };
+                        if next.is_none() && align_up(self.pos) < st.durable_end {
+                            return Err(Error::Corrupt { at: self.zones.location(st.zone, self.pos), reason: why });
+                        }
+                        next
+                    }
+                };
+                if let Some(f) = found {
+                    self.pos = f.offset + f.header.frame_len as u64;
+                    self.expected_seq = f.header.seq + 1;
+                    self.prev_hash = Some(f.hash);
+                    return Ok(Some(f));
+                }
+            }
+            // End of this stretch's data.
+            self.end = Some((st.zone, self.pos));
+            self.current += 1;
+            if let Some(next) = self.stretches.get(self.current) {
+                self.pos = next.start;
+            }
+        }
+    }
+
+    /// After the tail of the log ended at `end` in `zone`, look for a later
+    /// batch (up to `window` bytes further) that carries a sequence number at
+    /// or beyond the expected one. Finding one means acknowledged frames
+    /// exist past a damaged one: that is damage, not a torn tail.
+    pub fn later_batch(&mut self, zone: u32, end: u64, window: u64, scan_end: u64) -> Result<Option<(u64, u64)>> {
+        let mut pos = align_up(end);
+        let limit = (pos + window).min(scan_end);
+        while pos < limit {
+            if self.fill(zone, pos, HEADER_LEN, scan_end)? {
+                if let Ok(h) = FrameHeader::decode(self.bytes(pos, HEADER_LEN)) {
+                    let len = h.frame_len as usize;
+                    if h.flags & FLAG_BATCH_START != 0 && h.seq >= self.expected_seq && len <= FRAME_LEN_MAX && self.fill(zone, pos, len, scan_end)? && frame::check(self.bytes(pos, len)).is_ok() {
+                        return Ok(Some((pos, h.seq)));
+                    }
+                }
+            }
+            pos += BLOCK_SIZE as u64;
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,722 @@
+//! [`Store`]: the engine's one entry point. Create or open (with recovery),
+//! append, read by sequence number, record id, conversation or time, store
+//! and stream media blobs, rebuild the index, verify the whole log.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use tokio::sync::oneshot;
+
+use crate::buffer::{align_down, align_up, AlignedBuf};
+use crate::commit::{self, CommitOptions, CommitStats, IndexState, LogHead, Shared, Submission};
+use crate::device::{Device, Geometry, Immutability, IoBackend};
+use crate::error::{Error, Result};
+use crate::frame::{self, FrameKind, FRAME_OVERHEAD};
+use crate::index::{FrameLocation, Index, IndexEntry};
+use crate::keys::{Keys, TagDomain, TAG_LEN};
+use crate::record::{envelope, open_envelope, NewRecord, Receipt, Record};
+use crate::scan::{Scanner, Stretch};
+use crate::superblock::{DeviceEntry, Superblock};
+use crate::zone::{ZoneCondition, ZoneSet, ZoneState, ZonedDevice};
+
+/// Microseconds since the Unix epoch, from the system clock.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// How a store is created and run.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Zone size in bytes (a multiple of 4 KiB); fixed at creation.
+    pub zone_size: u64,
+    /// Where the index lives (a redb file).
+    pub index_path: PathBuf,
+    pub commit: CommitOptions,
+    /// Media blobs are split into chunks of this many bytes.
+    pub chunk_bytes: usize,
+}
+
+impl StoreOptions {
+    pub fn new(index_path: impl Into<PathBuf>) -> Self {
+        StoreOptions { zone_size: 256 << 20, index_path: index_path.into(), commit: CommitOptions::default(), chunk_bytes: 1 << 20 }
+    }
+}
+
+/// What opening a store found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    pub store_id: String,
+    pub io_backend: IoBackend,
+    pub direct_io: bool,
+    pub epoch: u32,
+    /// Frames found after the last checkpoint and kept.
+    pub tail_frames: u64,
+    /// Bytes after the last valid frame that recovery discarded (a torn, never acknowledged tail).
+    pub discarded_tail_bytes: u64,
+    /// Frames the index was behind the log and replayed.
+    pub index_replayed: u64,
+    pub next_seq: u64,
+    pub sealed_zones: u32,
+    pub immutability: Vec<(u32, Immutability)>,
+}
+
+/// A media blob stored in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRef {
+    /// Seq of the blob's manifest frame.
+    pub seq: u64,
+    pub len: u64,
+    pub sha256: [u8; 32],
+    /// Whether identical content was already stored (nothing new was written).
+    pub deduplicated: bool,
+}
+
+/// An append in flight; [`PendingAppend::wait`] blocks until it is durable.
+pub struct PendingAppend(oneshot::Receiver<Result<Receipt>>);
+
+impl PendingAppend {
+    pub fn wait(self) -> Result<Receipt> {
+        self.0.blocking_recv().map_err(|_| Error::Closed)?
+    }
+    /// Await the acknowledgement from async code.
+    pub async fn wait_async(self) -> Result<Receipt> {
+        self.0.await.map_err(|_| Error::Closed)?
+    }
+}
+
+/// Result of checking every frame of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub frames: u64,
+    pub bytes: u64,
+    pub first_seq: u64,
+    pub next_seq: u64,
+    pub chain_head: String,
+}
+
+pub struct Store {
+    shared: Arc<Shared>,
+    input: Mutex<Option<Sender<Submission>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    report: OpenReport,
+    chunk_bytes: usize,
+}
+
+impl Store {
+    /// Create a new store on `devices` (already created with the zone geometry).
+    pub fn create(devices: Vec<Arc<dyn Device>>, keys: Keys, options: StoreOptions) -> Result<Store> {
+        if devices.is_empty() {
+            return Err(Error::invalid("devices", "a store needs at least one device"));
+        }
+        let zone_size = options.zone_size;
+        if zone_size == 0 || zone_size % crate::buffer::BLOCK_SIZE as u64 != 0 || zone_size < 4 * crate::buffer::BLOCK_SIZE as u64 {
+            return Err(Error::invalid("zone size", format!("{zone_size} is not a multiple of 4 KiB of at least 16 KiB")));
+        }
+        for d in &devices {
+            if !Superblock::read_copies(d.as_ref())?.is_empty() {
+                return Err(Error::AlreadyExists { path: d.name().to_string() });
+            }
+            if d.geometry().zone_size != zone_size {
+                return Err(Error::invalid("zone size", format!("device {} has zones of {} bytes, options say {zone_size}", d.name(), d.geometry().zone_size)));
+            }
+        }
+        let total: usize = devices.iter().map(|d| d.geometry().zone_count as usize).sum();
+        if total > Superblock::max_zones(devices.len()) || total == 0 {
+            return Err(Error::invalid("zone count", format!("{total} zones; a store holds 1 to {}", Superblock::max_zones(devices.len()))));
+        }
+        let mut store_id = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut store_id).map_err(|_| Error::invalid("random", "system random generator failed"))?;
+        let mut entries = Vec::new();
+        for d in &devices {
+            let mut id = [0u8; 16];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).map_err(|_| Error::invalid("random", "system random generator failed"))?;
+            entries.push(DeviceEntry { device_id: id, zone_count: d.geometry().zone_count });
+        }
+        let zoned: Vec<ZonedDevice> =
+            devices.iter().map(|d| ZonedDevice::new(d.clone(), vec![ZoneState::EMPTY; d.geometry().zone_count as usize])).collect();
+        let zones = ZoneSet::new(zoned);
+        let first = zones.allocation_order()[0];
+        let mut states = zones.states();
+        states[first as usize] = ZoneState { condition: ZoneCondition::Open, write_pointer: 0, first_seq: 0 };
+        let now = now_us();
+        let mut sb = Superblock {
+            generation: 1,
+            store_id,
+            zone_size,
+            device_index: 0,
+            epoch: 0,
+            key_id: keys.key_id,
+            key_check: keys.key_check(&store_id),
+            next_seq: 0,
+            chain_head: [0; 32],
+            active_zone: first,
+            created_us: now,
+            checkpoint_us: now,
+            devices: entries,
+            zones: states,
+        };
+        let devs: Vec<&dyn Device> = devices.iter().map(|d| d.as_ref()).collect();
+        sb.write_all(&devs)?;
+        if options.index_path.exists() {
+            std::fs::remove_file(&options.index_path).map_err(|e| Error::io(&options.index_path.display().to_string(), "remove stale index", None, None, e))?;
+        }
+        drop(zones);
+        Store::open(devices, keys, options)
+    }
+
+    /// Open a store: pick the newest superblock, check the key, recover the
+    /// log tail, start a new epoch, and bring the index up to date.
+    pub fn open(devices: Vec<Arc<dyn Device>>, keys: Keys, options: StoreOptions) -> Result<Store> {
+        if devices.is_empty() {
+            return Err(Error::invalid("devices", "a store needs at least one device"));
+        }
+        // 1. The newest valid superblock across all devices, and every device's identity.
+        let mut newest: Option<Superblock> = None;
+        let mut per_device = Vec::new();
+        for d in &devices {
+            let copies = Superblock::read_copies(d.as_ref())?;
+            let Some(best) = copies.iter().max_by_key(|s| s.generation).cloned() else {
+                return Err(Error::NotAStore { path: d.name().to_string(), reason: "no valid superblock in either slot".into() });
+            };
+            if newest.as_ref().is_none_or(|n| best.generation > n.generation) {
+                newest = Some(best.clone());
+            }
+            per_device.push(best);
+        }
+        let mut sb = newest.expect("at least one device");
+        for (i, (d, own)) in devices.iter().zip(&per_device).enumerate() {
+            if own.store_id != sb.store_id {
+                return Err(Error::DeviceMismatch { path: d.name().to_string(), reason: format!("it belongs to store {}", hex::encode(own.store_id)) });
+            }
+            if own.device_index as usize != i {
+                return Err(Error::DeviceMismatch { path: d.name().to_string(), reason: format!("it is device {} of the store, listed as device {i}", own.device_index) });
+            }
+        }
+        if sb.devices.len() != devices.len() {
+            return Err(Error::DeviceMismatch {
+                path: devices[0].name().to_string(),
+                reason: format!("the store has {} devices, {} were given", sb.devices.len(), devices.len()),
+            });
+        }
+        // 2. The key, before anything is written.
+        if keys.key_id != sb.key_id || keys.key_check(&sb.store_id) != sb.key_check {
+            return Err(Error::WrongKey { key_path: format!("key id {}", keys.key_id), store_id: hex::encode(sb.store_id) });
+        }
+        // 3. Geometry and truncation.
+        for (d, e) in devices.iter().zip(&sb.devices) {
+            d.attach(Geometry { zone_size: sb.zone_size, zone_count: e.zone_count })?;
+        }
+        let mut zoned = Vec::new();
+        let mut base = 0usize;
+        for (d, e) in devices.iter().zip(&sb.devices) {
+            let states = sb.zones[base..base + e.zone_count as usize].to_vec();
+            for (z, s) in states.iter().enumerate() {
+                if s.write_pointer > 0 {
+                    let extent = d.zone_extent(z as u32).map_err(|e| Error::io(d.name(), "stat zone", Some(z as u32), None, e))?;
+                    if extent < s.write_pointer {
+                        return Err(Error::Truncated { path: format!("{} zone {z}", d.name()), expected: s.write_pointer, found: extent });
+                    }
+                }
+            }
+            zoned.push(ZonedDevice::new(d.clone(), states));
+            base += e.zone_count as usize;
+        }
+        let zones = ZoneSet::new(zoned);
+        let active = sb.active_zone;
+        if active >= zones.zone_count() || zones.state(active).condition == ZoneCondition::Sealed {
+            return Err(Error::NotAStore { path: devices[0].name().to_string(), reason: format!("superblock names zone {active} as active, which is not an open zone") });
+        }
+        // 4. Recover the tail of the active zone after the checkpoint.
+        let cp = zones.state(active);
+        let zone_size = sb.zone_size;
+        let stretch = Stretch { zone: active, start: cp.write_pointer, durable_end: cp.write_pointer, scan_end: zone_size };
+        let chain_start = if sb.next_seq == 0 { None } else { Some(sb.chain_head) };
+        let mut scanner = Scanner::new(&zones, vec![stretch], sb.next_seq, chain_start);
+        let mut tail = Vec::new();
+        while let Some(f) = scanner.next_frame()? {
+            tail.push(f);
+        }
+        let end = scanner.end.map_or(cp.write_pointer, |(_, e)| e);
+        let next_seq = scanner.expected_seq();
+        let chain_head = scanner.prev_hash().unwrap_or(sb.chain_head);
+        let window = options.commit.batch_bytes_max as u64 + crate::frame::FRAME_LEN_MAX as u64;
+        if let Some((off, seq)) = scanner.later_batch(active, end, window, zone_size)? {
+            return Err(Error::Corrupt {
+                at: zones.location(active, end),
+                reason: format!("frames are missing or damaged here, yet a later batch with seq {seq} exists at offset {off}"),
+            });
+        }
+        let new_wp = align_up(end).min(zone_size);
+        let discarded = {
+            // Count the non-zero bytes after the end: what a torn write left behind.
+            let mut n = 0u64;
+            let mut buf = AlignedBuf::zeroed(64 << 10);
+            let mut pos = align_down(end);
+            let stop = (align_up(end) + window).min(zone_size);
+            while pos < stop {
+                let len = (buf.len() as u64).min(stop - pos) as usize;
+                zones.read(active, pos, &mut buf[..len])?;
+                let from = if pos < end { (end - pos) as usize } else { 0 };
+                n += buf[from..len].iter().filter(|&&b| b != 0).count() as u64;
+                pos += len as u64;
+            }
+            n
+        };
+        if new_wp != cp.write_pointer {
+            zones.restore(active, ZoneState { condition: ZoneCondition::Open, write_pointer: new_wp, first_seq: cp.first_seq });
+        }
+        // 5. A new epoch (part of every nonce) made durable before any frame uses it.
+        sb.epoch = sb.epoch.checked_add(1).ok_or_else(|| Error::invalid("epoch", "the store has been opened 2^32 times"))?;
+        let index = Index::open(&options.index_path)?;
+        let shared = Arc::new(Shared {
+            store_id: sb.store_id,
+            keys,
+            zones,
+            index,
+            options: options.commit.clone(),
+            poison: Mutex::new(None),
+            stats: CommitStats::default(),
+            acked: AtomicU64::new(next_seq),
+            indexed: Mutex::new(IndexState::default()),
+            indexed_cv: Condvar::new(),
+        });
+        commit::checkpoint(&shared, &mut sb, (next_seq, chain_head), active)?;
+        // 6. Sealed zones are immutable below the store (idempotent; covers a crash between seal and flag).
+        let mut immutability = Vec::new();
+        let mut sealed = 0;
+        for z in 0..shared.zones.zone_count() {
+            if shared.zones.state(z).condition == ZoneCondition::Sealed {
+                sealed += 1;
+                match shared.zones.make_immutable(z) {
+                    Ok(i) => immutability.push((z, i)),
+                    Err(e) => immutability.push((z, Immutability::Unavailable(e.to_string()))),
+                }
+            }
+        }
+        // 7. The index catches up with the log.
+        let replayed = catch_up_index(&shared, next_seq)?;
+        shared.indexed.lock().unwrap_or_else(|p| p.into_inner()).next = next_seq;
+        // 8. Free zones in allocation order, and the threads.
+        let free: VecDeque<u32> = shared.zones.allocation_order().into_iter().filter(|&z| shared.zones.state(z).condition == ZoneCondition::Empty).collect();
+        let head = LogHead { next_seq, prev_hash: chain_head, zone: active, offset: new_wp, epoch: sb.epoch };
+        let first = devices[0].as_ref();
+        let report = OpenReport {
+            store_id: hex::encode(sb.store_id),
+            io_backend: first.io_backend(),
+            direct_io: first.direct_io(),
+            epoch: sb.epoch,
+            tail_frames: tail.len() as u64,
+            discarded_tail_bytes: discarded,
+            index_replayed: replayed,
+            next_seq,
+            sealed_zones: sealed,
+            immutability,
+        };
+        if discarded > 0 {
+            tracing::warn!(zone = active, offset = end, bytes = discarded, "discarded a torn, unacknowledged tail");
+        }
+        let (tx, threads) = commit::start(shared.clone(), head, free, sb);
+        Ok(Store { shared, input: Mutex::new(Some(tx)), threads: Mutex::new(threads), report, chunk_bytes: options.chunk_bytes.max(4096) })
+    }
+
+    /// What opening found and did.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    pub fn store_id(&self) -> [u8; 16] {
+        self.shared.store_id
+    }
+
+    /// The seq the next record will get; every lower seq is durable.
+    pub fn next_seq(&self) -> u64 {
+        self.shared.acked.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> &CommitStats {
+        &self.shared.stats
+    }
+
+    pub fn zones(&self) -> &ZoneSet {
+        &self.shared.zones
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared.poisoned()
+    }
+
+    fn prepare(&self, rec: &NewRecord) -> Result<(Vec<u8>, [u8; TAG_LEN], [u8; TAG_LEN])> {
+        let plaintext = envelope(&rec.record_id, &rec.conversation_id, &rec.body)?;
+        let frame_len = FRAME_OVERHEAD + plaintext.len();
+        let zone_size = self.shared.zones.zone_size();
+        if frame_len > crate::frame::FRAME_LEN_MAX || frame_len as u64 > zone_size {
+            return Err(Error::invalid(
+                "record body",
+                format!("{} bytes makes a {frame_len}-byte frame; the limit is {} (store large media as a blob)", rec.body.len(), crate::frame::FRAME_LEN_MAX.min(zone_size as usize)),
+            ));
+        }
+        let tag = |d, s: &str| if s.is_empty() { [0; TAG_LEN] } else { self.shared.keys.tag(d, s.as_bytes()) };
+        Ok((plaintext, tag(TagDomain::RecordId, &rec.record_id), tag(TagDomain::Conversation, &rec.conversation_id)))
+    }
+
+    fn submit_raw(&self, kind: FrameKind, timestamp_us: i64, retain_until_us: i64, record_tag: [u8; TAG_LEN], conversation_tag: [u8; TAG_LEN], plaintext: Vec<u8>) -> Result<PendingAppend> {
+        if let Some(reason) = self.shared.poisoned() {
+            return Err(Error::Poisoned { reason });
+        }
+        let (done, rx) = oneshot::channel();
+        let sub = Submission { kind, timestamp_us, retain_until_us, record_tag, conversation_tag, plaintext, done };
+        let input = self.input.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(Error::Closed)?;
+        input.send(sub).map_err(|_| Error::Closed)?;
+        Ok(PendingAppend(rx))
+    }
+
+    /// Queue a record; the returned handle resolves once it is durable.
+    pub fn submit(&self, rec: NewRecord) -> Result<PendingAppend> {
+        if rec.kind == FrameKind::MediaChunk || rec.kind == FrameKind::Media {
+            return Err(Error::invalid("record kind", "media is stored with put_blob"));
+        }
+        let (plaintext, rtag, ctag) = self.prepare(&rec)?;
+        self.submit_raw(rec.kind, rec.timestamp_us, rec.retain_until_us, rtag, ctag, plaintext)
+    }
+
+    /// Append a record and wait until it is durable.
+    pub fn append(&self, rec: NewRecord) -> Result<Receipt> {
+        self.submit(rec)?.wait()
+    }
+
+    /// Read and verify the frame at `loc`: the frame found there must be the
+    /// one the index expects (seq and CRC), pass its CRC and its GCM tag.
+    fn read_frame(&self, loc: &FrameLocation) -> Result<(frame::FrameHeader, Vec<u8>)> {
+        let zones = &self.shared.zones;
+        let at = zones.location(loc.zone, loc.offset);
+        let start = align_down(loc.offset);
+        let end = align_up(loc.offset + loc.frame_len as u64);
+        let mut buf = AlignedBuf::zeroed((end - start) as usize);
+        zones.read(loc.zone, start, &mut buf)?;
+        let bytes = &buf[(loc.offset - start) as usize..(loc.offset - start) as usize + loc.frame_len as usize];
+        let checked = frame::check(bytes).map_err(|e| Error::Corrupt { at: at.clone(), reason: format!("seq {}: {e}", loc.seq) })?;
+        if checked.header.seq != loc.seq || checked.crc != loc.crc || checked.header.frame_len != loc.frame_len {
+            return Err(Error::Corrupt {
+                at,
+                reason: format!("misdirected: expected seq {} (crc {:08x}), found seq {} (crc {:08x})", loc.seq, loc.crc, checked.header.seq, checked.crc),
+            });
+        }
+        let plain = frame::open(bytes, &checked.header, &self.shared.keys, &self.shared.store_id).map_err(|_| Error::Authentication { at, seq: loc.seq })?;
+        Ok((checked.header, plain))
+    }
+
+    fn locate(&self, seq: u64) -> Result<FrameLocation> {
+        self.shared.wait_indexed(seq)?;
+        self.shared.index.location(seq)?.ok_or_else(|| Error::NotFound { what: format!("seq {seq}") })
+    }
+
+    /// The record at `seq`.
+    pub fn get(&self, seq: u64) -> Result<Record> {
+        let loc = self.locate(seq)?;
+        let (header, plain) = self.read_frame(&loc)?;
+        let at = self.shared.zones.location(loc.zone, loc.offset);
+        let (record_id, conversation_id, body) = open_envelope(&plain).map_err(|reason| Error::Corrupt { at: at.clone(), reason })?;
+        Ok(Record {
+            seq,
+            kind: header.kind,
+            timestamp_us: header.timestamp_us,
+            retain_until_us: header.retain_until_us,
+            record_id,
+            conversation_id,
+            body,
+            location: at,
+        })
+    }
+
+    fn records(&self, seqs: Vec<u64>, keep: impl Fn(&Record) -> bool) -> Result<Vec<Record>> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for s in seqs {
+            let r = self.get(s)?;
+            if keep(&r) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn settle_index(&self) -> Result<()> {
+        let acked = self.shared.acked.load(Ordering::Acquire);
+        if acked > 0 {
+            self.shared.wait_indexed(acked - 1)?;
+        }
+        Ok(())
+    }
+
+    /// Records whose record id is `id`, oldest first.
+    pub fn by_record_id(&self, id: &str, limit: usize) -> Result<Vec<Record>> {
+        self.settle_index()?;
+        let seqs = self.shared.index.by_record_tag(&self.shared.keys.tag(TagDomain::RecordId, id.as_bytes()), limit)?;
+        self.records(seqs, |r| r.record_id == id)
+    }
+
+    /// Records of conversation `id`, oldest first.
+    pub fn by_conversation(&self, id: &str, limit: usize) -> Result<Vec<Record>> {
+        self.settle_index()?;
+        let seqs = self.shared.index.by_conversation_tag(&self.shared.keys.tag(TagDomain::Conversation, id.as_bytes()), limit)?;
+        self.records(seqs, |r| r.conversation_id == id)
+    }
+
+    /// Records with `from_us <= timestamp < to_us`, in time order.
+    pub fn by_time(&self, from_us: i64, to_us: i64, limit: usize) -> Result<Vec<Record>> {
+        self.settle_index()?;
+        let seqs = self.shared.index.by_time(from_us, to_us, limit)?;
+        self.records(seqs, |_| true)
+    }
+
+    /// Rebuild the index from the log. Returns the number of frames indexed.
+    pub fn reindex(&self) -> Result<u64> {
+        self.settle_index()?;
+        self.shared.index.clear()?;
+        let n = catch_up_index(&self.shared, self.shared.acked.load(Ordering::Acquire))?;
+        Ok(n)
+    }
+
+    /// SHA-256 digest of the whole index (equal digests: equal indexes).
+    pub fn index_digest(&self) -> Result<[u8; 32]> {
+        self.settle_index()?;
+        self.shared.index.digest()
+    }
+
+    /// Check every frame of the log: framing, CRC, sequence, hash chain and GCM tag.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut scanner = Scanner::whole_log(&self.shared.zones);
+        let mut report = VerifyReport { first_seq: scanner.expected_seq(), ..Default::default() };
+        let acked = self.shared.acked.load(Ordering::Acquire);
+        while let Some(f) = scanner.next_frame()? {
+            if f.header.seq >= acked {
+                break;
+            }
+            let loc = FrameLocation { seq: f.header.seq, zone: f.zone, offset: f.offset, frame_len: f.header.frame_len, crc: f.crc, kind: f.header.kind, timestamp_us: f.header.timestamp_us };
+            self.read_frame(&loc)?;
+            report.frames += 1;
+            report.bytes += f.header.frame_len as u64;
+            report.chain_head = hex::encode(f.hash);
+        }
+        report.next_seq = scanner.expected_seq().min(acked);
+        if report.next_seq != acked {
+            return Err(Error::ChainBroken {
+                seq: report.next_seq,
+                at: self.shared.zones.location(0, 0),
+                reason: format!("the log ends at seq {} but {acked} records were acknowledged", report.next_seq),
+            });
+        }
+        Ok(report)
+    }
+
+    /// Stream `reader` into the store as a media blob; identical content is stored once.
+    pub fn put_blob(&self, mut reader: impl std::io::Read, conversation_id: &str, timestamp_us: i64) -> Result<BlobRef> {
+        use sha2::{Digest, Sha256};
+        let keys = &self.shared.keys;
+        let mut content = Sha256::new();
+        let mut chunks: Vec<u64> = Vec::new();
+        let mut pending: VecDeque<(usize, PendingAppend)> = VecDeque::new();
+        let mut local: std::collections::HashMap<[u8; TAG_LEN], usize> = std::collections::HashMap::new();
+        let mut total = 0u64;
+        let mut new_chunks = 0u64;
+        const IN_FLIGHT_MAX: usize = 8;
+        loop {
+            let mut chunk = vec![0u8; self.chunk_bytes];
+            let mut n = 0;
+            while n < chunk.len() {
+                let r = reader.read(&mut chunk[n..]).map_err(|e| Error::invalid("blob source", e.to_string()))?;
+                if r == 0 {
+                    break;
+                }
+                n += r;
+            }
+            if n == 0 {
+                break;
+            }
+            chunk.truncate(n);
+            total += n as u64;
+            content.update(&chunk);
+            let digest: [u8; 32] = Sha256::digest(&chunk).into();
+            let tag = keys.tag(TagDomain::MediaChunk, &digest);
+            if let Some(&i) = local.get(&tag) {
+                chunks.push(u64::MAX - i as u64); // resolved below
+                continue;
+            }
+            self.settle_index()?;
+            if let Some(seq) = self.shared.index.by_record_tag(&tag, 1)?.first() {
+                chunks.push(*seq);
+                continue;
+            }
+            let plaintext = envelope("", "", &chunk)?;
+            let p = self.submit_raw(FrameKind::MediaChunk, timestamp_us, 0, tag, [0; TAG_LEN], plaintext)?;
+            local.insert(tag, chunks.len());
+            pending.push_back((chunks.len(), p));
+            chunks.push(0);
+            new_chunks += 1;
+            while pending.len() >= IN_FLIGHT_MAX {
+                let (i, p) = pending.pop_front().expect("non-empty");
+                chunks[i] = p.wait()?.seq;
+            }
+        }
+        for (i, p) in pending {
+            chunks[i] = p.wait()?.seq;
+        }
+        for i in 0..chunks.len() {
+            if chunks[i] > u64::MAX - (chunks.len() as u64) {
+                chunks[i] = chunks[(u64::MAX - chunks[i]) as usize];
+            }
+        }
+        let sha256: [u8; 32] = content.finalize().into();
+        let blob_tag = keys.tag(TagDomain::Media, &sha256);
+        self.settle_index()?;
+        if new_chunks == 0 {
+            if let Some(seq) = self.shared.index.by_record_tag(&blob_tag, 1)?.first() {
+                return Ok(BlobRef { seq: *seq, len: total, sha256, deduplicated: true });
+            }
+        }
+        let mut manifest = Vec::with_capacity(53 + chunks.len() * 8);
+        manifest.push(1u8);
+        manifest.extend_from_slice(&total.to_le_bytes());
+        manifest.extend_from_slice(&sha256);
+        manifest.extend_from_slice(&(self.chunk_bytes as u32).to_le_bytes());
+        manifest.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+        for c in &chunks {
+            manifest.extend_from_slice(&c.to_le_bytes());
+        }
+        let ctag = if conversation_id.is_empty() { [0; TAG_LEN] } else { keys.tag(TagDomain::Conversation, conversation_id.as_bytes()) };
+        let plaintext = envelope(&hex::encode(sha256), conversation_id, &manifest)?;
+        let seq = self.submit_raw(FrameKind::Media, timestamp_us, 0, blob_tag, ctag, plaintext)?.wait()?.seq;
+        Ok(BlobRef { seq, len: total, sha256, deduplicated: false })
+    }
+
+    /// Find a stored blob by the SHA-256 of its content.
+    pub fn find_blob(&self, sha256: &[u8; 32]) -> Result<Option<u64>> {
+        self.settle_index()?;
+        Ok(self.shared.index.by_record_tag(&self.shared.keys.tag(TagDomain::Media, sha256), 1)?.first().copied())
+    }
+
+    /// Stream the blob whose manifest is at `seq` into `out`, verifying every chunk and the content hash.
+    pub fn read_blob(&self, seq: u64, mut out: impl std::io::Write) -> Result<u64> {
+        use sha2::{Digest, Sha256};
+        let manifest = self.get(seq)?;
+        if manifest.kind != FrameKind::Media {
+            return Err(Error::invalid("blob", format!("seq {seq} is a {:?} record, not a media blob", manifest.kind)));
+        }
+        let m = &manifest.body;
+        let bad = |why: &str| Error::Corrupt { at: manifest.location.clone(), reason: format!("blob manifest: {why}") };
+        if m.len() < 49 || m[0] != 1 {
+            return Err(bad("unknown version or truncated"));
+        }
+        let total = u64::from_le_bytes(m[1..9].try_into().expect("8"));
+        let want: [u8; 32] = m[9..41].try_into().expect("32");
+        let count = u32::from_le_bytes(m[45..49].try_into().expect("4")) as usize;
+        if m.len() != 49 + count * 8 {
+            return Err(bad("chunk list length"));
+        }
+        let mut h = Sha256::new();
+        let mut written = 0u64;
+        for i in 0..count {
+            let cseq = u64::from_le_bytes(m[49 + i * 8..57 + i * 8].try_into().expect("8"));
+            let chunk = self.get(cseq)?;
+            if chunk.kind != FrameKind::MediaChunk {
+                return Err(bad(&format!("chunk {i} points at seq {cseq}, a {:?} record", chunk.kind)));
+            }
+            h.update(&chunk.body);
+            out.write_all(&chunk.body).map_err(|e| Error::invalid("blob destination", e.to_string()))?;
+            written += chunk.body.len() as u64;
+        }
+        let got: [u8; 32] = h.finalize().into();
+        if got != want || written != total {
+            return Err(bad(&format!("content SHA-256 {} / {written} bytes does not match the manifest's {} / {total} bytes", hex::encode(got), hex::encode(want))));
+        }
+        Ok(written)
+    }
+
+    /// Stop accepting appends, finish every queued one, checkpoint and stop the threads.
+    pub fn close(self) -> Result<()> {
+        self.shutdown();
+        match self.shared.poisoned() {
+            Some(reason) => Err(Error::Poisoned { reason }),
+            None => Ok(()),
+        }
+    }
+
+    fn shutdown(&self) {
+        self.input.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for t in self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Index every frame from the index's `next_seq` up to `next_seq` of the log. Returns how many.
+fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
+    let mut have = shared.index.next_seq()?;
+    if have > log_next {
+        tracing::warn!(index = have, log = log_next, "index is ahead of the log; rebuilding it");
+        shared.index.clear()?;
+        have = 0;
+    }
+    if have == log_next {
+        return Ok(0);
+    }
+    let mut scanner = if have == 0 {
+        Scanner::whole_log(&shared.zones)
+    } else {
+        let prev = shared.index.location(have - 1)?.ok_or_else(|| Error::Index { path: "index".into(), reason: format!("seq {} missing", have - 1) })?;
+        let st = shared.zones.state(prev.zone);
+        let mut stretches = vec![Stretch { zone: prev.zone, start: prev.offset, durable_end: st.write_pointer, scan_end: st.write_pointer }];
+        let mut later: Vec<(u32, ZoneState)> = shared
+            .zones
+            .states()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (i as u32, s))
+            .filter(|(z, s)| s.condition != ZoneCondition::Empty && s.first_seq > st.first_seq && *z != prev.zone)
+            .collect();
+        later.sort_by_key(|(_, s)| s.first_seq);
+        stretches.extend(later.into_iter().map(|(z, s)| Stretch { zone: z, start: 0, durable_end: s.write_pointer, scan_end: s.write_pointer }));
+        let mut sc = Scanner::new(&shared.zones, stretches, have - 1, None);
+        sc.next_frame()?; // the frame the index already has
+        sc
+    };
+    let mut batch = Vec::with_capacity(4096);
+    let mut n = 0u64;
+    while let Some(f) = scanner.next_frame()? {
+        if f.header.seq >= log_next {
+            break;
+        }
+        batch.push(IndexEntry {
+            seq: f.header.seq,
+            zone: f.zone,
+            offset: f.offset,
+            frame_len: f.header.frame_len,
+            crc: f.crc,
+            kind: f.header.kind,
+            timestamp_us: f.header.timestamp_us,
+            record_tag: f.header.record_tag,
+            conversation_tag: f.header.conversation_tag,
+        });
+        n += 1;
+        if batch.len() == 4096 {
+            shared.index.insert(&batch, false)?;
+            batch.clear();
+        }
+    }
+    shared.index.insert(&batch, true)?;
+    let now = shared.index.next_seq()?;
+    if now != log_next {
+        return Err(Error::Index { path: "index".into(), reason: format!("after replay the index ends at seq {now}, the log at {log_next}") });
+    }
+    Ok(n)
+}

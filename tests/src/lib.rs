@@ -1,1 +1,59 @@
-//! Shared helpers for Stele integration tests live in the test files themselves.
+//! Helpers shared by the integration tests: stores on simulated and real devices.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stele_engine::device::{Device, FaultConfig, FaultDevice, Geometry, ZoneDirDevice};
+use stele_engine::{Keys, Store, StoreOptions};
+
+pub const TEST_KEY: [u8; 32] = [0x42; 32];
+
+pub fn keys() -> Keys {
+    Keys::from_master(1, &TEST_KEY)
+}
+
+/// Options for small test stores: 64 KiB zones, small batches and chunks, frequent checkpoints.
+pub fn small_options(index: &Path) -> StoreOptions {
+    let mut o = StoreOptions::new(index);
+    o.zone_size = 64 << 10;
+    o.chunk_bytes = 8 << 10;
+    o.commit.batch_bytes_max = 16 << 10;
+    o.commit.checkpoint_bytes = 32 << 10;
+    o.commit.checkpoint_interval = Duration::from_millis(50);
+    o
+}
+
+/// A fault-injecting device attached with `zones` zones of the options' size.
+pub fn fault_device(name: &str, config: FaultConfig, zone_size: u64, zones: u32) -> Arc<FaultDevice> {
+    let d = Arc::new(FaultDevice::new(name, config));
+    d.attach(Geometry { zone_size, zone_count: zones }).expect("attach");
+    d
+}
+
+pub fn as_devices(d: &Arc<FaultDevice>) -> Vec<Arc<dyn Device>> {
+    vec![d.clone() as Arc<dyn Device>]
+}
+
+/// A new store in `dir` on a zone-directory device.
+pub fn dir_store(dir: &Path, zones: u32) -> Store {
+    let opts = small_options(&dir.join("index.redb"));
+    let dev = ZoneDirDevice::create(&dir.join("data"), Geometry { zone_size: opts.zone_size, zone_count: zones }).expect("create device");
+    Store::create(vec![Arc::new(dev)], keys(), opts).expect("create store")
+}
+
+pub fn reopen_dir_store(dir: &Path) -> stele_engine::Result<Store> {
+    let opts = small_options(&dir.join("index.redb"));
+    let dev = ZoneDirDevice::open(&dir.join("data"))?;
+    Store::open(vec![Arc::new(dev)], keys(), opts)
+}
+
+/// Deterministic message body for record `i`.
+pub fn body(i: u64, len: usize) -> Vec<u8> {
+    let mut b = format!("message {i} ").into_bytes();
+    while b.len() < len {
+        b.push(b'a' + (b.len() as u64 * 7 + i) as u8 % 26);
+    }
+    b.truncate(len.max(1));
+    b
+}

@@ -102,7 +102,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn poisoned(&self) -> Option<String> {
-        self.poison.lock().unwrap_or_else(|p| p.into_inner()).clone().or_else(|| self.zones.poisoned())
+        self.poison
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .or_else(|| self.zones.poisoned())
     }
 
     pub fn poison(&self, reason: String) {
@@ -118,12 +122,21 @@ impl Shared {
         let mut st = self.indexed.lock().unwrap_or_else(|p| p.into_inner());
         while st.next <= seq {
             if let Some(f) = &st.failed {
-                return Err(Error::Index { path: "index".into(), reason: f.clone() });
+                return Err(Error::Index {
+                    path: "index".into(),
+                    reason: f.clone(),
+                });
             }
             if seq >= self.acked.load(Ordering::Acquire) {
-                return Err(Error::NotFound { what: format!("seq {seq}") });
+                return Err(Error::NotFound {
+                    what: format!("seq {seq}"),
+                });
             }
-            st = self.indexed_cv.wait_timeout(st, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+            st = self
+                .indexed_cv
+                .wait_timeout(st, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         Ok(())
     }
@@ -165,7 +178,12 @@ struct Batch {
 }
 
 /// Start the builder, writer and indexer. Returns the submission queue and the threads.
-pub(crate) fn start(shared: Arc<Shared>, head: LogHead, free: VecDeque<u32>, sb: Superblock) -> (Sender<Submission>, Vec<JoinHandle<()>>) {
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    head: LogHead,
+    free: VecDeque<u32>,
+    sb: Superblock,
+) -> (Sender<Submission>, Vec<JoinHandle<()>>) {
     let (sub_tx, sub_rx) = bounded::<Submission>(shared.options.queue_records_max);
     let (batch_tx, batch_rx) = bounded::<Batch>(1);
     let (recycle_tx, recycle_rx) = bounded::<AlignedBuf>(4);
@@ -196,7 +214,14 @@ pub(crate) fn start(shared: Arc<Shared>, head: LogHead, free: VecDeque<u32>, sb:
     (sub_tx, threads)
 }
 
-fn new_batch(recycle: &Receiver<AlignedBuf>, zone: u32, start: u64, min_len: usize, opts: &CommitOptions, head: &LogHead) -> Batch {
+fn new_batch(
+    recycle: &Receiver<AlignedBuf>,
+    zone: u32,
+    start: u64,
+    min_len: usize,
+    opts: &CommitOptions,
+    head: &LogHead,
+) -> Batch {
     let want = opts.batch_bytes_max.max(align_up(min_len as u64) as usize);
     let buf = match recycle.try_recv() {
         Ok(b) if b.len() >= want => b,
@@ -216,7 +241,14 @@ fn new_batch(recycle: &Receiver<AlignedBuf>, zone: u32, start: u64, min_len: usi
     }
 }
 
-fn builder(shared: Arc<Shared>, rx: Receiver<Submission>, tx: Sender<Batch>, recycle: Receiver<AlignedBuf>, mut head: LogHead, mut free: VecDeque<u32>) {
+fn builder(
+    shared: Arc<Shared>,
+    rx: Receiver<Submission>,
+    tx: Sender<Batch>,
+    recycle: Receiver<AlignedBuf>,
+    mut head: LogHead,
+    mut free: VecDeque<u32>,
+) {
     let opts = shared.options.clone();
     let zone_size = shared.zones.zone_size();
     let mut batch: Option<Batch> = None;
@@ -236,7 +268,11 @@ fn builder(shared: Arc<Shared>, rx: Receiver<Submission>, tx: Sender<Batch>, rec
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     let waited = b.created.elapsed();
-                    let more = if waited < opts.linger { rx.recv_timeout(opts.linger - waited) } else { Err(RecvTimeoutError::Timeout) };
+                    let more = if waited < opts.linger {
+                        rx.recv_timeout(opts.linger - waited)
+                    } else {
+                        Err(RecvTimeoutError::Timeout)
+                    };
                     match more {
                         Ok(s) => s,
                         Err(RecvTimeoutError::Disconnected) => break,
@@ -264,16 +300,22 @@ fn builder(shared: Arc<Shared>, rx: Receiver<Submission>, tx: Sender<Batch>, rec
         let used = batch.as_ref().map_or(0, |b| b.len);
         if start + align_up((used + frame_len) as u64) > zone_size {
             let Some(next) = free.pop_front() else {
-                let _ = sub.done.send(Err(Error::Full { needed: frame_len as u64 }));
+                let _ = sub.done.send(Err(Error::Full {
+                    needed: frame_len as u64,
+                }));
                 continue;
             };
-            let mut b = batch.take().unwrap_or_else(|| new_batch(&recycle, head.zone, head.offset, 0, &opts, &head));
+            let mut b = batch
+                .take()
+                .unwrap_or_else(|| new_batch(&recycle, head.zone, head.offset, 0, &opts, &head));
             b.seal_then = Some(next);
             send(b, &mut head);
             head.zone = next;
             head.offset = 0;
         }
-        let b = batch.get_or_insert_with(|| new_batch(&recycle, head.zone, head.offset, frame_len, &opts, &head));
+        let b = batch.get_or_insert_with(|| {
+            new_batch(&recycle, head.zone, head.offset, frame_len, &opts, &head)
+        });
         let off = b.len;
         let seq = head.next_seq;
         let mut header = FrameHeader {
@@ -289,7 +331,13 @@ fn builder(shared: Arc<Shared>, rx: Receiver<Submission>, tx: Sender<Batch>, rec
             conversation_tag: sub.conversation_tag,
             prev_hash: head.prev_hash,
         };
-        let (crc, hash) = frame::seal(&mut b.buf[off..off + frame_len], &mut header, &sub.plaintext, &shared.keys, &shared.store_id);
+        let (crc, hash) = frame::seal(
+            &mut b.buf[off..off + frame_len],
+            &mut header,
+            &sub.plaintext,
+            &shared.keys,
+            &shared.store_id,
+        );
         b.entries.push(IndexEntry {
             seq,
             zone: b.zone,
@@ -329,7 +377,9 @@ fn writer(
     for mut batch in rx {
         if let Some(reason) = shared.poisoned() {
             for (done, _) in batch.waiters.drain(..) {
-                let _ = done.send(Err(Error::Poisoned { reason: reason.clone() }));
+                let _ = done.send(Err(Error::Poisoned {
+                    reason: reason.clone(),
+                }));
             }
             continue;
         }
@@ -339,11 +389,17 @@ fn writer(
             batch.buf[batch.len..wlen].fill(0);
             let first_seq = batch.entries[0].seq;
             assert_eq!(first_seq, durable.0, "batches are contiguous in sequence");
-            if let Err(e) = shared.zones.append_durable(batch.zone, batch.start, &batch.buf[..wlen], first_seq) {
+            if let Err(e) =
+                shared
+                    .zones
+                    .append_durable(batch.zone, batch.start, &batch.buf[..wlen], first_seq)
+            {
                 let reason = e.to_string();
                 shared.poison(reason.clone());
                 for (done, _) in batch.waiters.drain(..) {
-                    let _ = done.send(Err(Error::Poisoned { reason: reason.clone() }));
+                    let _ = done.send(Err(Error::Poisoned {
+                        reason: reason.clone(),
+                    }));
                 }
                 continue;
             }
@@ -353,8 +409,12 @@ fn writer(
                 let _ = done.send(Ok(Receipt { seq }));
             }
             let st = &shared.stats;
-            st.records.fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
-            st.payload_bytes.fetch_add((batch.len - batch.entries.len() * FRAME_OVERHEAD) as u64, Ordering::Relaxed);
+            st.records
+                .fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
+            st.payload_bytes.fetch_add(
+                (batch.len - batch.entries.len() * FRAME_OVERHEAD) as u64,
+                Ordering::Relaxed,
+            );
             st.log_bytes.fetch_add(wlen as u64, Ordering::Relaxed);
             st.batches.fetch_add(1, Ordering::Relaxed);
             since_checkpoint += wlen as u64;
@@ -363,20 +423,34 @@ fn writer(
         if let Some(next) = batch.seal_then {
             let sealed = batch.zone;
             shared.zones.seal(sealed);
-            shared.zones.restore(next, ZoneState { condition: ZoneCondition::Open, write_pointer: 0, first_seq: durable.0 });
+            shared.zones.restore(
+                next,
+                ZoneState {
+                    condition: ZoneCondition::Open,
+                    write_pointer: 0,
+                    first_seq: durable.0,
+                },
+            );
             active = next;
             if let Err(e) = checkpoint(&shared, &mut sb, durable, active) {
-                shared.poison(format!("checkpoint after sealing zone {sealed} failed: {e}"));
+                shared.poison(format!(
+                    "checkpoint after sealing zone {sealed} failed: {e}"
+                ));
             } else {
                 shared.stats.zones_sealed.fetch_add(1, Ordering::Relaxed);
                 match shared.zones.make_immutable(sealed) {
                     Ok(state) => tracing::info!(zone = sealed, ?state, "zone sealed"),
-                    Err(e) => tracing::warn!(zone = sealed, "zone sealed, but could not be marked immutable: {e}"),
+                    Err(e) => tracing::warn!(
+                        zone = sealed,
+                        "zone sealed, but could not be marked immutable: {e}"
+                    ),
                 }
             }
             since_checkpoint = 0;
             last_checkpoint = Instant::now();
-        } else if since_checkpoint >= opts.checkpoint_bytes || (since_checkpoint > 0 && last_checkpoint.elapsed() >= opts.checkpoint_interval) {
+        } else if since_checkpoint >= opts.checkpoint_bytes
+            || (since_checkpoint > 0 && last_checkpoint.elapsed() >= opts.checkpoint_interval)
+        {
             if let Err(e) = checkpoint(&shared, &mut sb, durable, active) {
                 shared.poison(format!("checkpoint failed: {e}"));
             }
@@ -393,16 +467,30 @@ fn writer(
 }
 
 /// Record the durable state in a new superblock generation on every device.
-pub(crate) fn checkpoint(shared: &Shared, sb: &mut Superblock, durable: (u64, [u8; 32]), active: u32) -> Result<()> {
+pub(crate) fn checkpoint(
+    shared: &Shared,
+    sb: &mut Superblock,
+    durable: (u64, [u8; 32]),
+    active: u32,
+) -> Result<()> {
     let states = shared.zones.states();
-    assert_ne!(states[active as usize].condition, ZoneCondition::Sealed, "the active zone is open");
+    assert_ne!(
+        states[active as usize].condition,
+        ZoneCondition::Sealed,
+        "the active zone is open"
+    );
     sb.generation += 1;
     sb.next_seq = durable.0;
     sb.chain_head = durable.1;
     sb.active_zone = active;
     sb.zones = states;
     sb.checkpoint_us = crate::store::now_us();
-    let devices: Vec<&dyn Device> = shared.zones.devices().iter().map(|d| d.device().as_ref()).collect();
+    let devices: Vec<&dyn Device> = shared
+        .zones
+        .devices()
+        .iter()
+        .map(|d| d.device().as_ref())
+        .collect();
     sb.write_all(&devices)?;
     shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
     Ok(())

@@ -14,7 +14,11 @@ pub struct Location {
 
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "device {} zone {} offset {}", self.device, self.zone, self.offset)
+        write!(
+            f,
+            "device {} zone {} offset {}",
+            self.device, self.zone, self.offset
+        )
     }
 }
 
@@ -89,11 +93,21 @@ pub enum Error {
     #[error("{path}: not a Stele store ({reason})")]
     NotAStore { path: String, reason: String },
 
-    #[error("{path}: store format version {found} is newer than this build supports ({supported})")]
-    NewerFormat { path: String, found: u32, supported: u32 },
+    #[error(
+        "{path}: store format version {found} is newer than this build supports ({supported})"
+    )]
+    NewerFormat {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
 
     #[error("{path}: device is truncated: expected at least {expected} bytes, found {found}")]
-    Truncated { path: String, expected: u64, found: u64 },
+    Truncated {
+        path: String,
+        expected: u64,
+        found: u64,
+    },
 
     #[error("the key in {key_path} does not open this store (store {store_id})")]
     WrongKey { key_path: String, store_id: String },
@@ -123,7 +137,11 @@ pub enum Error {
     AlreadyExists { path: String },
 
     #[error("hash chain broken at seq {seq} ({at}): {reason}")]
-    ChainBroken { seq: u64, at: Location, reason: String },
+    ChainBroken {
+        seq: u64,
+        at: Location,
+        reason: String,
+    },
 
     #[error("index error in {path}: {reason}")]
     Index { path: String, reason: String },
@@ -132,11 +150,26 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(device: &str, op: &'static str, zone: Option<u32>, offset: Option<u64>, source: io::Error) -> Self {
-        Error::Io { device: device.to_string(), op, zone, offset, source }
+    pub(crate) fn io(
+        device: &str,
+        op: &'static str,
+        zone: Option<u32>,
+        offset: Option<u64>,
+        source: io::Error,
+    ) -> Self {
+        Error::Io {
+            device: device.to_string(),
+            op,
+            zone,
+            offset,
+            source,
+        }
     }
 
     pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidInput { what: what.into(), reason: reason.into() }
+        Error::InvalidInput {
+            what: what.into(),
+            reason: reason.into(),
+        }
     }
 }

@@ -102,13 +102,18 @@ pub enum FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrameError::Short { have, need } => write!(f, "truncated frame: {have} of {need} bytes"),
+            FrameError::Short { have, need } => {
+                write!(f, "truncated frame: {have} of {need} bytes")
+            }
             FrameError::BadMagic => write!(f, "no frame magic"),
             FrameError::UnsupportedVersion(v) => write!(f, "unsupported frame version {v}"),
             FrameError::BadKind(k) => write!(f, "unknown frame kind {k}"),
             FrameError::BadLength(l) => write!(f, "impossible frame length {l}"),
             FrameError::BadChecksum { stored, computed } => {
-                write!(f, "CRC32C mismatch (stored {stored:08x}, computed {computed:08x})")
+                write!(
+                    f,
+                    "CRC32C mismatch (stored {stored:08x}, computed {computed:08x})"
+                )
             }
             FrameError::NonZeroReserved => write!(f, "reserved header bytes are not zero"),
         }
@@ -145,7 +150,10 @@ impl FrameHeader {
     /// Parse the header at the start of `b` without checking the CRC.
     pub fn decode(b: &[u8]) -> Result<FrameHeader, FrameError> {
         if b.len() < HEADER_LEN {
-            return Err(FrameError::Short { have: b.len(), need: HEADER_LEN });
+            return Err(FrameError::Short {
+                have: b.len(),
+                need: HEADER_LEN,
+            });
         }
         if b[0..4] != FRAME_MAGIC {
             return Err(FrameError::BadMagic);
@@ -189,14 +197,20 @@ pub fn check(b: &[u8]) -> Result<CheckedFrame, FrameError> {
     let header = FrameHeader::decode(b)?;
     let len = header.frame_len as usize;
     if b.len() < len {
-        return Err(FrameError::Short { have: b.len(), need: len });
+        return Err(FrameError::Short {
+            have: b.len(),
+            need: len,
+        });
     }
     let stored = u32::from_le_bytes(b[len - CRC_LEN..len].try_into().expect("4"));
     let computed = crc32c::crc32c(&b[..len - CRC_LEN]);
     if stored != computed {
         return Err(FrameError::BadChecksum { stored, computed });
     }
-    Ok(CheckedFrame { header, crc: stored })
+    Ok(CheckedFrame {
+        header,
+        crc: stored,
+    })
 }
 
 /// SHA-256 of a whole frame: what the next frame's `prev_hash` holds.
@@ -214,7 +228,13 @@ fn aad(store_id: &[u8; 16], header: &[u8]) -> [u8; 16 + HEADER_LEN] {
 /// Encode, encrypt and checksum a frame into `out` (which must hold exactly
 /// `FRAME_OVERHEAD + plaintext.len()` bytes). `header.frame_len` is set here.
 /// Returns the frame's CRC and hash.
-pub fn seal(out: &mut [u8], header: &mut FrameHeader, plaintext: &[u8], keys: &Keys, store_id: &[u8; 16]) -> (u32, [u8; 32]) {
+pub fn seal(
+    out: &mut [u8],
+    header: &mut FrameHeader,
+    plaintext: &[u8],
+    keys: &Keys,
+    store_id: &[u8; 16],
+) -> (u32, [u8; 32]) {
     let len = FRAME_OVERHEAD + plaintext.len();
     assert_eq!(out.len(), len, "frame buffer sized for the payload");
     assert!(len <= FRAME_LEN_MAX, "payload within the frame limit");
@@ -232,7 +252,12 @@ pub fn seal(out: &mut [u8], header: &mut FrameHeader, plaintext: &[u8], keys: &K
 }
 
 /// Authenticate and decrypt a checked frame; returns the plaintext.
-pub fn open(frame: &[u8], header: &FrameHeader, keys: &Keys, store_id: &[u8; 16]) -> Result<Vec<u8>, crate::keys::OpenError> {
+pub fn open(
+    frame: &[u8],
+    header: &FrameHeader,
+    keys: &Keys,
+    store_id: &[u8; 16],
+) -> Result<Vec<u8>, crate::keys::OpenError> {
     let len = header.frame_len as usize;
     if header.key_id != keys.key_id {
         return Err(crate::keys::OpenError);

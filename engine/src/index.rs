@@ -13,7 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -79,12 +81,18 @@ pub struct Index {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Index> {
-        let err = |e: &dyn std::fmt::Display| Error::Index { path: path.display().to_string(), reason: e.to_string() };
+        let err = |e: &dyn std::fmt::Display| Error::Index {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         }
         let db = Database::create(path).map_err(|e| err(&e))?;
-        let index = Index { db, path: path.to_path_buf() };
+        let index = Index {
+            db,
+            path: path.to_path_buf(),
+        };
         let tx = index.db.begin_write().map_err(|e| err(&e))?;
         {
             tx.open_table(LOCATIONS).map_err(|e| err(&e))?;
@@ -98,24 +106,37 @@ impl Index {
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Index { path: self.path.display().to_string(), reason: e.to_string() }
+        Error::Index {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        }
     }
 
     /// The first sequence number the index does not cover.
     pub fn next_seq(&self) -> Result<u64> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(META).map_err(|e| self.err(e))?;
-        Ok(t.get(NEXT_SEQ).map_err(|e| self.err(e))?.map_or(0, |v| v.value()))
+        Ok(t.get(NEXT_SEQ)
+            .map_err(|e| self.err(e))?
+            .map_or(0, |v| v.value()))
     }
 
     /// Add `entries` (consecutive, starting at the index's `next_seq`). Durable
     /// only if `durable`; otherwise a crash may lose it and the log replays it.
     pub fn insert(&self, entries: &[IndexEntry], durable: bool) -> Result<()> {
         let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.set_durability(if durable { Durability::Immediate } else { Durability::None }).map_err(|e| self.err(e))?;
+        tx.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(|e| self.err(e))?;
         {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            let mut next = meta.get(NEXT_SEQ).map_err(|e| self.err(e))?.map_or(0, |v| v.value());
+            let mut next = meta
+                .get(NEXT_SEQ)
+                .map_err(|e| self.err(e))?
+                .map_or(0, |v| v.value());
             let mut loc = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
             let mut rec = tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
             let mut conv = tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
@@ -124,7 +145,10 @@ impl Index {
                 if e.seq < next {
                     continue; // already indexed (replay after a crash)
                 }
-                assert_eq!(e.seq, next, "index entries arrive in sequence order without gaps");
+                assert_eq!(
+                    e.seq, next,
+                    "index entries arrive in sequence order without gaps"
+                );
                 let mut v = [0u8; LOCATION_LEN];
                 v[0..4].copy_from_slice(&e.zone.to_le_bytes());
                 v[4..12].copy_from_slice(&e.offset.to_le_bytes());
@@ -134,13 +158,17 @@ impl Index {
                 v[21..29].copy_from_slice(&e.timestamp_us.to_le_bytes());
                 loc.insert(e.seq, &v[..]).map_err(|x| self.err(x))?;
                 if e.record_tag != [0; TAG_LEN] {
-                    rec.insert(&tag_key(&e.record_tag, e.seq)[..], ()).map_err(|x| self.err(x))?;
+                    rec.insert(&tag_key(&e.record_tag, e.seq)[..], ())
+                        .map_err(|x| self.err(x))?;
                 }
                 if e.kind.is_record() {
                     if e.conversation_tag != [0; TAG_LEN] {
-                        conv.insert(&tag_key(&e.conversation_tag, e.seq)[..], ()).map_err(|x| self.err(x))?;
+                        conv.insert(&tag_key(&e.conversation_tag, e.seq)[..], ())
+                            .map_err(|x| self.err(x))?;
                     }
-                    times.insert(&time_key(e.timestamp_us, e.seq)[..], ()).map_err(|x| self.err(x))?;
+                    times
+                        .insert(&time_key(e.timestamp_us, e.seq)[..], ())
+                        .map_err(|x| self.err(x))?;
                 }
                 next = e.seq + 1;
             }
@@ -182,7 +210,8 @@ impl Index {
         if v.len() != LOCATION_LEN {
             return Err(self.err(format!("location of seq {seq} has {} bytes", v.len())));
         }
-        let kind = FrameKind::from_u8(v[20]).ok_or_else(|| self.err(format!("location of seq {seq} has kind {}", v[20])))?;
+        let kind = FrameKind::from_u8(v[20])
+            .ok_or_else(|| self.err(format!("location of seq {seq} has kind {}", v[20])))?;
         Ok(Some(FrameLocation {
             seq,
             zone: u32::from_le_bytes(v[0..4].try_into().expect("4")),
@@ -194,7 +223,12 @@ impl Index {
         }))
     }
 
-    fn tag_seqs(&self, table: TableDefinition<&[u8], ()>, tag: &[u8; TAG_LEN], limit: usize) -> Result<Vec<u64>> {
+    fn tag_seqs(
+        &self,
+        table: TableDefinition<&[u8], ()>,
+        tag: &[u8; TAG_LEN],
+        limit: usize,
+    ) -> Result<Vec<u64>> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(table).map_err(|e| self.err(e))?;
         let lo = tag_key(tag, 0);
@@ -260,7 +294,12 @@ impl Index {
             }
         }
         let m = tx.open_table(META).map_err(|e| self.err(e))?;
-        h.update(m.get(NEXT_SEQ).map_err(|e| self.err(e))?.map_or(0, |v| v.value()).to_le_bytes());
+        h.update(
+            m.get(NEXT_SEQ)
+                .map_err(|e| self.err(e))?
+                .map_or(0, |v| v.value())
+                .to_le_bytes(),
+        );
         Ok(h.finalize().into())
     }
 }

@@ -44,49 +44,90 @@ impl KeyFile {
     /// Generate a new random key and write it to `path` (which must not exist) with mode 0600.
     pub fn generate(path: &Path, key_id: u32) -> Result<KeyFile> {
         let mut master = Zeroizing::new([0u8; 32]);
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut master[..])
-            .map_err(|_| Error::KeyFile { path: path.into(), reason: "the system random generator failed".into() })?;
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut master[..]).map_err(
+            |_| Error::KeyFile {
+                path: path.into(),
+                reason: "the system random generator failed".into(),
+            },
+        )?;
         let text = Zeroizing::new(format!(
             "# Stele master key. Keep it apart from the data and back it up: without it the archive cannot be read.\n{KEY_FILE_HEADER}\nkey-id: {key_id}\nkey: {}\n",
             hex::encode(&master[..])
         ));
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::KeyFile { path: path.into(), reason: e.to_string() })?;
+            std::fs::create_dir_all(dir).map_err(|e| Error::KeyFile {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
         }
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(|e| Error::KeyFile { path: path.into(), reason: format!("cannot create: {e}") })?;
+            .map_err(|e| Error::KeyFile {
+                path: path.into(),
+                reason: format!("cannot create: {e}"),
+            })?;
         f.write_all(text.as_bytes())
             .and_then(|_| f.sync_all())
-            .map_err(|e| Error::KeyFile { path: path.into(), reason: e.to_string() })?;
-        Ok(KeyFile { path: path.into(), key_id, master })
+            .map_err(|e| Error::KeyFile {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+        Ok(KeyFile {
+            path: path.into(),
+            key_id,
+            master,
+        })
     }
 
     /// Load a key file; refused if group or others can read it.
     pub fn load(path: &Path) -> Result<KeyFile> {
-        let err = |reason: String| Error::KeyFile { path: path.into(), reason };
+        let err = |reason: String| Error::KeyFile {
+            path: path.into(),
+            reason,
+        };
         let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(err(format!("permissions are {mode:o}; the key must be readable by its owner only (chmod 600)")));
+            return Err(err(format!(
+                "permissions are {mode:o}; the key must be readable by its owner only (chmod 600)"
+            )));
         }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?);
-        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?,
+        );
+        let mut lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
         if lines.next() != Some(KEY_FILE_HEADER) {
-            return Err(err(format!("not a Stele key file (first line is not '{KEY_FILE_HEADER}')")));
+            return Err(err(format!(
+                "not a Stele key file (first line is not '{KEY_FILE_HEADER}')"
+            )));
         }
         let mut key_id = None;
         let mut master = None;
         for (n, line) in lines.enumerate() {
-            let (k, v) = line.split_once(':').ok_or_else(|| err(format!("line {} is not 'name: value'", n + 2)))?;
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| err(format!("line {} is not 'name: value'", n + 2)))?;
             match k.trim() {
-                "key-id" => key_id = Some(v.trim().parse::<u32>().map_err(|_| err("key-id is not a number".into()))?),
+                "key-id" => {
+                    key_id = Some(
+                        v.trim()
+                            .parse::<u32>()
+                            .map_err(|_| err("key-id is not a number".into()))?,
+                    )
+                }
                 "key" => {
-                    let bytes = Zeroizing::new(hex::decode(v.trim()).map_err(|_| err("key is not hexadecimal".into()))?);
-                    let arr: [u8; 32] = bytes[..].try_into().map_err(|_| err(format!("key is {} bytes, not 32", bytes.len())))?;
+                    let bytes = Zeroizing::new(
+                        hex::decode(v.trim()).map_err(|_| err("key is not hexadecimal".into()))?,
+                    );
+                    let arr: [u8; 32] = bytes[..]
+                        .try_into()
+                        .map_err(|_| err(format!("key is {} bytes, not 32", bytes.len())))?;
                     master = Some(Zeroizing::new(arr));
                 }
                 other => return Err(err(format!("unknown field '{other}'"))),
@@ -105,7 +146,8 @@ impl KeyFile {
 }
 
 fn derive(master: &[u8; 32], label: &str) -> Zeroizing<[u8; 32]> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(master).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(master).expect("HMAC takes any key length");
     mac.update(label.as_bytes());
     let mut out = Zeroizing::new([0u8; 32]);
     out.copy_from_slice(&mac.finalize().into_bytes());
@@ -128,11 +170,13 @@ impl Keys {
     pub fn from_master(key_id: u32, master: &[u8; 32]) -> Keys {
         let data_key = derive(master, "stele/v1/data-key");
         let tag_key = derive(master, "stele/v1/tag-key");
-        let unbound = UnboundKey::new(&aead::AES_256_GCM, &data_key[..]).expect("32-byte AES-256 key");
+        let unbound =
+            UnboundKey::new(&aead::AES_256_GCM, &data_key[..]).expect("32-byte AES-256 key");
         Keys {
             key_id,
             data: LessSafeKey::new(unbound),
-            tag_mac: <Hmac<Sha256> as KeyInit>::new_from_slice(&tag_key[..]).expect("HMAC takes any key length"),
+            tag_mac: <Hmac<Sha256> as KeyInit>::new_from_slice(&tag_key[..])
+                .expect("HMAC takes any key length"),
             check_key: derive(master, "stele/v1/check-key"),
         }
     }
@@ -150,7 +194,8 @@ impl Keys {
 
     /// The MAC stored in the superblock that proves this key belongs to `store_id`.
     pub fn key_check(&self, store_id: &[u8; 16]) -> [u8; 16] {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.check_key[..]).expect("HMAC takes any key length");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.check_key[..])
+            .expect("HMAC takes any key length");
         mac.update(b"stele/v1/key-check");
         mac.update(store_id);
         let mut out = [0u8; 16];
@@ -170,9 +215,18 @@ impl Keys {
     }
 
     /// Decrypt `ciphertext_and_tag` in place; returns the plaintext length.
-    pub fn open(&self, nonce: [u8; 12], aad: &[u8], ciphertext_and_tag: &mut [u8]) -> Result<usize, OpenError> {
+    pub fn open(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        ciphertext_and_tag: &mut [u8],
+    ) -> Result<usize, OpenError> {
         self.data
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), ciphertext_and_tag)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                ciphertext_and_tag,
+            )
             .map(|p| p.len())
             .map_err(|_| OpenError)
     }
@@ -194,7 +248,10 @@ mod tests {
         assert_eq!(k.keys().key_check(&[1; 16]), l.keys().key_check(&[1; 16]));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(KeyFile::load(&path), Err(Error::KeyFile { .. })));
-        assert!(KeyFile::generate(&path, 1).is_err(), "never overwrites a key file");
+        assert!(
+            KeyFile::generate(&path, 1).is_err(),
+            "never overwrites a key file"
+        );
     }
 
     #[test]
@@ -212,6 +269,9 @@ mod tests {
         let mut bad = ct.clone();
         bad[0] ^= 1;
         assert!(keys.open([1; 12], b"aad", &mut bad).is_err());
-        assert_ne!(keys.tag(TagDomain::RecordId, b"x"), keys.tag(TagDomain::Conversation, b"x"));
+        assert_ne!(
+            keys.tag(TagDomain::RecordId, b"x"),
+            keys.tag(TagDomain::Conversation, b"x")
+        );
     }
 }

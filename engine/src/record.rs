@@ -26,7 +26,12 @@ pub struct NewRecord {
 }
 
 impl NewRecord {
-    pub fn message(record_id: impl Into<String>, conversation_id: impl Into<String>, timestamp_us: i64, body: impl Into<Vec<u8>>) -> Self {
+    pub fn message(
+        record_id: impl Into<String>,
+        conversation_id: impl Into<String>,
+        timestamp_us: i64,
+        body: impl Into<Vec<u8>>,
+    ) -> Self {
         NewRecord {
             kind: FrameKind::Message,
             timestamp_us,
@@ -58,9 +63,15 @@ pub struct Receipt {
 }
 
 pub(crate) fn envelope(record_id: &str, conversation_id: &str, body: &[u8]) -> Result<Vec<u8>> {
-    for (what, id) in [("record id", record_id), ("conversation id", conversation_id)] {
+    for (what, id) in [
+        ("record id", record_id),
+        ("conversation id", conversation_id),
+    ] {
         if id.len() > ID_LEN_MAX {
-            return Err(Error::invalid(what, format!("{} bytes, the limit is {ID_LEN_MAX}", id.len())));
+            return Err(Error::invalid(
+                what,
+                format!("{} bytes, the limit is {ID_LEN_MAX}", id.len()),
+            ));
         }
     }
     let mut out = Vec::with_capacity(5 + record_id.len() + conversation_id.len() + body.len());
@@ -80,7 +91,12 @@ pub(crate) fn open_envelope(b: &[u8]) -> std::result::Result<(String, String, Ve
     }
     let mut p = 1;
     let take = |p: &mut usize| -> std::result::Result<String, String> {
-        let n = u16::from_le_bytes(b.get(*p..*p + 2).ok_or("envelope truncated")?.try_into().expect("2")) as usize;
+        let n = u16::from_le_bytes(
+            b.get(*p..*p + 2)
+                .ok_or("envelope truncated")?
+                .try_into()
+                .expect("2"),
+        ) as usize;
         let s = b.get(*p + 2..*p + 2 + n).ok_or("envelope truncated")?;
         *p += 2 + n;
         String::from_utf8(s.to_vec()).map_err(|_| "id is not UTF-8".to_string())

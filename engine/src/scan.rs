@@ -60,7 +60,12 @@ enum Probe {
 
 impl<'a> Scanner<'a> {
     /// Scan `stretches` in order, expecting `expected_seq` first, chained to `prev_hash` (None: trust the first frame's).
-    pub fn new(zones: &'a ZoneSet, stretches: Vec<Stretch>, expected_seq: u64, prev_hash: Option<[u8; 32]>) -> Self {
+    pub fn new(
+        zones: &'a ZoneSet,
+        stretches: Vec<Stretch>,
+        expected_seq: u64,
+        prev_hash: Option<[u8; 32]>,
+    ) -> Self {
         let pos = stretches.first().map_or(0, |s| s.start);
         Scanner {
             zones,
@@ -79,8 +84,13 @@ impl<'a> Scanner<'a> {
 
     /// The whole log from its first frame: every non-empty zone in sequence order.
     pub fn whole_log(zones: &'a ZoneSet) -> Self {
-        let mut states: Vec<(u32, crate::zone::ZoneState)> =
-            zones.states().into_iter().enumerate().map(|(i, s)| (i as u32, s)).filter(|(_, s)| s.condition != ZoneCondition::Empty).collect();
+        let mut states: Vec<(u32, crate::zone::ZoneState)> = zones
+            .states()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (i as u32, s))
+            .filter(|(_, s)| s.condition != ZoneCondition::Empty)
+            .collect();
         states.sort_by_key(|(_, s)| s.first_seq);
         let first_seq = states.first().map_or(0, |(_, s)| s.first_seq);
         let stretches = states
@@ -132,9 +142,17 @@ impl<'a> Scanner<'a> {
     }
 
     /// Look at the frame at `pos` and say whether it continues the chain.
-    fn probe(&mut self, zone: u32, pos: u64, scan_end: u64, need_batch_start: bool) -> Result<Probe> {
+    fn probe(
+        &mut self,
+        zone: u32,
+        pos: u64,
+        scan_end: u64,
+        need_batch_start: bool,
+    ) -> Result<Probe> {
         if !self.fill(zone, pos, HEADER_LEN, scan_end)? {
-            return Ok(Probe::Invalid("no room for a frame header before the end of the zone's data".into()));
+            return Ok(Probe::Invalid(
+                "no room for a frame header before the end of the zone's data".into(),
+            ));
         }
         let header = match FrameHeader::decode(self.bytes(pos, HEADER_LEN)) {
             Ok(h) => h,
@@ -142,7 +160,9 @@ impl<'a> Scanner<'a> {
         };
         let len = header.frame_len as usize;
         if !self.fill(zone, pos, len, scan_end)? {
-            return Ok(Probe::Invalid(format!("frame of {len} bytes runs past the end of the zone's data")));
+            return Ok(Probe::Invalid(format!(
+                "frame of {len} bytes runs past the end of the zone's data"
+            )));
         }
         let bytes = self.bytes(pos, len);
         let checked = match frame::check(bytes) {
@@ -150,18 +170,32 @@ impl<'a> Scanner<'a> {
             Err(e) => return Ok(Probe::Invalid(e.to_string())),
         };
         if checked.header.seq != self.expected_seq {
-            return Ok(Probe::Invalid(format!("found seq {} where seq {} belongs", checked.header.seq, self.expected_seq)));
+            return Ok(Probe::Invalid(format!(
+                "found seq {} where seq {} belongs",
+                checked.header.seq, self.expected_seq
+            )));
         }
         if let Some(prev) = self.prev_hash {
             if checked.header.prev_hash != prev {
-                return Ok(Probe::Invalid(format!("seq {} does not chain to the previous frame's hash", checked.header.seq)));
+                return Ok(Probe::Invalid(format!(
+                    "seq {} does not chain to the previous frame's hash",
+                    checked.header.seq
+                )));
             }
         }
         if need_batch_start && checked.header.flags & FLAG_BATCH_START == 0 {
-            return Ok(Probe::Invalid("frame at a block boundary does not start a batch".into()));
+            return Ok(Probe::Invalid(
+                "frame at a block boundary does not start a batch".into(),
+            ));
         }
         let hash = frame::hash(bytes);
-        Ok(Probe::Valid(ScannedFrame { header: checked.header, crc: checked.crc, hash, zone, offset: pos }))
+        Ok(Probe::Valid(ScannedFrame {
+            header: checked.header,
+            crc: checked.crc,
+            hash,
+            zone,
+            offset: pos,
+        }))
     }
 
     /// The next frame of the log, or `None` at its end.
@@ -184,7 +218,10 @@ impl<'a> Scanner<'a> {
                             None
                         };
                         if next.is_none() && align_up(self.pos) < st.durable_end {
-                            return Err(Error::Corrupt { at: self.zones.location(st.zone, self.pos), reason: why });
+                            return Err(Error::Corrupt {
+                                at: self.zones.location(st.zone, self.pos),
+                                reason: why,
+                            });
                         }
                         next
                     }
@@ -209,14 +246,25 @@ impl<'a> Scanner<'a> {
     /// batch (up to `window` bytes further) that carries a sequence number at
     /// or beyond the expected one. Finding one means acknowledged frames
     /// exist past a damaged one: that is damage, not a torn tail.
-    pub fn later_batch(&mut self, zone: u32, end: u64, window: u64, scan_end: u64) -> Result<Option<(u64, u64)>> {
+    pub fn later_batch(
+        &mut self,
+        zone: u32,
+        end: u64,
+        window: u64,
+        scan_end: u64,
+    ) -> Result<Option<(u64, u64)>> {
         let mut pos = align_up(end);
         let limit = (pos + window).min(scan_end);
         while pos < limit {
             if self.fill(zone, pos, HEADER_LEN, scan_end)? {
                 if let Ok(h) = FrameHeader::decode(self.bytes(pos, HEADER_LEN)) {
                     let len = h.frame_len as usize;
-                    if h.flags & FLAG_BATCH_START != 0 && h.seq >= self.expected_seq && len <= FRAME_LEN_MAX && self.fill(zone, pos, len, scan_end)? && frame::check(self.bytes(pos, len)).is_ok() {
+                    if h.flags & FLAG_BATCH_START != 0
+                        && h.seq >= self.expected_seq
+                        && len <= FRAME_LEN_MAX
+                        && self.fill(zone, pos, len, scan_end)?
+                        && frame::check(self.bytes(pos, len)).is_ok()
+                    {
                         return Ok(Some((pos, h.seq)));
                     }
                 }

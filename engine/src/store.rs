@@ -25,7 +25,9 @@ use crate::zone::{ZoneCondition, ZoneSet, ZoneState, ZonedDevice};
 
 /// Microseconds since the Unix epoch, from the system clock.
 pub fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// How a store is created and run.
@@ -42,7 +44,12 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     pub fn new(index_path: impl Into<PathBuf>) -> Self {
-        StoreOptions { zone_size: 256 << 20, index_path: index_path.into(), commit: CommitOptions::default(), chunk_bytes: 1 << 20 }
+        StoreOptions {
+            zone_size: 256 << 20,
+            index_path: index_path.into(),
+            commit: CommitOptions::default(),
+            chunk_bytes: 1 << 20,
+        }
     }
 }
 
@@ -108,40 +115,87 @@ pub struct Store {
 
 impl Store {
     /// Create a new store on `devices` (already created with the zone geometry).
-    pub fn create(devices: Vec<Arc<dyn Device>>, keys: Keys, options: StoreOptions) -> Result<Store> {
+    pub fn create(
+        devices: Vec<Arc<dyn Device>>,
+        keys: Keys,
+        options: StoreOptions,
+    ) -> Result<Store> {
         if devices.is_empty() {
-            return Err(Error::invalid("devices", "a store needs at least one device"));
+            return Err(Error::invalid(
+                "devices",
+                "a store needs at least one device",
+            ));
         }
         let zone_size = options.zone_size;
-        if zone_size == 0 || zone_size % crate::buffer::BLOCK_SIZE as u64 != 0 || zone_size < 4 * crate::buffer::BLOCK_SIZE as u64 {
-            return Err(Error::invalid("zone size", format!("{zone_size} is not a multiple of 4 KiB of at least 16 KiB")));
+        if zone_size == 0
+            || !zone_size.is_multiple_of(crate::buffer::BLOCK_SIZE as u64)
+            || zone_size < 4 * crate::buffer::BLOCK_SIZE as u64
+        {
+            return Err(Error::invalid(
+                "zone size",
+                format!("{zone_size} is not a multiple of 4 KiB of at least 16 KiB"),
+            ));
         }
         for d in &devices {
             if !Superblock::read_copies(d.as_ref())?.is_empty() {
-                return Err(Error::AlreadyExists { path: d.name().to_string() });
+                return Err(Error::AlreadyExists {
+                    path: d.name().to_string(),
+                });
             }
             if d.geometry().zone_size != zone_size {
-                return Err(Error::invalid("zone size", format!("device {} has zones of {} bytes, options say {zone_size}", d.name(), d.geometry().zone_size)));
+                return Err(Error::invalid(
+                    "zone size",
+                    format!(
+                        "device {} has zones of {} bytes, options say {zone_size}",
+                        d.name(),
+                        d.geometry().zone_size
+                    ),
+                ));
             }
         }
-        let total: usize = devices.iter().map(|d| d.geometry().zone_count as usize).sum();
+        let total: usize = devices
+            .iter()
+            .map(|d| d.geometry().zone_count as usize)
+            .sum();
         if total > Superblock::max_zones(devices.len()) || total == 0 {
-            return Err(Error::invalid("zone count", format!("{total} zones; a store holds 1 to {}", Superblock::max_zones(devices.len()))));
+            return Err(Error::invalid(
+                "zone count",
+                format!(
+                    "{total} zones; a store holds 1 to {}",
+                    Superblock::max_zones(devices.len())
+                ),
+            ));
         }
         let mut store_id = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut store_id).map_err(|_| Error::invalid("random", "system random generator failed"))?;
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut store_id)
+            .map_err(|_| Error::invalid("random", "system random generator failed"))?;
         let mut entries = Vec::new();
         for d in &devices {
             let mut id = [0u8; 16];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).map_err(|_| Error::invalid("random", "system random generator failed"))?;
-            entries.push(DeviceEntry { device_id: id, zone_count: d.geometry().zone_count });
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+                .map_err(|_| Error::invalid("random", "system random generator failed"))?;
+            entries.push(DeviceEntry {
+                device_id: id,
+                zone_count: d.geometry().zone_count,
+            });
         }
-        let zoned: Vec<ZonedDevice> =
-            devices.iter().map(|d| ZonedDevice::new(d.clone(), vec![ZoneState::EMPTY; d.geometry().zone_count as usize])).collect();
+        let zoned: Vec<ZonedDevice> = devices
+            .iter()
+            .map(|d| {
+                ZonedDevice::new(
+                    d.clone(),
+                    vec![ZoneState::EMPTY; d.geometry().zone_count as usize],
+                )
+            })
+            .collect();
         let zones = ZoneSet::new(zoned);
         let first = zones.allocation_order()[0];
         let mut states = zones.states();
-        states[first as usize] = ZoneState { condition: ZoneCondition::Open, write_pointer: 0, first_seq: 0 };
+        states[first as usize] = ZoneState {
+            condition: ZoneCondition::Open,
+            write_pointer: 0,
+            first_seq: 0,
+        };
         let now = now_us();
         let mut sb = Superblock {
             generation: 1,
@@ -162,7 +216,15 @@ impl Store {
         let devs: Vec<&dyn Device> = devices.iter().map(|d| d.as_ref()).collect();
         sb.write_all(&devs)?;
         if options.index_path.exists() {
-            std::fs::remove_file(&options.index_path).map_err(|e| Error::io(&options.index_path.display().to_string(), "remove stale index", None, None, e))?;
+            std::fs::remove_file(&options.index_path).map_err(|e| {
+                Error::io(
+                    &options.index_path.display().to_string(),
+                    "remove stale index",
+                    None,
+                    None,
+                    e,
+                )
+            })?;
         }
         drop(zones);
         Store::open(devices, keys, options)
@@ -172,7 +234,10 @@ impl Store {
     /// log tail, start a new epoch, and bring the index up to date.
     pub fn open(devices: Vec<Arc<dyn Device>>, keys: Keys, options: StoreOptions) -> Result<Store> {
         if devices.is_empty() {
-            return Err(Error::invalid("devices", "a store needs at least one device"));
+            return Err(Error::invalid(
+                "devices",
+                "a store needs at least one device",
+            ));
         }
         // 1. The newest valid superblock across all devices, and every device's identity.
         let mut newest: Option<Superblock> = None;
@@ -180,9 +245,15 @@ impl Store {
         for d in &devices {
             let copies = Superblock::read_copies(d.as_ref())?;
             let Some(best) = copies.iter().max_by_key(|s| s.generation).cloned() else {
-                return Err(Error::NotAStore { path: d.name().to_string(), reason: "no valid superblock in either slot".into() });
+                return Err(Error::NotAStore {
+                    path: d.name().to_string(),
+                    reason: "no valid superblock in either slot".into(),
+                });
             };
-            if newest.as_ref().is_none_or(|n| best.generation > n.generation) {
+            if newest
+                .as_ref()
+                .is_none_or(|n| best.generation > n.generation)
+            {
                 newest = Some(best.clone());
             }
             per_device.push(best);
@@ -190,25 +261,44 @@ impl Store {
         let mut sb = newest.expect("at least one device");
         for (i, (d, own)) in devices.iter().zip(&per_device).enumerate() {
             if own.store_id != sb.store_id {
-                return Err(Error::DeviceMismatch { path: d.name().to_string(), reason: format!("it belongs to store {}", hex::encode(own.store_id)) });
+                return Err(Error::DeviceMismatch {
+                    path: d.name().to_string(),
+                    reason: format!("it belongs to store {}", hex::encode(own.store_id)),
+                });
             }
             if own.device_index as usize != i {
-                return Err(Error::DeviceMismatch { path: d.name().to_string(), reason: format!("it is device {} of the store, listed as device {i}", own.device_index) });
+                return Err(Error::DeviceMismatch {
+                    path: d.name().to_string(),
+                    reason: format!(
+                        "it is device {} of the store, listed as device {i}",
+                        own.device_index
+                    ),
+                });
             }
         }
         if sb.devices.len() != devices.len() {
             return Err(Error::DeviceMismatch {
                 path: devices[0].name().to_string(),
-                reason: format!("the store has {} devices, {} were given", sb.devices.len(), devices.len()),
+                reason: format!(
+                    "the store has {} devices, {} were given",
+                    sb.devices.len(),
+                    devices.len()
+                ),
             });
         }
         // 2. The key, before anything is written.
         if keys.key_id != sb.key_id || keys.key_check(&sb.store_id) != sb.key_check {
-            return Err(Error::WrongKey { key_path: format!("key id {}", keys.key_id), store_id: hex::encode(sb.store_id) });
+            return Err(Error::WrongKey {
+                key_path: format!("key id {}", keys.key_id),
+                store_id: hex::encode(sb.store_id),
+            });
         }
         // 3. Geometry and truncation.
         for (d, e) in devices.iter().zip(&sb.devices) {
-            d.attach(Geometry { zone_size: sb.zone_size, zone_count: e.zone_count })?;
+            d.attach(Geometry {
+                zone_size: sb.zone_size,
+                zone_count: e.zone_count,
+            })?;
         }
         let mut zoned = Vec::new();
         let mut base = 0usize;
@@ -216,9 +306,15 @@ impl Store {
             let states = sb.zones[base..base + e.zone_count as usize].to_vec();
             for (z, s) in states.iter().enumerate() {
                 if s.write_pointer > 0 {
-                    let extent = d.zone_extent(z as u32).map_err(|e| Error::io(d.name(), "stat zone", Some(z as u32), None, e))?;
+                    let extent = d
+                        .zone_extent(z as u32)
+                        .map_err(|e| Error::io(d.name(), "stat zone", Some(z as u32), None, e))?;
                     if extent < s.write_pointer {
-                        return Err(Error::Truncated { path: format!("{} zone {z}", d.name()), expected: s.write_pointer, found: extent });
+                        return Err(Error::Truncated {
+                            path: format!("{} zone {z}", d.name()),
+                            expected: s.write_pointer,
+                            found: extent,
+                        });
                     }
                 }
             }
@@ -228,13 +324,27 @@ impl Store {
         let zones = ZoneSet::new(zoned);
         let active = sb.active_zone;
         if active >= zones.zone_count() || zones.state(active).condition == ZoneCondition::Sealed {
-            return Err(Error::NotAStore { path: devices[0].name().to_string(), reason: format!("superblock names zone {active} as active, which is not an open zone") });
+            return Err(Error::NotAStore {
+                path: devices[0].name().to_string(),
+                reason: format!(
+                    "superblock names zone {active} as active, which is not an open zone"
+                ),
+            });
         }
         // 4. Recover the tail of the active zone after the checkpoint.
         let cp = zones.state(active);
         let zone_size = sb.zone_size;
-        let stretch = Stretch { zone: active, start: cp.write_pointer, durable_end: cp.write_pointer, scan_end: zone_size };
-        let chain_start = if sb.next_seq == 0 { None } else { Some(sb.chain_head) };
+        let stretch = Stretch {
+            zone: active,
+            start: cp.write_pointer,
+            durable_end: cp.write_pointer,
+            scan_end: zone_size,
+        };
+        let chain_start = if sb.next_seq == 0 {
+            None
+        } else {
+            Some(sb.chain_head)
+        };
         let mut scanner = Scanner::new(&zones, vec![stretch], sb.next_seq, chain_start);
         let mut tail = Vec::new();
         while let Some(f) = scanner.next_frame()? {
@@ -267,10 +377,20 @@ impl Store {
             n
         };
         if new_wp != cp.write_pointer {
-            zones.restore(active, ZoneState { condition: ZoneCondition::Open, write_pointer: new_wp, first_seq: cp.first_seq });
+            zones.restore(
+                active,
+                ZoneState {
+                    condition: ZoneCondition::Open,
+                    write_pointer: new_wp,
+                    first_seq: cp.first_seq,
+                },
+            );
         }
         // 5. A new epoch (part of every nonce) made durable before any frame uses it.
-        sb.epoch = sb.epoch.checked_add(1).ok_or_else(|| Error::invalid("epoch", "the store has been opened 2^32 times"))?;
+        sb.epoch = sb
+            .epoch
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("epoch", "the store has been opened 2^32 times"))?;
         let index = Index::open(&options.index_path)?;
         let shared = Arc::new(Shared {
             store_id: sb.store_id,
@@ -299,10 +419,25 @@ impl Store {
         }
         // 7. The index catches up with the log.
         let replayed = catch_up_index(&shared, next_seq)?;
-        shared.indexed.lock().unwrap_or_else(|p| p.into_inner()).next = next_seq;
+        shared
+            .indexed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next = next_seq;
         // 8. Free zones in allocation order, and the threads.
-        let free: VecDeque<u32> = shared.zones.allocation_order().into_iter().filter(|&z| shared.zones.state(z).condition == ZoneCondition::Empty).collect();
-        let head = LogHead { next_seq, prev_hash: chain_head, zone: active, offset: new_wp, epoch: sb.epoch };
+        let free: VecDeque<u32> = shared
+            .zones
+            .allocation_order()
+            .into_iter()
+            .filter(|&z| shared.zones.state(z).condition == ZoneCondition::Empty)
+            .collect();
+        let head = LogHead {
+            next_seq,
+            prev_hash: chain_head,
+            zone: active,
+            offset: new_wp,
+            epoch: sb.epoch,
+        };
         let first = devices[0].as_ref();
         let report = OpenReport {
             store_id: hex::encode(sb.store_id),
@@ -317,10 +452,21 @@ impl Store {
             immutability,
         };
         if discarded > 0 {
-            tracing::warn!(zone = active, offset = end, bytes = discarded, "discarded a torn, unacknowledged tail");
+            tracing::warn!(
+                zone = active,
+                offset = end,
+                bytes = discarded,
+                "discarded a torn, unacknowledged tail"
+            );
         }
         let (tx, threads) = commit::start(shared.clone(), head, free, sb);
-        Ok(Store { shared, input: Mutex::new(Some(tx)), threads: Mutex::new(threads), report, chunk_bytes: options.chunk_bytes.max(4096) })
+        Ok(Store {
+            shared,
+            input: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+            report,
+            chunk_bytes: options.chunk_bytes.max(4096),
+        })
     }
 
     /// What opening found and did.
@@ -360,17 +506,48 @@ impl Store {
                 format!("{} bytes makes a {frame_len}-byte frame; the limit is {} (store large media as a blob)", rec.body.len(), crate::frame::FRAME_LEN_MAX.min(zone_size as usize)),
             ));
         }
-        let tag = |d, s: &str| if s.is_empty() { [0; TAG_LEN] } else { self.shared.keys.tag(d, s.as_bytes()) };
-        Ok((plaintext, tag(TagDomain::RecordId, &rec.record_id), tag(TagDomain::Conversation, &rec.conversation_id)))
+        let tag = |d, s: &str| {
+            if s.is_empty() {
+                [0; TAG_LEN]
+            } else {
+                self.shared.keys.tag(d, s.as_bytes())
+            }
+        };
+        Ok((
+            plaintext,
+            tag(TagDomain::RecordId, &rec.record_id),
+            tag(TagDomain::Conversation, &rec.conversation_id),
+        ))
     }
 
-    fn submit_raw(&self, kind: FrameKind, timestamp_us: i64, retain_until_us: i64, record_tag: [u8; TAG_LEN], conversation_tag: [u8; TAG_LEN], plaintext: Vec<u8>) -> Result<PendingAppend> {
+    fn submit_raw(
+        &self,
+        kind: FrameKind,
+        timestamp_us: i64,
+        retain_until_us: i64,
+        record_tag: [u8; TAG_LEN],
+        conversation_tag: [u8; TAG_LEN],
+        plaintext: Vec<u8>,
+    ) -> Result<PendingAppend> {
         if let Some(reason) = self.shared.poisoned() {
             return Err(Error::Poisoned { reason });
         }
         let (done, rx) = oneshot::channel();
-        let sub = Submission { kind, timestamp_us, retain_until_us, record_tag, conversation_tag, plaintext, done };
-        let input = self.input.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(Error::Closed)?;
+        let sub = Submission {
+            kind,
+            timestamp_us,
+            retain_until_us,
+            record_tag,
+            conversation_tag,
+            plaintext,
+            done,
+        };
+        let input = self
+            .input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(Error::Closed)?;
         input.send(sub).map_err(|_| Error::Closed)?;
         Ok(PendingAppend(rx))
     }
@@ -378,10 +555,20 @@ impl Store {
     /// Queue a record; the returned handle resolves once it is durable.
     pub fn submit(&self, rec: NewRecord) -> Result<PendingAppend> {
         if rec.kind == FrameKind::MediaChunk || rec.kind == FrameKind::Media {
-            return Err(Error::invalid("record kind", "media is stored with put_blob"));
+            return Err(Error::invalid(
+                "record kind",
+                "media is stored with put_blob",
+            ));
         }
         let (plaintext, rtag, ctag) = self.prepare(&rec)?;
-        self.submit_raw(rec.kind, rec.timestamp_us, rec.retain_until_us, rtag, ctag, plaintext)
+        self.submit_raw(
+            rec.kind,
+            rec.timestamp_us,
+            rec.retain_until_us,
+            rtag,
+            ctag,
+            plaintext,
+        )
     }
 
     /// Append a record and wait until it is durable.
@@ -398,21 +585,42 @@ impl Store {
         let end = align_up(loc.offset + loc.frame_len as u64);
         let mut buf = AlignedBuf::zeroed((end - start) as usize);
         zones.read(loc.zone, start, &mut buf)?;
-        let bytes = &buf[(loc.offset - start) as usize..(loc.offset - start) as usize + loc.frame_len as usize];
-        let checked = frame::check(bytes).map_err(|e| Error::Corrupt { at: at.clone(), reason: format!("seq {}: {e}", loc.seq) })?;
-        if checked.header.seq != loc.seq || checked.crc != loc.crc || checked.header.frame_len != loc.frame_len {
+        let bytes = &buf
+            [(loc.offset - start) as usize..(loc.offset - start) as usize + loc.frame_len as usize];
+        let checked = frame::check(bytes).map_err(|e| Error::Corrupt {
+            at: at.clone(),
+            reason: format!("seq {}: {e}", loc.seq),
+        })?;
+        if checked.header.seq != loc.seq
+            || checked.crc != loc.crc
+            || checked.header.frame_len != loc.frame_len
+        {
             return Err(Error::Corrupt {
                 at,
-                reason: format!("misdirected: expected seq {} (crc {:08x}), found seq {} (crc {:08x})", loc.seq, loc.crc, checked.header.seq, checked.crc),
+                reason: format!(
+                    "misdirected: expected seq {} (crc {:08x}), found seq {} (crc {:08x})",
+                    loc.seq, loc.crc, checked.header.seq, checked.crc
+                ),
             });
         }
-        let plain = frame::open(bytes, &checked.header, &self.shared.keys, &self.shared.store_id).map_err(|_| Error::Authentication { at, seq: loc.seq })?;
+        let plain = frame::open(
+            bytes,
+            &checked.header,
+            &self.shared.keys,
+            &self.shared.store_id,
+        )
+        .map_err(|_| Error::Authentication { at, seq: loc.seq })?;
         Ok((checked.header, plain))
     }
 
     fn locate(&self, seq: u64) -> Result<FrameLocation> {
         self.shared.wait_indexed(seq)?;
-        self.shared.index.location(seq)?.ok_or_else(|| Error::NotFound { what: format!("seq {seq}") })
+        self.shared
+            .index
+            .location(seq)?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("seq {seq}"),
+            })
     }
 
     /// The record at `seq`.
@@ -420,7 +628,11 @@ impl Store {
         let loc = self.locate(seq)?;
         let (header, plain) = self.read_frame(&loc)?;
         let at = self.shared.zones.location(loc.zone, loc.offset);
-        let (record_id, conversation_id, body) = open_envelope(&plain).map_err(|reason| Error::Corrupt { at: at.clone(), reason })?;
+        let (record_id, conversation_id, body) =
+            open_envelope(&plain).map_err(|reason| Error::Corrupt {
+                at: at.clone(),
+                reason,
+            })?;
         Ok(Record {
             seq,
             kind: header.kind,
@@ -455,14 +667,20 @@ impl Store {
     /// Records whose record id is `id`, oldest first.
     pub fn by_record_id(&self, id: &str, limit: usize) -> Result<Vec<Record>> {
         self.settle_index()?;
-        let seqs = self.shared.index.by_record_tag(&self.shared.keys.tag(TagDomain::RecordId, id.as_bytes()), limit)?;
+        let seqs = self.shared.index.by_record_tag(
+            &self.shared.keys.tag(TagDomain::RecordId, id.as_bytes()),
+            limit,
+        )?;
         self.records(seqs, |r| r.record_id == id)
     }
 
     /// Records of conversation `id`, oldest first.
     pub fn by_conversation(&self, id: &str, limit: usize) -> Result<Vec<Record>> {
         self.settle_index()?;
-        let seqs = self.shared.index.by_conversation_tag(&self.shared.keys.tag(TagDomain::Conversation, id.as_bytes()), limit)?;
+        let seqs = self.shared.index.by_conversation_tag(
+            &self.shared.keys.tag(TagDomain::Conversation, id.as_bytes()),
+            limit,
+        )?;
         self.records(seqs, |r| r.conversation_id == id)
     }
 
@@ -490,13 +708,24 @@ impl Store {
     /// Check every frame of the log: framing, CRC, sequence, hash chain and GCM tag.
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut scanner = Scanner::whole_log(&self.shared.zones);
-        let mut report = VerifyReport { first_seq: scanner.expected_seq(), ..Default::default() };
+        let mut report = VerifyReport {
+            first_seq: scanner.expected_seq(),
+            ..Default::default()
+        };
         let acked = self.shared.acked.load(Ordering::Acquire);
         while let Some(f) = scanner.next_frame()? {
             if f.header.seq >= acked {
                 break;
             }
-            let loc = FrameLocation { seq: f.header.seq, zone: f.zone, offset: f.offset, frame_len: f.header.frame_len, crc: f.crc, kind: f.header.kind, timestamp_us: f.header.timestamp_us };
+            let loc = FrameLocation {
+                seq: f.header.seq,
+                zone: f.zone,
+                offset: f.offset,
+                frame_len: f.header.frame_len,
+                crc: f.crc,
+                kind: f.header.kind,
+                timestamp_us: f.header.timestamp_us,
+            };
             self.read_frame(&loc)?;
             report.frames += 1;
             report.bytes += f.header.frame_len as u64;
@@ -507,20 +736,29 @@ impl Store {
             return Err(Error::ChainBroken {
                 seq: report.next_seq,
                 at: self.shared.zones.location(0, 0),
-                reason: format!("the log ends at seq {} but {acked} records were acknowledged", report.next_seq),
+                reason: format!(
+                    "the log ends at seq {} but {acked} records were acknowledged",
+                    report.next_seq
+                ),
             });
         }
         Ok(report)
     }
 
     /// Stream `reader` into the store as a media blob; identical content is stored once.
-    pub fn put_blob(&self, mut reader: impl std::io::Read, conversation_id: &str, timestamp_us: i64) -> Result<BlobRef> {
+    pub fn put_blob(
+        &self,
+        mut reader: impl std::io::Read,
+        conversation_id: &str,
+        timestamp_us: i64,
+    ) -> Result<BlobRef> {
         use sha2::{Digest, Sha256};
         let keys = &self.shared.keys;
         let mut content = Sha256::new();
         let mut chunks: Vec<u64> = Vec::new();
         let mut pending: VecDeque<(usize, PendingAppend)> = VecDeque::new();
-        let mut local: std::collections::HashMap<[u8; TAG_LEN], usize> = std::collections::HashMap::new();
+        let mut local: std::collections::HashMap<[u8; TAG_LEN], usize> =
+            std::collections::HashMap::new();
         let mut total = 0u64;
         let mut new_chunks = 0u64;
         const IN_FLIGHT_MAX: usize = 8;
@@ -528,7 +766,9 @@ impl Store {
             let mut chunk = vec![0u8; self.chunk_bytes];
             let mut n = 0;
             while n < chunk.len() {
-                let r = reader.read(&mut chunk[n..]).map_err(|e| Error::invalid("blob source", e.to_string()))?;
+                let r = reader
+                    .read(&mut chunk[n..])
+                    .map_err(|e| Error::invalid("blob source", e.to_string()))?;
                 if r == 0 {
                     break;
                 }
@@ -546,13 +786,20 @@ impl Store {
                 chunks.push(u64::MAX - i as u64); // resolved below
                 continue;
             }
-            self.settle_index()?;
+            // Best effort: chunks still in flight elsewhere may be stored twice, never lost.
             if let Some(seq) = self.shared.index.by_record_tag(&tag, 1)?.first() {
                 chunks.push(*seq);
                 continue;
             }
             let plaintext = envelope("", "", &chunk)?;
-            let p = self.submit_raw(FrameKind::MediaChunk, timestamp_us, 0, tag, [0; TAG_LEN], plaintext)?;
+            let p = self.submit_raw(
+                FrameKind::MediaChunk,
+                timestamp_us,
+                0,
+                tag,
+                [0; TAG_LEN],
+                plaintext,
+            )?;
             local.insert(tag, chunks.len());
             pending.push_back((chunks.len(), p));
             chunks.push(0);
@@ -575,7 +822,12 @@ impl Store {
         self.settle_index()?;
         if new_chunks == 0 {
             if let Some(seq) = self.shared.index.by_record_tag(&blob_tag, 1)?.first() {
-                return Ok(BlobRef { seq: *seq, len: total, sha256, deduplicated: true });
+                return Ok(BlobRef {
+                    seq: *seq,
+                    len: total,
+                    sha256,
+                    deduplicated: true,
+                });
             }
         }
         let mut manifest = Vec::with_capacity(53 + chunks.len() * 8);
@@ -587,16 +839,33 @@ impl Store {
         for c in &chunks {
             manifest.extend_from_slice(&c.to_le_bytes());
         }
-        let ctag = if conversation_id.is_empty() { [0; TAG_LEN] } else { keys.tag(TagDomain::Conversation, conversation_id.as_bytes()) };
+        let ctag = if conversation_id.is_empty() {
+            [0; TAG_LEN]
+        } else {
+            keys.tag(TagDomain::Conversation, conversation_id.as_bytes())
+        };
         let plaintext = envelope(&hex::encode(sha256), conversation_id, &manifest)?;
-        let seq = self.submit_raw(FrameKind::Media, timestamp_us, 0, blob_tag, ctag, plaintext)?.wait()?.seq;
-        Ok(BlobRef { seq, len: total, sha256, deduplicated: false })
+        let seq = self
+            .submit_raw(FrameKind::Media, timestamp_us, 0, blob_tag, ctag, plaintext)?
+            .wait()?
+            .seq;
+        Ok(BlobRef {
+            seq,
+            len: total,
+            sha256,
+            deduplicated: false,
+        })
     }
 
     /// Find a stored blob by the SHA-256 of its content.
     pub fn find_blob(&self, sha256: &[u8; 32]) -> Result<Option<u64>> {
         self.settle_index()?;
-        Ok(self.shared.index.by_record_tag(&self.shared.keys.tag(TagDomain::Media, sha256), 1)?.first().copied())
+        Ok(self
+            .shared
+            .index
+            .by_record_tag(&self.shared.keys.tag(TagDomain::Media, sha256), 1)?
+            .first()
+            .copied())
     }
 
     /// Stream the blob whose manifest is at `seq` into `out`, verifying every chunk and the content hash.
@@ -604,10 +873,19 @@ impl Store {
         use sha2::{Digest, Sha256};
         let manifest = self.get(seq)?;
         if manifest.kind != FrameKind::Media {
-            return Err(Error::invalid("blob", format!("seq {seq} is a {:?} record, not a media blob", manifest.kind)));
+            return Err(Error::invalid(
+                "blob",
+                format!(
+                    "seq {seq} is a {:?} record, not a media blob",
+                    manifest.kind
+                ),
+            ));
         }
         let m = &manifest.body;
-        let bad = |why: &str| Error::Corrupt { at: manifest.location.clone(), reason: format!("blob manifest: {why}") };
+        let bad = |why: &str| Error::Corrupt {
+            at: manifest.location.clone(),
+            reason: format!("blob manifest: {why}"),
+        };
         if m.len() < 49 || m[0] != 1 {
             return Err(bad("unknown version or truncated"));
         }
@@ -623,10 +901,14 @@ impl Store {
             let cseq = u64::from_le_bytes(m[49 + i * 8..57 + i * 8].try_into().expect("8"));
             let chunk = self.get(cseq)?;
             if chunk.kind != FrameKind::MediaChunk {
-                return Err(bad(&format!("chunk {i} points at seq {cseq}, a {:?} record", chunk.kind)));
+                return Err(bad(&format!(
+                    "chunk {i} points at seq {cseq}, a {:?} record",
+                    chunk.kind
+                )));
             }
             h.update(&chunk.body);
-            out.write_all(&chunk.body).map_err(|e| Error::invalid("blob destination", e.to_string()))?;
+            out.write_all(&chunk.body)
+                .map_err(|e| Error::invalid("blob destination", e.to_string()))?;
             written += chunk.body.len() as u64;
         }
         let got: [u8; 32] = h.finalize().into();
@@ -647,7 +929,12 @@ impl Store {
 
     fn shutdown(&self) {
         self.input.lock().unwrap_or_else(|p| p.into_inner()).take();
-        for t in self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             let _ = t.join();
         }
     }
@@ -663,7 +950,11 @@ impl Drop for Store {
 fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
     let mut have = shared.index.next_seq()?;
     if have > log_next {
-        tracing::warn!(index = have, log = log_next, "index is ahead of the log; rebuilding it");
+        tracing::warn!(
+            index = have,
+            log = log_next,
+            "index is ahead of the log; rebuilding it"
+        );
         shared.index.clear()?;
         have = 0;
     }
@@ -673,19 +964,37 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
     let mut scanner = if have == 0 {
         Scanner::whole_log(&shared.zones)
     } else {
-        let prev = shared.index.location(have - 1)?.ok_or_else(|| Error::Index { path: "index".into(), reason: format!("seq {} missing", have - 1) })?;
+        let prev = shared
+            .index
+            .location(have - 1)?
+            .ok_or_else(|| Error::Index {
+                path: "index".into(),
+                reason: format!("seq {} missing", have - 1),
+            })?;
         let st = shared.zones.state(prev.zone);
-        let mut stretches = vec![Stretch { zone: prev.zone, start: prev.offset, durable_end: st.write_pointer, scan_end: st.write_pointer }];
+        let mut stretches = vec![Stretch {
+            zone: prev.zone,
+            start: prev.offset,
+            durable_end: st.write_pointer,
+            scan_end: st.write_pointer,
+        }];
         let mut later: Vec<(u32, ZoneState)> = shared
             .zones
             .states()
             .into_iter()
             .enumerate()
             .map(|(i, s)| (i as u32, s))
-            .filter(|(z, s)| s.condition != ZoneCondition::Empty && s.first_seq > st.first_seq && *z != prev.zone)
+            .filter(|(z, s)| {
+                s.condition != ZoneCondition::Empty && s.first_seq > st.first_seq && *z != prev.zone
+            })
             .collect();
         later.sort_by_key(|(_, s)| s.first_seq);
-        stretches.extend(later.into_iter().map(|(z, s)| Stretch { zone: z, start: 0, durable_end: s.write_pointer, scan_end: s.write_pointer }));
+        stretches.extend(later.into_iter().map(|(z, s)| Stretch {
+            zone: z,
+            start: 0,
+            durable_end: s.write_pointer,
+            scan_end: s.write_pointer,
+        }));
         let mut sc = Scanner::new(&shared.zones, stretches, have - 1, None);
         sc.next_frame()?; // the frame the index already has
         sc
@@ -716,7 +1025,10 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
     shared.index.insert(&batch, true)?;
     let now = shared.index.next_seq()?;
     if now != log_next {
-        return Err(Error::Index { path: "index".into(), reason: format!("after replay the index ends at seq {now}, the log at {log_next}") });
+        return Err(Error::Index {
+            path: "index".into(),
+            reason: format!("after replay the index ends at seq {now}, the log at {log_next}"),
+        });
     }
     Ok(n)
 }

@@ -55,7 +55,8 @@ impl Superblock {
 
     /// The largest number of zones a superblock slot can describe for `device_count` devices.
     pub fn max_zones(device_count: usize) -> usize {
-        (META_COPY_BYTES as usize - HEADER_LEN - device_count * DEVICE_ENTRY_LEN - 4) / ZONE_ENTRY_LEN
+        (META_COPY_BYTES as usize - HEADER_LEN - device_count * DEVICE_ENTRY_LEN - 4)
+            / ZONE_ENTRY_LEN
     }
 
     pub fn encode(&self) -> AlignedBuf {
@@ -116,9 +117,16 @@ impl Superblock {
         }
         let version = u32_at(8);
         if version > FORMAT_VERSION {
-            return Err(Error::NewerFormat { path: path.to_string(), found: version, supported: FORMAT_VERSION });
+            return Err(Error::NewerFormat {
+                path: path.to_string(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
-        let bad = |why: &str| Error::NotAStore { path: path.to_string(), reason: format!("superblock {why}") };
+        let bad = |why: &str| Error::NotAStore {
+            path: path.to_string(),
+            reason: format!("superblock {why}"),
+        };
         if u32_at(48) as usize != crate::buffer::BLOCK_SIZE {
             return Err(bad("has an unsupported block size"));
         }
@@ -138,8 +146,13 @@ impl Superblock {
         }
         let mut zones = Vec::with_capacity(zone_count);
         for i in 0..zone_count {
-            let condition = ZoneCondition::from_u8(b[p]).ok_or_else(|| bad(&format!("zone {i} has unknown state {}", b[p])))?;
-            zones.push(ZoneState { condition, write_pointer: u64_at(p + 8), first_seq: u64_at(p + 16) });
+            let condition = ZoneCondition::from_u8(b[p])
+                .ok_or_else(|| bad(&format!("zone {i} has unknown state {}", b[p])))?;
+            zones.push(ZoneState {
+                condition,
+                write_pointer: u64_at(p + 8),
+                first_seq: u64_at(p + 16),
+            });
             p += ZONE_ENTRY_LEN;
         }
         if devices.iter().map(|d| d.zone_count as usize).sum::<usize>() != zone_count {
@@ -181,7 +194,11 @@ impl Superblock {
                         out.push(sb);
                     }
                 }
-                Err(e) => tracing::warn!(device = device.name(), copy, "superblock slot unreadable: {e}"),
+                Err(e) => tracing::warn!(
+                    device = device.name(),
+                    copy,
+                    "superblock slot unreadable: {e}"
+                ),
             }
         }
         Ok(out)
@@ -193,11 +210,19 @@ impl Superblock {
         for (i, d) in devices.iter().enumerate() {
             self.device_index = i as u16;
             let buf = self.encode();
-            d.write_meta(slot, &buf)
-                .map_err(|e| Error::io(d.name(), "write superblock", None, Some(slot as u64 * META_COPY_BYTES), e))?;
+            d.write_meta(slot, &buf).map_err(|e| {
+                Error::io(
+                    d.name(),
+                    "write superblock",
+                    None,
+                    Some(slot as u64 * META_COPY_BYTES),
+                    e,
+                )
+            })?;
         }
         for d in devices {
-            d.flush().map_err(|e| Error::io(d.name(), "flush superblock", None, None, e))?;
+            d.flush()
+                .map_err(|e| Error::io(d.name(), "flush superblock", None, None, e))?;
         }
         Ok(())
     }
@@ -221,10 +246,21 @@ mod tests {
             active_zone: 1,
             created_us: 5,
             checkpoint_us: 6,
-            devices: vec![DeviceEntry { device_id: [9; 16], zone_count: 3 }],
+            devices: vec![DeviceEntry {
+                device_id: [9; 16],
+                zone_count: 3,
+            }],
             zones: vec![
-                ZoneState { condition: ZoneCondition::Sealed, write_pointer: 1 << 20, first_seq: 0 },
-                ZoneState { condition: ZoneCondition::Open, write_pointer: 8192, first_seq: 30 },
+                ZoneState {
+                    condition: ZoneCondition::Sealed,
+                    write_pointer: 1 << 20,
+                    first_seq: 0,
+                },
+                ZoneState {
+                    condition: ZoneCondition::Open,
+                    write_pointer: 8192,
+                    first_seq: 30,
+                },
                 ZoneState::EMPTY,
             ],
         }
@@ -246,7 +282,10 @@ mod tests {
             let mut b = buf[..].to_vec();
             b[byte] ^= 0x10;
             let r = Superblock::decode("t", &b);
-            assert!(matches!(r, Ok(None)) || r.is_err(), "flip at {byte} accepted");
+            assert!(
+                matches!(r, Ok(None)) || r.is_err(),
+                "flip at {byte} accepted"
+            );
         }
     }
 
@@ -258,6 +297,9 @@ mod tests {
         b[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let crc = crc32c::crc32c(&b[..len - 4]);
         b[len - 4..len].copy_from_slice(&crc.to_le_bytes());
-        assert!(matches!(Superblock::decode("t", &b), Err(Error::NewerFormat { found: 2, .. })));
+        assert!(matches!(
+            Superblock::decode("t", &b),
+            Err(Error::NewerFormat { found: 2, .. })
+        ));
     }
 }

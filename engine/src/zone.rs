@@ -44,7 +44,11 @@ pub struct ZoneState {
 }
 
 impl ZoneState {
-    pub const EMPTY: ZoneState = ZoneState { condition: ZoneCondition::Empty, write_pointer: 0, first_seq: 0 };
+    pub const EMPTY: ZoneState = ZoneState {
+        condition: ZoneCondition::Empty,
+        write_pointer: 0,
+        first_seq: 0,
+    };
 }
 
 /// A device with write pointers: the write-once layer.
@@ -57,8 +61,16 @@ pub struct ZonedDevice {
 impl ZonedDevice {
     /// Wrap `device` (already attached) with the zone states read from the superblock.
     pub fn new(device: Arc<dyn Device>, zones: Vec<ZoneState>) -> Self {
-        assert_eq!(zones.len(), device.geometry().zone_count as usize, "one state per zone");
-        ZonedDevice { device, zones: Mutex::new(zones), poisoned: Mutex::new(None) }
+        assert_eq!(
+            zones.len(),
+            device.geometry().zone_count as usize,
+            "one state per zone"
+        );
+        ZonedDevice {
+            device,
+            zones: Mutex::new(zones),
+            poisoned: Mutex::new(None),
+        }
     }
 
     pub fn device(&self) -> &Arc<dyn Device> {
@@ -87,7 +99,10 @@ impl ZonedDevice {
 
     /// Why the device is poisoned, if it is.
     pub fn poisoned(&self) -> Option<String> {
-        self.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn poison(&self, why: String) -> Error {
@@ -108,29 +123,68 @@ impl ZonedDevice {
 
     fn violation(&self, zone: u32, violation: WormViolation) -> Error {
         tracing::warn!(device = self.name(), zone, %violation, "write-once violation refused");
-        Error::Worm { device: self.name().to_string(), zone, violation }
+        Error::Worm {
+            device: self.name().to_string(),
+            zone,
+            violation,
+        }
     }
 
     /// Check one append against the zone rules, given the write pointer it would start at.
-    fn check_append(&self, zones: &[ZoneState], zone: u32, offset: u64, len: u64, wp: u64) -> Result<()> {
+    fn check_append(
+        &self,
+        zones: &[ZoneState],
+        zone: u32,
+        offset: u64,
+        len: u64,
+        wp: u64,
+    ) -> Result<()> {
         let g = self.geometry();
         let Some(state) = zones.get(zone as usize) else {
-            return Err(Error::invalid("zone", format!("zone {zone} does not exist on {} ({} zones)", self.name(), g.zone_count)));
+            return Err(Error::invalid(
+                "zone",
+                format!(
+                    "zone {zone} does not exist on {} ({} zones)",
+                    self.name(),
+                    g.zone_count
+                ),
+            ));
         };
         if state.condition == ZoneCondition::Sealed {
             return Err(self.violation(zone, WormViolation::Sealed));
         }
-        if offset % BLOCK_SIZE as u64 != 0 || len % BLOCK_SIZE as u64 != 0 || len == 0 {
+        if !offset.is_multiple_of(BLOCK_SIZE as u64)
+            || !len.is_multiple_of(BLOCK_SIZE as u64)
+            || len == 0
+        {
             return Err(self.violation(zone, WormViolation::Unaligned { offset, len }));
         }
         if offset < wp {
-            return Err(self.violation(zone, WormViolation::BelowWritePointer { offset, write_pointer: wp }));
+            return Err(self.violation(
+                zone,
+                WormViolation::BelowWritePointer {
+                    offset,
+                    write_pointer: wp,
+                },
+            ));
         }
         if offset > wp {
-            return Err(self.violation(zone, WormViolation::AboveWritePointer { offset, write_pointer: wp }));
+            return Err(self.violation(
+                zone,
+                WormViolation::AboveWritePointer {
+                    offset,
+                    write_pointer: wp,
+                },
+            ));
         }
         if offset + len > g.zone_size {
-            return Err(self.violation(zone, WormViolation::PastZoneEnd { end: offset + len, zone_size: g.zone_size }));
+            return Err(self.violation(
+                zone,
+                WormViolation::PastZoneEnd {
+                    end: offset + len,
+                    zone_size: g.zone_size,
+                },
+            ));
         }
         Ok(())
     }
@@ -142,7 +196,11 @@ impl ZonedDevice {
         let mut zones = self.lock();
         let mut wps: Vec<(u32, u64)> = Vec::new();
         for w in writes {
-            let wp = wps.iter().rev().find(|(z, _)| *z == w.zone).map_or(zones[w.zone as usize].write_pointer, |x| x.1);
+            let wp = wps
+                .iter()
+                .rev()
+                .find(|(z, _)| *z == w.zone)
+                .map_or(zones[w.zone as usize].write_pointer, |x| x.1);
             self.check_append(&zones, w.zone, w.offset, w.data.len() as u64, wp)?;
             wps.push((w.zone, wp + w.data.len() as u64));
         }
@@ -188,7 +246,9 @@ impl ZonedDevice {
     /// can no longer be trusted, so nothing is retried.
     pub fn flush(&self) -> Result<()> {
         self.check_poison()?;
-        self.device.flush().map_err(|e| self.poison(format!("flush failed: {e}")))
+        self.device
+            .flush()
+            .map_err(|e| self.poison(format!("flush failed: {e}")))
     }
 
     /// Truncation moves a write pointer back, so it is always refused
@@ -198,7 +258,13 @@ impl ZonedDevice {
         if to == wp {
             return Ok(());
         }
-        Err(self.violation(zone, WormViolation::Truncate { to, write_pointer: wp }))
+        Err(self.violation(
+            zone,
+            WormViolation::Truncate {
+                to,
+                write_pointer: wp,
+            },
+        ))
     }
 
     /// Seal `zone`: from now on it accepts no writes.
@@ -208,8 +274,14 @@ impl ZonedDevice {
 
     /// Ask the medium to make a sealed zone immutable below the store (after the seal is checkpointed).
     pub(crate) fn make_immutable(&self, zone: u32) -> Result<Immutability> {
-        assert_eq!(self.zone(zone).condition, ZoneCondition::Sealed, "only sealed zones become immutable");
-        self.device.seal_zone(zone).map_err(|e| Error::io(self.name(), "mark zone immutable", Some(zone), None, e))
+        assert_eq!(
+            self.zone(zone).condition,
+            ZoneCondition::Sealed,
+            "only sealed zones become immutable"
+        );
+        self.device
+            .seal_zone(zone)
+            .map_err(|e| Error::io(self.name(), "mark zone immutable", Some(zone), None, e))
     }
 
     /// Set the write pointer found by recovery. Only used while opening, before any append.
@@ -241,7 +313,11 @@ impl ZoneSet {
             bases.push(total);
             total += d.geometry().zone_count;
         }
-        ZoneSet { devices, bases, total }
+        ZoneSet {
+            devices,
+            bases,
+            total,
+        }
     }
 
     pub fn devices(&self) -> &[ZonedDevice] {
@@ -258,7 +334,11 @@ impl ZoneSet {
 
     /// The device and device-local zone number of global zone `zone`.
     pub fn locate(&self, zone: u32) -> (&ZonedDevice, u32) {
-        assert!(zone < self.total, "zone {zone} out of range ({} zones)", self.total);
+        assert!(
+            zone < self.total,
+            "zone {zone} out of range ({} zones)",
+            self.total
+        );
         let i = self.bases.partition_point(|&b| b <= zone) - 1;
         (&self.devices[i], zone - self.bases[i])
     }
@@ -266,7 +346,11 @@ impl ZoneSet {
     /// Where a byte of the log lives, for error messages.
     pub fn location(&self, zone: u32, offset: u64) -> crate::error::Location {
         let (dev, local) = self.locate(zone);
-        crate::error::Location { device: dev.name().to_string(), zone: local, offset }
+        crate::error::Location {
+            device: dev.name().to_string(),
+            zone: local,
+            offset,
+        }
     }
 
     pub fn state(&self, zone: u32) -> ZoneState {
@@ -281,7 +365,12 @@ impl ZoneSet {
     /// The order in which empty zones are opened: zone 0 of every device, then
     /// zone 1 of every device, ... so that consecutive zones alternate devices.
     pub fn allocation_order(&self) -> Vec<u32> {
-        let max = self.devices.iter().map(|d| d.geometry().zone_count).max().unwrap_or(0);
+        let max = self
+            .devices
+            .iter()
+            .map(|d| d.geometry().zone_count)
+            .max()
+            .unwrap_or(0);
         let mut order = Vec::with_capacity(self.total as usize);
         for local in 0..max {
             for (i, d) in self.devices.iter().enumerate() {
@@ -298,9 +387,22 @@ impl ZoneSet {
         dev.read(local, offset, buf)
     }
 
-    pub fn append_durable(&self, zone: u32, offset: u64, data: &[u8], first_seq: u64) -> Result<()> {
+    pub fn append_durable(
+        &self,
+        zone: u32,
+        offset: u64,
+        data: &[u8],
+        first_seq: u64,
+    ) -> Result<()> {
         let (dev, local) = self.locate(zone);
-        dev.append_durable(&[ZoneWrite { zone: local, offset, data }], first_seq)
+        dev.append_durable(
+            &[ZoneWrite {
+                zone: local,
+                offset,
+                data,
+            }],
+            first_seq,
+        )
     }
 
     pub(crate) fn seal(&self, zone: u32) {

@@ -25,9 +25,18 @@ pub fn small_options(index: &Path) -> StoreOptions {
 }
 
 /// A fault-injecting device attached with `zones` zones of the options' size.
-pub fn fault_device(name: &str, config: FaultConfig, zone_size: u64, zones: u32) -> Arc<FaultDevice> {
+pub fn fault_device(
+    name: &str,
+    config: FaultConfig,
+    zone_size: u64,
+    zones: u32,
+) -> Arc<FaultDevice> {
     let d = Arc::new(FaultDevice::new(name, config));
-    d.attach(Geometry { zone_size, zone_count: zones }).expect("attach");
+    d.attach(Geometry {
+        zone_size,
+        zone_count: zones,
+    })
+    .expect("attach");
     d
 }
 
@@ -35,10 +44,46 @@ pub fn as_devices(d: &Arc<FaultDevice>) -> Vec<Arc<dyn Device>> {
     vec![d.clone() as Arc<dyn Device>]
 }
 
+/// A temporary directory whose sealed, immutable zone files are released (chattr -i) before removal.
+pub struct Scratch(pub tempfile::TempDir);
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch(tempfile::tempdir().expect("tempdir"))
+    }
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-R")
+            .arg("-i")
+            .arg(self.0.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 /// A new store in `dir` on a zone-directory device.
 pub fn dir_store(dir: &Path, zones: u32) -> Store {
     let opts = small_options(&dir.join("index.redb"));
-    let dev = ZoneDirDevice::create(&dir.join("data"), Geometry { zone_size: opts.zone_size, zone_count: zones }).expect("create device");
+    let dev = ZoneDirDevice::create(
+        &dir.join("data"),
+        Geometry {
+            zone_size: opts.zone_size,
+            zone_count: zones,
+        },
+    )
+    .expect("create device");
     Store::create(vec![Arc::new(dev)], keys(), opts).expect("create store")
 }
 

@@ -15,7 +15,10 @@ use std::sync::{Mutex, OnceLock};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::{check_meta_io, check_zone_io, Device, Geometry, Immutability, IoBackend, META_BYTES, META_COPY_BYTES};
+use super::{
+    check_meta_io, check_zone_io, Device, Geometry, Immutability, IoBackend, META_BYTES,
+    META_COPY_BYTES,
+};
 use crate::buffer::BLOCK_SIZE;
 use crate::error::{Error, Result};
 
@@ -94,7 +97,7 @@ pub struct FaultDevice {
 }
 
 fn eio(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::Other, format!("injected EIO: {what}"))
+    io::Error::other(format!("injected EIO: {what}"))
 }
 
 impl FaultDevice {
@@ -188,7 +191,10 @@ impl FaultDevice {
         let abs = self.zone_abs(zone, offset);
         let mut s = self.lock();
         let block = abs / BLOCK_SIZE as u64;
-        let b = s.durable.entry(block).or_insert_with(|| vec![0u8; BLOCK_SIZE].into_boxed_slice());
+        let b = s
+            .durable
+            .entry(block)
+            .or_insert_with(|| vec![0u8; BLOCK_SIZE].into_boxed_slice());
         b[(abs % BLOCK_SIZE as u64) as usize] ^= 1 << (bit % 8);
     }
 
@@ -251,9 +257,13 @@ impl FaultDevice {
             pos += n as u64;
         }
         for (off, data) in &s.pending {
-            let (lo, hi) = (abs.max(*off), (abs + buf.len() as u64).min(off + data.len() as u64));
+            let (lo, hi) = (
+                abs.max(*off),
+                (abs + buf.len() as u64).min(off + data.len() as u64),
+            );
             if lo < hi {
-                buf[(lo - abs) as usize..(hi - abs) as usize].copy_from_slice(&data[(lo - off) as usize..(hi - off) as usize]);
+                buf[(lo - abs) as usize..(hi - abs) as usize]
+                    .copy_from_slice(&data[(lo - off) as usize..(hi - off) as usize]);
             }
         }
         Ok(())
@@ -267,7 +277,11 @@ impl State {
             return Err(eio("device lost power"));
         }
         self.log.ops += 1;
-        if self.config.power_cut_after_ops.is_some_and(|n| self.log.ops > n) {
+        if self
+            .config
+            .power_cut_after_ops
+            .is_some_and(|n| self.log.ops > n)
+        {
             self.powered = false;
             return Err(eio("device lost power"));
         }
@@ -281,7 +295,10 @@ impl State {
             let block = pos / BLOCK_SIZE as u64;
             let within = (pos % BLOCK_SIZE as u64) as usize;
             let n = (BLOCK_SIZE - within).min(data.len() - i);
-            let b = self.durable.entry(block).or_insert_with(|| vec![0u8; BLOCK_SIZE].into_boxed_slice());
+            let b = self
+                .durable
+                .entry(block)
+                .or_insert_with(|| vec![0u8; BLOCK_SIZE].into_boxed_slice());
             b[within..within + n].copy_from_slice(&data[i..i + n]);
             i += n;
             pos += n as u64;
@@ -303,13 +320,19 @@ impl Device for FaultDevice {
     fn attach(&self, geometry: Geometry) -> Result<()> {
         let set = *self.geometry.get_or_init(|| geometry);
         if set != geometry {
-            return Err(Error::invalid("geometry", format!("device {} already attached as {set:?}", self.name)));
+            return Err(Error::invalid(
+                "geometry",
+                format!("device {} already attached as {set:?}", self.name),
+            ));
         }
         Ok(())
     }
 
     fn geometry(&self) -> Geometry {
-        *self.geometry.get().expect("device attached before zone I/O")
+        *self
+            .geometry
+            .get()
+            .expect("device attached before zone I/O")
     }
 
     fn read_meta(&self, copy: u8, buf: &mut [u8]) -> io::Result<()> {

@@ -11,7 +11,10 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use super::uring::{pread_fill, RawWrite, Submitter};
-use super::{check_meta_io, check_zone_io, Device, Geometry, Immutability, IoBackend, ZoneWrite, META_BYTES, META_COPY_BYTES};
+use super::{
+    check_meta_io, check_zone_io, Device, Geometry, Immutability, IoBackend, ZoneWrite, META_BYTES,
+    META_COPY_BYTES,
+};
 use crate::error::{Error, Result};
 
 pub struct FileDevice {
@@ -40,14 +43,23 @@ impl FileDevice {
     /// file, or an existing block device large enough for it).
     pub fn create(path: &Path, geometry: Geometry) -> Result<Self> {
         let name = path.display().to_string();
-        let is_block = std::fs::metadata(path).map(|m| m.file_type().is_block_device()).unwrap_or(false);
-        if !is_block && path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false) {
+        let is_block = std::fs::metadata(path)
+            .map(|m| m.file_type().is_block_device())
+            .unwrap_or(false);
+        if !is_block
+            && path.exists()
+            && std::fs::metadata(path)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+        {
             return Err(Error::AlreadyExists { path: name });
         }
-        let (file, direct) = open_direct(path, !is_block).map_err(|e| Error::io(&name, "create device", None, None, e))?;
+        let (file, direct) = open_direct(path, !is_block)
+            .map_err(|e| Error::io(&name, "create device", None, None, e))?;
         if !is_block {
             let len = META_BYTES + geometry.zone_size * geometry.zone_count as u64;
-            file.set_len(len).map_err(|e| Error::io(&name, "size device", None, None, e))?;
+            file.set_len(len)
+                .map_err(|e| Error::io(&name, "size device", None, None, e))?;
         }
         let dev = FileDevice::from_file(name, file, direct, is_block);
         dev.attach(geometry)?;
@@ -61,12 +73,20 @@ impl FileDevice {
             .map_err(|e| Error::io(&name, "open device", None, None, e))?
             .file_type()
             .is_block_device();
-        let (file, direct) = open_direct(path, false).map_err(|e| Error::io(&name, "open device", None, None, e))?;
+        let (file, direct) =
+            open_direct(path, false).map_err(|e| Error::io(&name, "open device", None, None, e))?;
         Ok(FileDevice::from_file(name, file, direct, is_block))
     }
 
     fn from_file(name: String, file: File, direct: bool, block_device: bool) -> Self {
-        FileDevice { name, file, direct, block_device, submitter: Submitter::new(), geometry: OnceLock::new() }
+        FileDevice {
+            name,
+            file,
+            direct,
+            block_device,
+            submitter: Submitter::new(),
+            geometry: OnceLock::new(),
+        }
     }
 
     fn len(&self) -> io::Result<u64> {
@@ -95,19 +115,31 @@ impl Device for FileDevice {
 
     fn attach(&self, geometry: Geometry) -> Result<()> {
         let need = META_BYTES + geometry.zone_size * geometry.zone_count as u64;
-        let have = self.len().map_err(|e| Error::io(&self.name, "stat device", None, None, e))?;
+        let have = self
+            .len()
+            .map_err(|e| Error::io(&self.name, "stat device", None, None, e))?;
         if have < need {
-            return Err(Error::Truncated { path: self.name.clone(), expected: need, found: have });
+            return Err(Error::Truncated {
+                path: self.name.clone(),
+                expected: need,
+                found: have,
+            });
         }
         let set = *self.geometry.get_or_init(|| geometry);
         if set != geometry {
-            return Err(Error::invalid("geometry", format!("device {} already attached as {set:?}", self.name)));
+            return Err(Error::invalid(
+                "geometry",
+                format!("device {} already attached as {set:?}", self.name),
+            ));
         }
         Ok(())
     }
 
     fn geometry(&self) -> Geometry {
-        *self.geometry.get().expect("device attached before zone I/O")
+        *self
+            .geometry
+            .get()
+            .expect("device attached before zone I/O")
     }
 
     fn read_meta(&self, copy: u8, buf: &mut [u8]) -> io::Result<()> {
@@ -117,7 +149,11 @@ impl Device for FileDevice {
 
     fn write_meta(&self, copy: u8, buf: &[u8]) -> io::Result<()> {
         check_meta_io(copy, buf.len())?;
-        let w = RawWrite { fd: self.file.as_fd(), offset: copy as u64 * META_COPY_BYTES, data: buf };
+        let w = RawWrite {
+            fd: self.file.as_fd(),
+            offset: copy as u64 * META_COPY_BYTES,
+            data: buf,
+        };
         self.submitter.write_and_sync(&[w], &[])
     }
 
@@ -128,7 +164,11 @@ impl Device for FileDevice {
 
     fn write_zone(&self, zone: u32, offset: u64, data: &[u8]) -> io::Result<()> {
         check_zone_io(self.geometry(), zone, offset, data.len())?;
-        let w = RawWrite { fd: self.file.as_fd(), offset: self.zone_base(zone) + offset, data };
+        let w = RawWrite {
+            fd: self.file.as_fd(),
+            offset: self.zone_base(zone) + offset,
+            data,
+        };
         self.submitter.write_and_sync(&[w], &[])
     }
 
@@ -140,7 +180,11 @@ impl Device for FileDevice {
         let mut raw = Vec::with_capacity(writes.len());
         for w in writes {
             check_zone_io(self.geometry(), w.zone, w.offset, w.data.len())?;
-            raw.push(RawWrite { fd: self.file.as_fd(), offset: self.zone_base(w.zone) + w.offset, data: w.data });
+            raw.push(RawWrite {
+                fd: self.file.as_fd(),
+                offset: self.zone_base(w.zone) + w.offset,
+                data: w.data,
+            });
         }
         self.submitter.write_and_sync(&raw, &[self.file.as_fd()])
     }

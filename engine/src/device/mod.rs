@@ -133,7 +133,12 @@ pub fn open_path(path: &Path) -> Result<Arc<dyn Device>> {
     }
 }
 
-pub(crate) fn check_zone_io(geometry: Geometry, zone: u32, offset: u64, len: usize) -> io::Result<()> {
+pub(crate) fn check_zone_io(
+    geometry: Geometry,
+    zone: u32,
+    offset: u64,
+    len: usize,
+) -> io::Result<()> {
     let end = offset.checked_add(len as u64);
     if zone >= geometry.zone_count || end.is_none_or(|e| e > geometry.zone_size) {
         return Err(io::Error::new(

@@ -53,7 +53,11 @@ impl Submitter {
 
     /// Write every entry of `writes` fully, then fdatasync every fd in `sync`.
     /// Returns only after all of it completed; any failure or short write is an error.
-    pub fn write_and_sync(&self, writes: &[RawWrite<'_>], sync: &[BorrowedFd<'_>]) -> io::Result<()> {
+    pub fn write_and_sync(
+        &self,
+        writes: &[RawWrite<'_>],
+        sync: &[BorrowedFd<'_>],
+    ) -> io::Result<()> {
         match &self.ring {
             Some(ring) => {
                 let mut ring = ring.lock().unwrap_or_else(|p| p.into_inner());
@@ -89,7 +93,11 @@ impl Submitter {
     }
 }
 
-fn submit_chain(ring: &mut IoUring, writes: &[RawWrite<'_>], sync: &[BorrowedFd<'_>]) -> io::Result<()> {
+fn submit_chain(
+    ring: &mut IoUring,
+    writes: &[RawWrite<'_>],
+    sync: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     let n = writes.len() + sync.len();
     if n == 0 {
         return Ok(());
@@ -98,8 +106,9 @@ fn submit_chain(ring: &mut IoUring, writes: &[RawWrite<'_>], sync: &[BorrowedFd<
     {
         let mut sq = ring.submission();
         for (i, w) in writes.iter().enumerate() {
-            let len = u32::try_from(w.data.len())
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "single write over 4 GiB"))?;
+            let len = u32::try_from(w.data.len()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "single write over 4 GiB")
+            })?;
             let mut e = opcode::Write::new(types::Fd(w.fd.as_raw_fd()), w.data.as_ptr(), len)
                 .offset(w.offset)
                 .build()
@@ -111,7 +120,8 @@ fn submit_chain(ring: &mut IoUring, writes: &[RawWrite<'_>], sync: &[BorrowedFd<
             // SAFETY: the buffer behind `w.data` is borrowed for the whole call
             // and this function waits for every completion before returning, so
             // the kernel never reads it after the borrow ends.
-            unsafe { sq.push(&e) }.map_err(|_| io::Error::other("io_uring submission queue full"))?;
+            unsafe { sq.push(&e) }
+                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
         }
         for (j, fd) in sync.iter().enumerate() {
             let i = writes.len() + j;
@@ -124,7 +134,8 @@ fn submit_chain(ring: &mut IoUring, writes: &[RawWrite<'_>], sync: &[BorrowedFd<
             }
             expected.push(0);
             // SAFETY: an fsync entry references no memory.
-            unsafe { sq.push(&e) }.map_err(|_| io::Error::other("io_uring submission queue full"))?;
+            unsafe { sq.push(&e) }
+                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
         }
     }
     ring.submit_and_wait(n)?;
@@ -163,7 +174,10 @@ pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -
     while !data.is_empty() {
         let n = nix::sys::uio::pwrite(fd, data, offset as i64).map_err(io::Error::from)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "pwrite wrote 0 bytes"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "pwrite wrote 0 bytes",
+            ));
         }
         data = &data[n..];
         offset += n as u64;
@@ -175,7 +189,8 @@ pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -
 pub(crate) fn pread_fill(fd: BorrowedFd<'_>, buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     let mut pos = 0;
     while pos < buf.len() {
-        let n = nix::sys::uio::pread(fd, &mut buf[pos..], offset as i64).map_err(io::Error::from)?;
+        let n =
+            nix::sys::uio::pread(fd, &mut buf[pos..], offset as i64).map_err(io::Error::from)?;
         if n == 0 {
             buf[pos..].fill(0);
             break;

@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::file::open_direct;
 use super::uring::{pread_fill, RawWrite, Submitter};
-use super::{check_meta_io, check_zone_io, Device, Geometry, Immutability, IoBackend, ZoneWrite, META_BYTES, META_COPY_BYTES};
+use super::{
+    check_meta_io, check_zone_io, Device, Geometry, Immutability, IoBackend, ZoneWrite, META_BYTES,
+    META_COPY_BYTES,
+};
 use crate::error::{Error, Result};
 
 const SUPERBLOCK_FILE: &str = "superblock";
@@ -44,15 +47,18 @@ impl ZoneDirDevice {
     pub fn create(dir: &Path, geometry: Geometry) -> Result<Self> {
         let name = dir.display().to_string();
         if dir.exists() {
-            let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(&name, "read directory", None, None, e))?;
+            let mut entries = std::fs::read_dir(dir)
+                .map_err(|e| Error::io(&name, "read directory", None, None, e))?;
             if entries.next().is_some() {
                 return Err(Error::AlreadyExists { path: name });
             }
         }
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(&name, "create directory", None, None, e))?;
-        let (meta, direct) =
-            open_direct(&dir.join(SUPERBLOCK_FILE), true).map_err(|e| Error::io(&name, "create superblock file", None, None, e))?;
-        meta.set_len(META_BYTES).map_err(|e| Error::io(&name, "size superblock file", None, None, e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(&name, "create directory", None, None, e))?;
+        let (meta, direct) = open_direct(&dir.join(SUPERBLOCK_FILE), true)
+            .map_err(|e| Error::io(&name, "create superblock file", None, None, e))?;
+        meta.set_len(META_BYTES)
+            .map_err(|e| Error::io(&name, "size superblock file", None, None, e))?;
         let dev = Self::new(name, dir, meta, direct);
         *dev.dir_dirty.lock().unwrap_or_else(|p| p.into_inner()) = true;
         dev.attach(geometry)?;
@@ -63,12 +69,23 @@ impl ZoneDirDevice {
         let name = dir.display().to_string();
         let sb = dir.join(SUPERBLOCK_FILE);
         if !sb.exists() {
-            return Err(Error::NotAStore { path: name, reason: format!("no {SUPERBLOCK_FILE} file in the directory") });
+            return Err(Error::NotAStore {
+                path: name,
+                reason: format!("no {SUPERBLOCK_FILE} file in the directory"),
+            });
         }
-        let (meta, direct) = open_direct(&sb, false).map_err(|e| Error::io(&name, "open superblock file", None, None, e))?;
-        let len = meta.metadata().map_err(|e| Error::io(&name, "stat superblock file", None, None, e))?.len();
+        let (meta, direct) = open_direct(&sb, false)
+            .map_err(|e| Error::io(&name, "open superblock file", None, None, e))?;
+        let len = meta
+            .metadata()
+            .map_err(|e| Error::io(&name, "stat superblock file", None, None, e))?
+            .len();
         if len < META_BYTES {
-            return Err(Error::Truncated { path: sb.display().to_string(), expected: META_BYTES, found: len });
+            return Err(Error::Truncated {
+                path: sb.display().to_string(),
+                expected: META_BYTES,
+                found: len,
+            });
         }
         Ok(Self::new(name, dir, meta, direct))
     }
@@ -112,7 +129,10 @@ impl ZoneDirDevice {
             if !existed {
                 *self.dir_dirty.lock().unwrap_or_else(|p| p.into_inner()) = true;
             }
-            ZoneFile { file, writable: true }
+            ZoneFile {
+                file,
+                writable: true,
+            }
         } else {
             let mut opts = OpenOptions::new();
             opts.read(true);
@@ -120,7 +140,10 @@ impl ZoneDirDevice {
                 opts.custom_flags(libc::O_DIRECT);
             }
             match opts.open(&path) {
-                Ok(file) => ZoneFile { file, writable: false },
+                Ok(file) => ZoneFile {
+                    file,
+                    writable: false,
+                },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             }
@@ -139,7 +162,13 @@ fn get_flags(f: &File) -> io::Result<libc::c_int> {
     let mut flags: libc::c_int = 0;
     // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which points
     // at a live local; the fd is open for the duration of the call.
-    let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags as *mut libc::c_int) };
+    let r = unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            libc::FS_IOC_GETFLAGS,
+            &mut flags as *mut libc::c_int,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -150,7 +179,13 @@ fn set_immutable(f: &File) -> io::Result<()> {
     let flags = get_flags(f)? | FS_IMMUTABLE_FL;
     // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, which points
     // at a live local; the fd is open for the duration of the call.
-    let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags as *const libc::c_int) };
+    let r = unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            libc::FS_IOC_SETFLAGS,
+            &flags as *const libc::c_int,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -171,13 +206,19 @@ impl Device for ZoneDirDevice {
     fn attach(&self, geometry: Geometry) -> Result<()> {
         let set = *self.geometry.get_or_init(|| geometry);
         if set != geometry {
-            return Err(Error::invalid("geometry", format!("device {} already attached as {set:?}", self.name)));
+            return Err(Error::invalid(
+                "geometry",
+                format!("device {} already attached as {set:?}", self.name),
+            ));
         }
         Ok(())
     }
 
     fn geometry(&self) -> Geometry {
-        *self.geometry.get().expect("device attached before zone I/O")
+        *self
+            .geometry
+            .get()
+            .expect("device attached before zone I/O")
     }
 
     fn read_meta(&self, copy: u8, buf: &mut [u8]) -> io::Result<()> {
@@ -187,7 +228,11 @@ impl Device for ZoneDirDevice {
 
     fn write_meta(&self, copy: u8, buf: &[u8]) -> io::Result<()> {
         check_meta_io(copy, buf.len())?;
-        let w = RawWrite { fd: self.meta.as_fd(), offset: copy as u64 * META_COPY_BYTES, data: buf };
+        let w = RawWrite {
+            fd: self.meta.as_fd(),
+            offset: copy as u64 * META_COPY_BYTES,
+            data: buf,
+        };
         self.submitter.write_and_sync(&[w], &[])
     }
 
@@ -225,7 +270,10 @@ impl Device for ZoneDirDevice {
     fn seal_zone(&self, zone: u32) -> io::Result<Immutability> {
         // Make sure the zone's bytes are durable, then trade the writable handle for a read-only one.
         self.flush()?;
-        self.zones.lock().unwrap_or_else(|p| p.into_inner()).remove(&zone);
+        self.zones
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&zone);
         let Some(zf) = self.zone_file(zone, false)? else {
             return Ok(Immutability::NotApplicable);
         };
@@ -234,7 +282,9 @@ impl Device for ZoneDirDevice {
             Err(e) => {
                 let why = match e.raw_os_error() {
                     Some(libc::EPERM) => "the process lacks CAP_LINUX_IMMUTABLE".to_string(),
-                    Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP) => "the file system has no immutable flag".to_string(),
+                    Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP) => {
+                        "the file system has no immutable flag".to_string()
+                    }
                     _ => e.to_string(),
                 };
                 tracing::warn!(zone, "could not mark sealed zone file immutable: {why}");
@@ -249,13 +299,19 @@ impl ZoneDirDevice {
         let mut files = Vec::with_capacity(writes.len());
         for w in writes {
             check_zone_io(self.geometry(), w.zone, w.offset, w.data.len())?;
-            let zf = self.zone_file(w.zone, true)?.expect("zone file opened for write");
+            let zf = self
+                .zone_file(w.zone, true)?
+                .expect("zone file opened for write");
             files.push(zf);
         }
         let raw: Vec<RawWrite<'_>> = writes
             .iter()
             .zip(&files)
-            .map(|(w, zf)| RawWrite { fd: zf.file.as_fd(), offset: w.offset, data: w.data })
+            .map(|(w, zf)| RawWrite {
+                fd: zf.file.as_fd(),
+                offset: w.offset,
+                data: w.data,
+            })
             .collect();
         if !durable {
             let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
@@ -266,7 +322,12 @@ impl ZoneDirDevice {
         // Durable: every zone written now or since the last flush, the
         // superblock file, and the directory if a zone file was created.
         let mut sync_files: Vec<Arc<ZoneFile>> = files.clone();
-        let pending: Vec<u32> = self.dirty.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        let pending: Vec<u32> = self
+            .dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
         for z in pending {
             if let Some(zf) = self.zone_file(z, true)? {
                 sync_files.push(zf);

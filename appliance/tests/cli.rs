@@ -1,0 +1,91 @@
+//! The `stele` binary end to end: init, put, get, verify, reindex, and clear errors.
+
+use std::path::Path;
+use std::process::Command;
+
+use stele_tests::Scratch;
+
+fn stele(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stele"))
+        .args(args)
+        .output()
+        .expect("run stele")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = stele(args);
+    assert!(
+        o.status.success(),
+        "stele {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn init_put_get_verify_reindex() {
+    let dir = Scratch::new();
+    let store = dir.path().join("s");
+    let s = store.to_str().unwrap();
+    let out = ok(&["init", s, "--zone-size-mib", "1", "--zones", "16"]);
+    assert!(out.contains("created store"), "{out}");
+    let key = store.join("keys/stele.key");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions())
+            & 0o777,
+        0o600
+    );
+    for i in 0..30 {
+        let out = ok(&[
+            "put",
+            "--store",
+            s,
+            "--record-id",
+            &format!("wamid.{i}"),
+            "--conversation",
+            "chat-1",
+            "--body",
+            &format!("hello {i}"),
+        ]);
+        assert_eq!(out.trim(), format!("{{\"seq\":{i}}}"));
+    }
+    let got = ok(&["get", "--store", s, "--record-id", "wamid.7"]);
+    assert!(
+        got.contains("\"body\":\"hello 7\"") && got.contains("\"seq\":7"),
+        "{got}"
+    );
+    let conv = ok(&["get", "--store", s, "--conversation", "chat-1"]);
+    assert_eq!(conv.lines().count(), 30);
+    let v = ok(&["verify", "--store", s]);
+    assert!(v.starts_with("ok: 30 frames"), "{v}");
+    let r = ok(&["admin", "reindex", "--store", s]);
+    assert!(
+        r.contains("reindexed 30 frames") && !r.contains("differs"),
+        "{r}"
+    );
+    let info = ok(&["info", "--store", s]);
+    assert!(info.contains("next seq 30"), "{info}");
+    // Errors are clear and non-zero.
+    let o = stele(&["init", s]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already holds a store"));
+    let o = stele(&[
+        "verify",
+        "--store",
+        dir.path().join("nothing").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a Stele store directory"));
+    let o = stele(&["get", "--store", s, "--seq", "999"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not found: seq 999"));
+    // A key file others can read is refused.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let o = stele(&["verify", "--store", s]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("chmod 600"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(Path::new(&store).join("stele.toml").exists());
+}

@@ -20,7 +20,7 @@ use super::{
     META_COPY_BYTES,
 };
 use crate::buffer::BLOCK_SIZE;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 const SECTOR: usize = 512;
 
@@ -318,14 +318,7 @@ impl Device for FaultDevice {
     }
 
     fn attach(&self, geometry: Geometry) -> Result<()> {
-        let set = *self.geometry.get_or_init(|| geometry);
-        if set != geometry {
-            return Err(Error::invalid(
-                "geometry",
-                format!("device {} already attached as {set:?}", self.name),
-            ));
-        }
-        Ok(())
+        super::set_geometry(&self.geometry, &self.name, geometry)
     }
 
     fn geometry(&self) -> Geometry {

@@ -125,14 +125,7 @@ impl Device for FileDevice {
                 found: have,
             });
         }
-        let set = *self.geometry.get_or_init(|| geometry);
-        if set != geometry {
-            return Err(Error::invalid(
-                "geometry",
-                format!("device {} already attached as {set:?}", self.name),
-            ));
-        }
-        Ok(())
+        super::set_geometry(&self.geometry, &self.name, geometry)
     }
 
     fn geometry(&self) -> Geometry {

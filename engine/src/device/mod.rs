@@ -133,6 +133,22 @@ pub fn open_path(path: &Path) -> Result<Arc<dyn Device>> {
     }
 }
 
+/// Record `geometry` in `cell` (once); attaching again with another geometry is an error.
+pub(crate) fn set_geometry(
+    cell: &std::sync::OnceLock<Geometry>,
+    name: &str,
+    geometry: Geometry,
+) -> Result<()> {
+    let set = *cell.get_or_init(|| geometry);
+    if set != geometry {
+        return Err(Error::invalid(
+            "geometry",
+            format!("device {name} already attached as {set:?}"),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_zone_io(
     geometry: Geometry,
     zone: u32,

@@ -338,17 +338,8 @@ fn builder(
             &shared.keys,
             &shared.store_id,
         );
-        b.entries.push(IndexEntry {
-            seq,
-            zone: b.zone,
-            offset: b.start + off as u64,
-            frame_len: frame_len as u32,
-            crc,
-            kind: sub.kind,
-            timestamp_us: sub.timestamp_us,
-            record_tag: sub.record_tag,
-            conversation_tag: sub.conversation_tag,
-        });
+        b.entries
+            .push(IndexEntry::of(&header, crc, b.zone, b.start + off as u64));
         b.waiters.push((sub.done, seq));
         b.len += frame_len;
         head.next_seq += 1;
@@ -387,7 +378,7 @@ fn writer(
             assert_eq!(batch.zone, active, "batches go to the active zone");
             let wlen = align_up(batch.len as u64) as usize;
             batch.buf[batch.len..wlen].fill(0);
-            let first_seq = batch.entries[0].seq;
+            let first_seq = batch.entries[0].loc.seq;
             assert_eq!(first_seq, durable.0, "batches are contiguous in sequence");
             if let Err(e) =
                 shared
@@ -403,6 +394,12 @@ fn writer(
                 }
                 continue;
             }
+            let wp = shared.zones.state(batch.zone).map(|z| z.write_pointer).ok();
+            assert_eq!(
+                wp,
+                Some(batch.start + wlen as u64),
+                "the batch ends exactly at the zone's new write pointer"
+            );
             durable = (batch.next_seq_after, batch.hash_after);
             shared.acked.store(durable.0, Ordering::Release);
             for (done, seq) in batch.waiters.drain(..) {
@@ -522,7 +519,7 @@ fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
             }
         }
         let durable = last_persist.elapsed() >= PERSIST_EVERY;
-        let next = entries.last().map(|e| e.seq + 1);
+        let next = entries.last().map(|e| e.loc.seq + 1);
         let result = shared.index.insert(&entries, durable);
         let mut st = shared.indexed.lock().unwrap_or_else(|p| p.into_inner());
         match result {

@@ -19,7 +19,7 @@ use redb::{
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::frame::FrameKind;
+use crate::frame::{FrameHeader, FrameKind};
 use crate::keys::TAG_LEN;
 
 const LOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("locations");
@@ -29,20 +29,6 @@ const TIMES: TableDefinition<&[u8], ()> = TableDefinition::new("times");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
 const LOCATION_LEN: usize = 29;
-
-/// What the index knows about one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IndexEntry {
-    pub seq: u64,
-    pub zone: u32,
-    pub offset: u64,
-    pub frame_len: u32,
-    pub crc: u32,
-    pub kind: FrameKind,
-    pub timestamp_us: i64,
-    pub record_tag: [u8; TAG_LEN],
-    pub conversation_tag: [u8; TAG_LEN],
-}
 
 /// Where a frame is, and what must be found there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +40,33 @@ pub struct FrameLocation {
     pub crc: u32,
     pub kind: FrameKind,
     pub timestamp_us: i64,
+}
+
+/// What the index knows about one frame: where it is, and its tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub loc: FrameLocation,
+    pub record_tag: [u8; TAG_LEN],
+    pub conversation_tag: [u8; TAG_LEN],
+}
+
+impl IndexEntry {
+    /// The entry for the frame with `header` and `crc` stored at `offset` of global zone `zone`.
+    pub fn of(header: &FrameHeader, crc: u32, zone: u32, offset: u64) -> IndexEntry {
+        IndexEntry {
+            loc: FrameLocation {
+                seq: header.seq,
+                zone,
+                offset,
+                frame_len: header.frame_len,
+                crc,
+                kind: header.kind,
+                timestamp_us: header.timestamp_us,
+            },
+            record_tag: header.record_tag,
+            conversation_tag: header.conversation_tag,
+        }
+    }
 }
 
 fn time_key(ts: i64, seq: u64) -> [u8; 16] {
@@ -142,35 +155,35 @@ impl Index {
             let mut conv = tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
             let mut times = tx.open_table(TIMES).map_err(|e| self.err(e))?;
             for e in entries {
-                if e.seq < next {
+                if e.loc.seq < next {
                     continue; // already indexed (replay after a crash)
                 }
                 assert_eq!(
-                    e.seq, next,
+                    e.loc.seq, next,
                     "index entries arrive in sequence order without gaps"
                 );
                 let mut v = [0u8; LOCATION_LEN];
-                v[0..4].copy_from_slice(&e.zone.to_le_bytes());
-                v[4..12].copy_from_slice(&e.offset.to_le_bytes());
-                v[12..16].copy_from_slice(&e.frame_len.to_le_bytes());
-                v[16..20].copy_from_slice(&e.crc.to_le_bytes());
-                v[20] = e.kind as u8;
-                v[21..29].copy_from_slice(&e.timestamp_us.to_le_bytes());
-                loc.insert(e.seq, &v[..]).map_err(|x| self.err(x))?;
+                v[0..4].copy_from_slice(&e.loc.zone.to_le_bytes());
+                v[4..12].copy_from_slice(&e.loc.offset.to_le_bytes());
+                v[12..16].copy_from_slice(&e.loc.frame_len.to_le_bytes());
+                v[16..20].copy_from_slice(&e.loc.crc.to_le_bytes());
+                v[20] = e.loc.kind as u8;
+                v[21..29].copy_from_slice(&e.loc.timestamp_us.to_le_bytes());
+                loc.insert(e.loc.seq, &v[..]).map_err(|x| self.err(x))?;
                 if e.record_tag != [0; TAG_LEN] {
-                    rec.insert(&tag_key(&e.record_tag, e.seq)[..], ())
+                    rec.insert(&tag_key(&e.record_tag, e.loc.seq)[..], ())
                         .map_err(|x| self.err(x))?;
                 }
-                if e.kind.is_record() {
+                if e.loc.kind.is_record() {
                     if e.conversation_tag != [0; TAG_LEN] {
-                        conv.insert(&tag_key(&e.conversation_tag, e.seq)[..], ())
+                        conv.insert(&tag_key(&e.conversation_tag, e.loc.seq)[..], ())
                             .map_err(|x| self.err(x))?;
                     }
                     times
-                        .insert(&time_key(e.timestamp_us, e.seq)[..], ())
+                        .insert(&time_key(e.loc.timestamp_us, e.loc.seq)[..], ())
                         .map_err(|x| self.err(x))?;
                 }
-                next = e.seq + 1;
+                next = e.loc.seq + 1;
             }
             meta.insert(NEXT_SEQ, next).map_err(|e| self.err(e))?;
         }

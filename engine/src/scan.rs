@@ -13,6 +13,7 @@
 use crate::buffer::{align_down, align_up, AlignedBuf, BLOCK_SIZE};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FLAG_BATCH_START, FRAME_LEN_MAX, HEADER_LEN};
+use crate::index::IndexEntry;
 use crate::zone::{ZoneCondition, ZoneSet};
 
 const WINDOW_BYTES: usize = 1 << 20;
@@ -25,6 +26,22 @@ pub struct ScannedFrame {
     pub hash: [u8; 32],
     pub zone: u32,
     pub offset: u64,
+}
+
+impl ScannedFrame {
+    /// The index entry for this frame.
+    pub fn entry(&self) -> IndexEntry {
+        IndexEntry::of(&self.header, self.crc, self.zone, self.offset)
+    }
+}
+
+/// What lies after the end of the log's tail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TailInspection {
+    /// A later, valid batch start (offset, seq): acknowledged data past a hole.
+    pub later_batch: Option<(u64, u64)>,
+    /// Non-zero bytes after the end: what a torn, unacknowledged write left.
+    pub nonzero_bytes: u64,
 }
 
 /// One stretch of a zone to scan: frames from `start`; `durable_end` is where
@@ -103,6 +120,18 @@ impl<'a> Scanner<'a> {
             })
             .collect();
         Scanner::new(zones, stretches, first_seq, None)
+    }
+
+    /// The bytes of `f`, the frame [`Scanner::next_frame`] just returned (still in the read window).
+    pub fn frame_bytes(&self, f: &ScannedFrame) -> &[u8] {
+        let len = f.header.frame_len as usize;
+        assert!(
+            f.zone == self.window_zone
+                && f.offset >= self.window_start
+                && f.offset + len as u64 <= self.window_start + self.window_len as u64,
+            "frame_bytes is called for the frame just scanned"
+        );
+        self.bytes(f.offset, len)
     }
 
     pub fn expected_seq(&self) -> u64 {
@@ -242,21 +271,34 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// After the tail of the log ended at `end` in `zone`, look for a later
-    /// batch (up to `window` bytes further) that carries a sequence number at
-    /// or beyond the expected one. Finding one means acknowledged frames
-    /// exist past a damaged one: that is damage, not a torn tail.
-    pub fn later_batch(
+    /// After the tail of the log ended at `end` in `zone`, read what lies
+    /// beyond it (up to `window` bytes past the next block boundary), in one
+    /// pass: count the non-zero bytes a torn write left behind, and look for a
+    /// later batch carrying a sequence number at or beyond the expected one.
+    /// Finding one means acknowledged frames exist past a damaged one: that
+    /// is damage, not a torn tail.
+    pub fn inspect_tail(
         &mut self,
         zone: u32,
         end: u64,
         window: u64,
         scan_end: u64,
-    ) -> Result<Option<(u64, u64)>> {
-        let mut pos = align_up(end);
-        let limit = (pos + window).min(scan_end);
+    ) -> Result<TailInspection> {
+        let mut out = TailInspection::default();
+        let first_start = align_up(end);
+        let limit = (first_start + window).min(scan_end);
+        let mut pos = align_down(end);
         while pos < limit {
-            if self.fill(zone, pos, HEADER_LEN, scan_end)? {
+            if !self.fill(zone, pos, BLOCK_SIZE, scan_end)? {
+                break;
+            }
+            let from = end.max(pos);
+            out.nonzero_bytes += self
+                .bytes(from, (pos + BLOCK_SIZE as u64 - from) as usize)
+                .iter()
+                .filter(|&&b| b != 0)
+                .count() as u64;
+            if pos >= first_start && out.later_batch.is_none() {
                 if let Ok(h) = FrameHeader::decode(self.bytes(pos, HEADER_LEN)) {
                     let len = h.frame_len as usize;
                     if h.flags & FLAG_BATCH_START != 0
@@ -265,12 +307,12 @@ impl<'a> Scanner<'a> {
                         && self.fill(zone, pos, len, scan_end)?
                         && frame::check(self.bytes(pos, len)).is_ok()
                     {
-                        return Ok(Some((pos, h.seq)));
+                        out.later_batch = Some((pos, h.seq));
                     }
                 }
             }
             pos += BLOCK_SIZE as u64;
         }
-        Ok(None)
+        Ok(out)
     }
 }

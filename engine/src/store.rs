@@ -16,7 +16,7 @@ use crate::commit::{self, CommitOptions, CommitStats, IndexState, LogHead, Share
 use crate::device::{Device, Geometry, Immutability, IoBackend};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameKind, FRAME_OVERHEAD};
-use crate::index::{FrameLocation, Index, IndexEntry};
+use crate::index::{FrameLocation, Index};
 use crate::keys::{Keys, TagDomain, TAG_LEN};
 use crate::record::{envelope, open_envelope, NewRecord, Receipt, Record};
 use crate::scan::{Scanner, Stretch};
@@ -323,7 +323,10 @@ impl Store {
         }
         let zones = ZoneSet::new(zoned);
         let active = sb.active_zone;
-        if active >= zones.zone_count() || zones.state(active).condition == ZoneCondition::Sealed {
+        if zones
+            .state(active)
+            .map_or(true, |z| z.condition == ZoneCondition::Sealed)
+        {
             return Err(Error::NotAStore {
                 path: devices[0].name().to_string(),
                 reason: format!(
@@ -332,7 +335,7 @@ impl Store {
             });
         }
         // 4. Recover the tail of the active zone after the checkpoint.
-        let cp = zones.state(active);
+        let cp = zones.state(active)?;
         let zone_size = sb.zone_size;
         let stretch = Stretch {
             zone: active,
@@ -354,28 +357,19 @@ impl Store {
         let next_seq = scanner.expected_seq();
         let chain_head = scanner.prev_hash().unwrap_or(sb.chain_head);
         let window = options.commit.batch_bytes_max as u64 + crate::frame::FRAME_LEN_MAX as u64;
-        if let Some((off, seq)) = scanner.later_batch(active, end, window, zone_size)? {
+        let tail_state = scanner.inspect_tail(active, end, window, zone_size)?;
+        if let Some((off, seq)) = tail_state.later_batch {
             return Err(Error::Corrupt {
                 at: zones.location(active, end),
                 reason: format!("frames are missing or damaged here, yet a later batch with seq {seq} exists at offset {off}"),
             });
         }
         let new_wp = align_up(end).min(zone_size);
-        let discarded = {
-            // Count the non-zero bytes after the end: what a torn write left behind.
-            let mut n = 0u64;
-            let mut buf = AlignedBuf::zeroed(64 << 10);
-            let mut pos = align_down(end);
-            let stop = (align_up(end) + window).min(zone_size);
-            while pos < stop {
-                let len = (buf.len() as u64).min(stop - pos) as usize;
-                zones.read(active, pos, &mut buf[..len])?;
-                let from = if pos < end { (end - pos) as usize } else { 0 };
-                n += buf[from..len].iter().filter(|&&b| b != 0).count() as u64;
-                pos += len as u64;
-            }
-            n
-        };
+        assert!(
+            new_wp >= cp.write_pointer,
+            "recovery never moves a checkpointed write pointer back"
+        );
+        let discarded = tail_state.nonzero_bytes;
         if new_wp != cp.write_pointer {
             zones.restore(
                 active,
@@ -409,7 +403,7 @@ impl Store {
         let mut immutability = Vec::new();
         let mut sealed = 0;
         for z in 0..shared.zones.zone_count() {
-            if shared.zones.state(z).condition == ZoneCondition::Sealed {
+            if shared.zones.state(z)?.condition == ZoneCondition::Sealed {
                 sealed += 1;
                 match shared.zones.make_immutable(z) {
                     Ok(i) => immutability.push((z, i)),
@@ -429,7 +423,12 @@ impl Store {
             .zones
             .allocation_order()
             .into_iter()
-            .filter(|&z| shared.zones.state(z).condition == ZoneCondition::Empty)
+            .filter(|&z| {
+                shared
+                    .zones
+                    .state(z)
+                    .is_ok_and(|s| s.condition == ZoneCondition::Empty)
+            })
             .collect();
         let head = LogHead {
             next_seq,
@@ -581,6 +580,20 @@ impl Store {
     fn read_frame(&self, loc: &FrameLocation) -> Result<(frame::FrameHeader, Vec<u8>)> {
         let zones = &self.shared.zones;
         let at = zones.location(loc.zone, loc.offset);
+        // A damaged index must give an error, not a huge allocation or a read outside the zone.
+        let len = loc.frame_len as usize;
+        if !(FRAME_OVERHEAD..=crate::frame::FRAME_LEN_MAX).contains(&len)
+            || zones.state(loc.zone).is_err()
+            || loc
+                .offset
+                .checked_add(len as u64)
+                .is_none_or(|e| e > zones.zone_size())
+        {
+            return Err(Error::Index {
+                path: "index".into(),
+                reason: format!("the entry for seq {} points outside the log ({at}, {len} bytes); run `stele admin reindex`", loc.seq),
+            });
+        }
         let start = align_down(loc.offset);
         let end = align_up(loc.offset + loc.frame_len as u64);
         let mut buf = AlignedBuf::zeroed((end - start) as usize);
@@ -666,22 +679,28 @@ impl Store {
 
     /// Records whose record id is `id`, oldest first.
     pub fn by_record_id(&self, id: &str, limit: usize) -> Result<Vec<Record>> {
-        self.settle_index()?;
-        let seqs = self.shared.index.by_record_tag(
-            &self.shared.keys.tag(TagDomain::RecordId, id.as_bytes()),
-            limit,
-        )?;
-        self.records(seqs, |r| r.record_id == id)
+        self.by_id(TagDomain::RecordId, id, limit)
     }
 
     /// Records of conversation `id`, oldest first.
     pub fn by_conversation(&self, id: &str, limit: usize) -> Result<Vec<Record>> {
+        self.by_id(TagDomain::Conversation, id, limit)
+    }
+
+    /// Records whose id in `domain` is `id`: found by keyed tag, then checked
+    /// against the decrypted id (so a tag collision can never return another record).
+    fn by_id(&self, domain: TagDomain, id: &str, limit: usize) -> Result<Vec<Record>> {
         self.settle_index()?;
-        let seqs = self.shared.index.by_conversation_tag(
-            &self.shared.keys.tag(TagDomain::Conversation, id.as_bytes()),
-            limit,
-        )?;
-        self.records(seqs, |r| r.conversation_id == id)
+        let tag = self.shared.keys.tag(domain, id.as_bytes());
+        let index = &self.shared.index;
+        let seqs = match domain {
+            TagDomain::Conversation => index.by_conversation_tag(&tag, limit)?,
+            _ => index.by_record_tag(&tag, limit)?,
+        };
+        self.records(seqs, |r| match domain {
+            TagDomain::Conversation => r.conversation_id == id,
+            _ => r.record_id == id,
+        })
     }
 
     /// Records with `from_us <= timestamp < to_us`, in time order.
@@ -717,25 +736,27 @@ impl Store {
             if f.header.seq >= acked {
                 break;
             }
-            let loc = FrameLocation {
+            // Authenticate from the bytes the scanner already read: one read per frame.
+            frame::open(
+                scanner.frame_bytes(&f),
+                &f.header,
+                &self.shared.keys,
+                &self.shared.store_id,
+            )
+            .map_err(|_| Error::Authentication {
+                at: self.shared.zones.location(f.zone, f.offset),
                 seq: f.header.seq,
-                zone: f.zone,
-                offset: f.offset,
-                frame_len: f.header.frame_len,
-                crc: f.crc,
-                kind: f.header.kind,
-                timestamp_us: f.header.timestamp_us,
-            };
-            self.read_frame(&loc)?;
+            })?;
             report.frames += 1;
             report.bytes += f.header.frame_len as u64;
             report.chain_head = hex::encode(f.hash);
         }
         report.next_seq = scanner.expected_seq().min(acked);
         if report.next_seq != acked {
+            let (zone, offset) = scanner.end.unwrap_or((0, 0));
             return Err(Error::ChainBroken {
                 seq: report.next_seq,
-                at: self.shared.zones.location(0, 0),
+                at: self.shared.zones.location(zone, offset),
                 reason: format!(
                     "the log ends at seq {} but {acked} records were acknowledged",
                     report.next_seq
@@ -755,8 +776,12 @@ impl Store {
         use sha2::{Digest, Sha256};
         let keys = &self.shared.keys;
         let mut content = Sha256::new();
+        // The seq of every chunk in order; a chunk still in flight, or a repeat
+        // of an earlier chunk of this blob, holds 0 until it is resolved below.
         let mut chunks: Vec<u64> = Vec::new();
         let mut pending: VecDeque<(usize, PendingAppend)> = VecDeque::new();
+        // (position, position of the first, newly written, chunk with the same content)
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
         let mut local: std::collections::HashMap<[u8; TAG_LEN], usize> =
             std::collections::HashMap::new();
         let mut total = 0u64;
@@ -782,8 +807,9 @@ impl Store {
             content.update(&chunk);
             let digest: [u8; 32] = Sha256::digest(&chunk).into();
             let tag = keys.tag(TagDomain::MediaChunk, &digest);
-            if let Some(&i) = local.get(&tag) {
-                chunks.push(u64::MAX - i as u64); // resolved below
+            if let Some(&first) = local.get(&tag) {
+                repeats.push((chunks.len(), first));
+                chunks.push(0);
                 continue;
             }
             // Best effort: chunks still in flight elsewhere may be stored twice, never lost.
@@ -812,10 +838,9 @@ impl Store {
         for (i, p) in pending {
             chunks[i] = p.wait()?.seq;
         }
-        for i in 0..chunks.len() {
-            if chunks[i] > u64::MAX - (chunks.len() as u64) {
-                chunks[i] = chunks[(u64::MAX - chunks[i]) as usize];
-            }
+        for (pos, first) in repeats {
+            assert!(first < pos, "a repeat refers to an earlier chunk");
+            chunks[pos] = chunks[first];
         }
         let sha256: [u8; 32] = content.finalize().into();
         let blob_tag = keys.tag(TagDomain::Media, &sha256);
@@ -971,7 +996,7 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
                 path: "index".into(),
                 reason: format!("seq {} missing", have - 1),
             })?;
-        let st = shared.zones.state(prev.zone);
+        let st = shared.zones.state(prev.zone)?;
         let mut stretches = vec![Stretch {
             zone: prev.zone,
             start: prev.offset,
@@ -1005,17 +1030,7 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
         if f.header.seq >= log_next {
             break;
         }
-        batch.push(IndexEntry {
-            seq: f.header.seq,
-            zone: f.zone,
-            offset: f.offset,
-            frame_len: f.header.frame_len,
-            crc: f.crc,
-            kind: f.header.kind,
-            timestamp_us: f.header.timestamp_us,
-            record_tag: f.header.record_tag,
-            conversation_tag: f.header.conversation_tag,
-        });
+        batch.push(f.entry());
         n += 1;
         if batch.len() == 4096 {
             shared.index.insert(&batch, false)?;

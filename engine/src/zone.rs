@@ -85,8 +85,23 @@ impl ZonedDevice {
         self.device.geometry()
     }
 
-    pub fn zone(&self, zone: u32) -> ZoneState {
-        self.lock()[zone as usize]
+    /// The state of `zone`, or a typed error if the device has no such zone.
+    pub fn zone(&self, zone: u32) -> Result<ZoneState> {
+        self.lock()
+            .get(zone as usize)
+            .copied()
+            .ok_or_else(|| self.no_such_zone(zone))
+    }
+
+    fn no_such_zone(&self, zone: u32) -> Error {
+        Error::invalid(
+            "zone",
+            format!(
+                "zone {zone} does not exist on {} ({} zones)",
+                self.name(),
+                self.geometry().zone_count
+            ),
+        )
     }
 
     pub fn zones(&self) -> Vec<ZoneState> {
@@ -141,14 +156,7 @@ impl ZonedDevice {
     ) -> Result<()> {
         let g = self.geometry();
         let Some(state) = zones.get(zone as usize) else {
-            return Err(Error::invalid(
-                "zone",
-                format!(
-                    "zone {zone} does not exist on {} ({} zones)",
-                    self.name(),
-                    g.zone_count
-                ),
-            ));
+            return Err(self.no_such_zone(zone));
         };
         if state.condition == ZoneCondition::Sealed {
             return Err(self.violation(zone, WormViolation::Sealed));
@@ -196,11 +204,10 @@ impl ZonedDevice {
         let mut zones = self.lock();
         let mut wps: Vec<(u32, u64)> = Vec::new();
         for w in writes {
-            let wp = wps
-                .iter()
-                .rev()
-                .find(|(z, _)| *z == w.zone)
-                .map_or(zones[w.zone as usize].write_pointer, |x| x.1);
+            let wp = wps.iter().rev().find(|(z, _)| *z == w.zone).map_or_else(
+                || zones.get(w.zone as usize).map_or(0, |z| z.write_pointer),
+                |x| x.1,
+            );
             self.check_append(&zones, w.zone, w.offset, w.data.len() as u64, wp)?;
             wps.push((w.zone, wp + w.data.len() as u64));
         }
@@ -218,7 +225,7 @@ impl ZonedDevice {
                 z.first_seq = first_seq;
             }
             z.condition = ZoneCondition::Open;
-            debug_assert!(wp > z.write_pointer, "write pointers only move forward");
+            assert!(wp > z.write_pointer, "write pointers only move forward");
             z.write_pointer = wp;
         }
         Ok(())
@@ -254,7 +261,7 @@ impl ZonedDevice {
     /// Truncation moves a write pointer back, so it is always refused
     /// (a write pointer equal to the current one is a no-op).
     pub fn truncate(&self, zone: u32, to: u64) -> Result<()> {
-        let wp = self.zone(zone).write_pointer;
+        let wp = self.zone(zone)?.write_pointer;
         if to == wp {
             return Ok(());
         }
@@ -275,7 +282,7 @@ impl ZonedDevice {
     /// Ask the medium to make a sealed zone immutable below the store (after the seal is checkpointed).
     pub(crate) fn make_immutable(&self, zone: u32) -> Result<Immutability> {
         assert_eq!(
-            self.zone(zone).condition,
+            self.zone(zone)?.condition,
             ZoneCondition::Sealed,
             "only sealed zones become immutable"
         );
@@ -333,28 +340,38 @@ impl ZoneSet {
     }
 
     /// The device and device-local zone number of global zone `zone`.
-    pub fn locate(&self, zone: u32) -> (&ZonedDevice, u32) {
-        assert!(
-            zone < self.total,
-            "zone {zone} out of range ({} zones)",
-            self.total
-        );
+    pub fn locate(&self, zone: u32) -> Result<(&ZonedDevice, u32)> {
+        if zone >= self.total {
+            return Err(Error::invalid(
+                "zone",
+                format!(
+                    "zone {zone} does not exist (the store has {} zones)",
+                    self.total
+                ),
+            ));
+        }
         let i = self.bases.partition_point(|&b| b <= zone) - 1;
-        (&self.devices[i], zone - self.bases[i])
+        Ok((&self.devices[i], zone - self.bases[i]))
     }
 
     /// Where a byte of the log lives, for error messages.
     pub fn location(&self, zone: u32, offset: u64) -> crate::error::Location {
-        let (dev, local) = self.locate(zone);
-        crate::error::Location {
-            device: dev.name().to_string(),
-            zone: local,
-            offset,
+        match self.locate(zone) {
+            Ok((dev, local)) => crate::error::Location {
+                device: dev.name().to_string(),
+                zone: local,
+                offset,
+            },
+            Err(_) => crate::error::Location {
+                device: format!("(no device holds global zone {zone})"),
+                zone,
+                offset,
+            },
         }
     }
 
-    pub fn state(&self, zone: u32) -> ZoneState {
-        let (dev, local) = self.locate(zone);
+    pub fn state(&self, zone: u32) -> Result<ZoneState> {
+        let (dev, local) = self.locate(zone)?;
         dev.zone(local)
     }
 
@@ -383,7 +400,7 @@ impl ZoneSet {
     }
 
     pub fn read(&self, zone: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let (dev, local) = self.locate(zone);
+        let (dev, local) = self.locate(zone)?;
         dev.read(local, offset, buf)
     }
 
@@ -394,7 +411,7 @@ impl ZoneSet {
         data: &[u8],
         first_seq: u64,
     ) -> Result<()> {
-        let (dev, local) = self.locate(zone);
+        let (dev, local) = self.locate(zone)?;
         dev.append_durable(
             &[ZoneWrite {
                 zone: local,
@@ -406,17 +423,21 @@ impl ZoneSet {
     }
 
     pub(crate) fn seal(&self, zone: u32) {
-        let (dev, local) = self.locate(zone);
+        let (dev, local) = self
+            .locate(zone)
+            .expect("the writer seals only zones it wrote");
         dev.seal(local)
     }
 
     pub(crate) fn make_immutable(&self, zone: u32) -> Result<Immutability> {
-        let (dev, local) = self.locate(zone);
+        let (dev, local) = self.locate(zone)?;
         dev.make_immutable(local)
     }
 
     pub(crate) fn restore(&self, zone: u32, state: ZoneState) {
-        let (dev, local) = self.locate(zone);
+        let (dev, local) = self
+            .locate(zone)
+            .expect("recovery and the writer restore only existing zones");
         dev.restore(local, state)
     }
 

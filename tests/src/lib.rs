@@ -102,3 +102,17 @@ pub fn body(i: u64, len: usize) -> Vec<u8> {
     b.truncate(len.max(1));
     b
 }
+
+/// Append `n` messages `m0..m{n-1}` to conversation `c`, with bodies `body(i, len)`.
+pub fn fill(store: &Store, n: u64, len: usize) {
+    for i in 0..n {
+        store
+            .append(stele_engine::NewRecord::message(
+                format!("m{i}"),
+                "c",
+                i as i64,
+                body(i, len),
+            ))
+            .unwrap_or_else(|e| panic!("append m{i}: {e}"));
+    }
+}

@@ -23,8 +23,8 @@ fn device_layer_refuses_everything_but_appends_at_the_write_pointer() {
     let block = |b: u8| vec![b; 4096];
     zd.append(0, 0, &block(1), 0).unwrap();
     zd.append(0, 4096, &block(2), 1).unwrap();
-    assert_eq!(zd.zone(0).write_pointer, 8192);
-    assert_eq!(zd.zone(0).condition, ZoneCondition::Open);
+    assert_eq!(zd.zone(0).unwrap().write_pointer, 8192);
+    assert_eq!(zd.zone(0).unwrap().condition, ZoneCondition::Open);
     assert!(matches!(
         worm(zd.append(0, 0, &block(9), 0).unwrap_err()),
         WormViolation::BelowWritePointer {
@@ -59,6 +59,27 @@ fn device_layer_refuses_everything_but_appends_at_the_write_pointer() {
         worm(zd.truncate(0, 0).unwrap_err()),
         WormViolation::Truncate { .. }
     ));
+    // Zones that do not exist are typed errors, not panics.
+    assert!(matches!(
+        zd.append(99, 0, &block(9), 0),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        zd.append_durable(
+            &[stele_engine::device::ZoneWrite {
+                zone: 99,
+                offset: 0,
+                data: &block(9)
+            }],
+            0
+        ),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        zd.truncate(99, 0),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(zd.zone(99), Err(Error::InvalidInput { .. })));
     zd.flush().unwrap();
     // Nothing refused reached the medium.
     let mut back = vec![0u8; 8192];
@@ -71,16 +92,7 @@ fn device_layer_refuses_everything_but_appends_at_the_write_pointer() {
 fn store_refuses_overwrites_and_sealed_zone_writes_through_its_devices() {
     let dir = Scratch::new();
     let store = dir_store(dir.path(), 32);
-    for i in 0..400u64 {
-        store
-            .append(NewRecord::message(
-                format!("m{i}"),
-                "c",
-                i as i64,
-                body(i, 500),
-            ))
-            .unwrap();
-    }
+    fill(&store, 400, 500);
     let zones = store.zones();
     let states = zones.states();
     let sealed = states
@@ -91,7 +103,7 @@ fn store_refuses_overwrites_and_sealed_zone_writes_through_its_devices() {
         .iter()
         .position(|s| s.condition == ZoneCondition::Open && s.write_pointer > 0)
         .expect("an open zone with data") as u32;
-    let (dev, local_sealed) = zones.locate(sealed);
+    let (dev, local_sealed) = zones.locate(sealed).unwrap();
     assert!(matches!(
         worm(
             dev.append(
@@ -108,7 +120,7 @@ fn store_refuses_overwrites_and_sealed_zone_writes_through_its_devices() {
         worm(dev.append(local_sealed, 0, &[0u8; 4096], 0).unwrap_err()),
         WormViolation::Sealed
     ));
-    let (dev, local_open) = zones.locate(open);
+    let (dev, local_open) = zones.locate(open).unwrap();
     assert!(matches!(
         worm(dev.append(local_open, 0, &[0u8; 4096], 0).unwrap_err()),
         WormViolation::BelowWritePointer { .. }
@@ -129,16 +141,7 @@ fn store_refuses_overwrites_and_sealed_zone_writes_through_its_devices() {
 fn sealed_zone_files_are_immutable_below_the_store() {
     let dir = Scratch::new();
     let store = dir_store(dir.path(), 32);
-    for i in 0..300u64 {
-        store
-            .append(NewRecord::message(
-                format!("m{i}"),
-                "c",
-                i as i64,
-                body(i, 500),
-            ))
-            .unwrap();
-    }
+    fill(&store, 300, 500);
     store.close().unwrap();
     let store = reopen_dir_store(dir.path()).unwrap();
     let report = store.open_report().clone();

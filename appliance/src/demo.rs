@@ -75,7 +75,7 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
         println!(
             "creating store in {} (zone-directory device, 64 MiB zones, key file {})",
             root.display(),
-            cfg.store.key_file
+            cfg.keys.file
         );
         StoreDir::init(&root, cfg)?
     };

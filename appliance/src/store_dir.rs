@@ -26,7 +26,7 @@ impl StoreDir {
     }
 
     pub fn key_path(&self) -> PathBuf {
-        self.resolve(&self.config.store.key_file)
+        self.resolve(&self.config.keys.file)
     }
 
     fn options(&self) -> StoreOptions {

@@ -1,71 +1,28 @@
-//! Configuration of a Stele store: its schema, strict validation and shipped defaults.
+//! Configuration of a Stele appliance: the schema ([`schema`]), regulatory
+//! presets ([`preset`]), strict validation ([`validate`]), the retention
+//! policy it yields ([`policy`]) and the shipped default and example files.
 //!
-//! A store directory holds `stele.toml`:
-//!
-//! ```toml
-//! [store]
-//! devices = ["data"]            # relative to the store directory; a directory is a zone-directory device,
-//!                               # a file or a block device path is a single-file device
-//! zone_size_mib = 256
-//! zones_per_device = 256        # capacity of each device, in zones
-//! key_file = "keys/stele.key"
-//! index = "index/index.redb"
-//!
-//! [commit]
-//! batch_bytes_max = 4194304
-//! batch_records_max = 16384
-//! linger_us = 0
-//! checkpoint_mib = 64
-//! checkpoint_interval_ms = 5000
-//! ```
-//!
-//! Unknown keys and impossible values are refused with the file, line and column.
+//! Unknown keys, impossible values and conflicting rules are refused with
+//! the file, line and column and a hint.
+
+pub mod policy;
+pub mod preset;
+pub mod schema;
+pub mod validate;
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+pub use policy::{ClassPolicy, RecordFacts, RetentionPolicy};
+pub use schema::*;
 
 pub const CONFIG_FILE: &str = "stele.toml";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreSection {
-    pub devices: Vec<String>,
-    pub zone_size_mib: u64,
-    pub zones_per_device: u32,
-    pub key_file: String,
-    pub index: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CommitSection {
-    pub batch_bytes_max: usize,
-    pub batch_records_max: usize,
-    pub linger_us: u64,
-    pub checkpoint_mib: u64,
-    pub checkpoint_interval_ms: u64,
-}
-
-impl Default for CommitSection {
-    fn default() -> Self {
-        CommitSection {
-            batch_bytes_max: 4 << 20,
-            batch_records_max: 16_384,
-            linger_us: 0,
-            checkpoint_mib: 64,
-            checkpoint_interval_ms: 5000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    pub store: StoreSection,
-    #[serde(default)]
-    pub commit: CommitSection,
-}
+/// The shipped embedded default, documented key by key.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../defaults/embedded.toml");
+/// A documented example for a broker-dealer / investment bank.
+pub const EXAMPLE_BANK: &str = include_str!("../examples/bank.toml");
+/// A documented example for a hospital.
+pub const EXAMPLE_HOSPITAL: &str = include_str!("../examples/hospital.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -81,28 +38,36 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{path}: {field}: {message} (hint: {hint})")]
+    #[error("{path}:{line}:{column}: {field}: {message} (hint: {hint})")]
     Invalid {
         path: PathBuf,
-        field: &'static str,
+        /// 0 when the value is not written in the file (a default).
+        line: usize,
+        column: usize,
+        field: String,
         message: String,
-        hint: &'static str,
+        hint: String,
     },
+}
+
+/// Line and column (1-based) of byte offset `at` in `text`.
+pub(crate) fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    (
+        before.matches('\n').count() + 1,
+        before.chars().count()
+            - before
+                .rfind('\n')
+                .map_or(0, |i| before[..=i].chars().count())
+            + 1,
+    )
 }
 
 impl Config {
     /// The embedded default: one zone-directory device in `data/`, a key file in `keys/`.
     pub fn embedded_default() -> Config {
-        Config {
-            store: StoreSection {
-                devices: vec!["data".into()],
-                zone_size_mib: 256,
-                zones_per_device: 256,
-                key_file: "keys/stele.key".into(),
-                index: "index/index.redb".into(),
-            },
-            commit: CommitSection::default(),
-        }
+        Config::parse(Path::new("defaults/embedded.toml"), EMBEDDED_DEFAULT)
+            .expect("the shipped default is valid")
     }
 
     pub fn to_toml(&self) -> String {
@@ -112,24 +77,15 @@ impl Config {
     /// Parse and validate `text`, naming `path` in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| {
-                    let before = &text[..s.start.min(text.len())];
-                    (
-                        before.matches('\n').count() + 1,
-                        before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
-                    )
-                })
-                .unwrap_or((0, 0));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             ConfigError::Syntax {
                 path: path.into(),
                 line,
                 column,
-                message: e.message().to_string(),
+                message: e.message().trim().to_string(),
             }
         })?;
-        cfg.validate(path)?;
+        validate::validate(&cfg, path, Some(text))?;
         Ok(cfg)
     }
 
@@ -141,55 +97,28 @@ impl Config {
         Config::parse(path, &text)
     }
 
+    /// Validate a configuration built in code (errors carry no line numbers).
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let bad = |field, message: String, hint| {
-            Err(ConfigError::Invalid {
-                path: path.into(),
-                field,
-                message,
-                hint,
-            })
-        };
-        let s = &self.store;
-        if s.devices.is_empty() {
-            return bad(
-                "store.devices",
-                "no devices".into(),
-                "list at least one device, e.g. [\"data\"]",
-            );
+        validate::validate(self, path, None)
+    }
+
+    /// The retention policy this configuration defines.
+    pub fn retention_policy(&self) -> RetentionPolicy {
+        RetentionPolicy::from_config(&self.retention).expect("validated configurations resolve")
+    }
+
+    /// The configuration with every default written out and every retention
+    /// class resolved to its period, as the appliance applies it.
+    pub fn effective_toml(&self) -> String {
+        let mut out = self.to_toml();
+        out.push_str("\n# Resolved retention classes (what each record of the class is given)\n");
+        for c in &self.retention_policy().classes {
+            out.push_str(&format!(
+                "# class {:?}: {} days ({}), per {}\n",
+                c.name, c.days, c.preset_title, c.citation
+            ));
         }
-        if !(1..=4096).contains(&s.zone_size_mib) {
-            return bad(
-                "store.zone_size_mib",
-                format!("{} MiB", s.zone_size_mib),
-                "zones are 1 to 4096 MiB; 256 suits flash",
-            );
-        }
-        if s.zones_per_device == 0 {
-            return bad(
-                "store.zones_per_device",
-                "0 zones".into(),
-                "give each device at least one zone",
-            );
-        }
-        if self.commit.batch_bytes_max < 64 << 10 || self.commit.batch_bytes_max > 256 << 20 {
-            return bad(
-                "commit.batch_bytes_max",
-                format!("{} bytes", self.commit.batch_bytes_max),
-                "between 64 KiB and 256 MiB",
-            );
-        }
-        if self.commit.batch_records_max == 0 {
-            return bad("commit.batch_records_max", "0".into(), "at least 1");
-        }
-        if self.commit.linger_us > 1_000_000 {
-            return bad(
-                "commit.linger_us",
-                format!("{} µs", self.commit.linger_us),
-                "at most one second of added latency",
-            );
-        }
-        Ok(())
+        out
     }
 }
 
@@ -198,14 +127,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_round_trips() {
+    fn shipped_files_are_valid_and_round_trip() {
         let c = Config::embedded_default();
         assert_eq!(Config::parse(Path::new("x"), &c.to_toml()).unwrap(), c);
+        let bank = Config::parse(Path::new("bank.toml"), EXAMPLE_BANK).unwrap();
+        assert_eq!(bank.keys.provider, KeyProviderKind::Pkcs11);
+        assert!(bank.retention.rules.len() >= 2);
+        let hosp = Config::parse(Path::new("hospital.toml"), EXAMPLE_HOSPITAL).unwrap();
+        assert_eq!(hosp.retention.default_class, "hipaa");
+        assert!(c.effective_toml().contains("2192 days"));
     }
 
     #[test]
     fn unknown_key_names_line_and_column() {
-        let text = "[store]\ndevices = [\"data\"]\nzone_size_mib = 256\nzones_per_device = 4\nkey_file = \"k\"\nindex = \"i\"\nbogus = 1\n";
+        let text =
+            "[store]\ndevices = [\"data\"]\nzone_size_mib = 256\nzones_per_device = 4\nbogus = 1\n";
         match Config::parse(Path::new("s.toml"), text) {
             Err(ConfigError::Syntax {
                 line,
@@ -213,24 +149,11 @@ mod tests {
                 message,
                 ..
             }) => {
-                assert_eq!(line, 7, "{message}");
+                assert_eq!(line, 5, "{message}");
                 assert_eq!(column, 1);
                 assert!(message.contains("bogus"), "{message}");
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn impossible_values_are_refused() {
-        let mut c = Config::embedded_default();
-        c.store.zone_size_mib = 0;
-        assert!(matches!(
-            c.validate(Path::new("x")),
-            Err(ConfigError::Invalid {
-                field: "store.zone_size_mib",
-                ..
-            })
-        ));
     }
 }

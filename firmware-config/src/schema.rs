@@ -1,0 +1,333 @@
+//! The configuration schema: one TOML file describes an appliance.
+//!
+//! Every section refuses unknown keys. Paths are relative to the directory of
+//! the file unless absolute. The shipped files (`defaults/embedded.toml`,
+//! `examples/bank.toml`, `examples/hospital.toml`) document every key.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub store: StoreSection,
+    #[serde(default)]
+    pub commit: CommitSection,
+    #[serde(default)]
+    pub keys: KeysSection,
+    #[serde(default)]
+    pub clock: ClockSection,
+    #[serde(default)]
+    pub retention: RetentionSection,
+    #[serde(default)]
+    pub access: AccessSection,
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub scrub: ScrubSection,
+    #[serde(default)]
+    pub smart: SmartSection,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationSection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// A directory is a zone-directory device; a file (or `*.img`) or block device path is a single-file device.
+    pub devices: Vec<String>,
+    pub zone_size_mib: u64,
+    /// Capacity of each device, in zones.
+    pub zones_per_device: u32,
+    #[serde(default = "default_index")]
+    pub index: String,
+}
+
+fn default_index() -> String {
+    "index/index.redb".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommitSection {
+    pub batch_bytes_max: usize,
+    pub batch_records_max: usize,
+    pub linger_us: u64,
+    pub checkpoint_mib: u64,
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for CommitSection {
+    fn default() -> Self {
+        CommitSection {
+            batch_bytes_max: 4 << 20,
+            batch_records_max: 16_384,
+            linger_us: 0,
+            checkpoint_mib: 64,
+            checkpoint_interval_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProviderKind {
+    /// A key-encryption key in a 0600 file (the embedded default).
+    File,
+    /// A key-encryption key inside an HSM, reached through PKCS#11.
+    Pkcs11,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataSubject {
+    /// One data key per conversation (chat) and rotation period.
+    Conversation,
+    /// One data key per custodian (employee) and rotation period.
+    Custodian,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysSection {
+    pub provider: KeyProviderKind,
+    /// The key-encryption key file (`provider = "file"`).
+    pub file: String,
+    /// Wrapped data keys; kept apart from the data devices.
+    pub keystore: String,
+    pub subject: DataSubject,
+    /// A data subject gets a new data key after this many days.
+    pub rotation_days: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Section>,
+}
+
+impl Default for KeysSection {
+    fn default() -> Self {
+        KeysSection {
+            provider: KeyProviderKind::File,
+            file: "keys/stele.key".into(),
+            keystore: "keys/keystore.redb".into(),
+            subject: DataSubject::Conversation,
+            rotation_days: 90,
+            pkcs11: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Section {
+    /// The PKCS#11 module (shared library) of the HSM.
+    pub module: String,
+    pub token_label: String,
+    /// A file holding the user PIN (mode 0600); never the PIN itself in this file.
+    pub pin_file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockSection {
+    /// How much faster than elapsed monotonic time the compliance clock may
+    /// move to catch up with the system clock, in parts per million.
+    pub drift_budget_ppm: u32,
+}
+
+impl Default for ClockSection {
+    fn default() -> Self {
+        ClockSection {
+            drift_budget_ppm: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// The class of records no rule matches.
+    pub default_class: String,
+    pub classes: Vec<RetentionClass>,
+    pub rules: Vec<RetentionRule>,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            default_class: "sec-17a-4".into(),
+            classes: vec![RetentionClass {
+                name: "sec-17a-4".into(),
+                preset: "sec-17a-4".into(),
+                years: None,
+                days: None,
+            }],
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionClass {
+    pub name: String,
+    /// A regulatory preset (see `stele config presets`); `custom` when the firm sets the period.
+    #[serde(default = "custom")]
+    pub preset: String,
+    /// The period in years; at least the preset's. Give `years` or `days`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub years: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
+}
+
+fn custom() -> String {
+    "custom".into()
+}
+
+/// Records matching every given field get `class`. The most specific
+/// matching rule wins; among equally specific ones, the longest period.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    pub class: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custodian: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_type: Option<String>,
+}
+
+impl RetentionRule {
+    /// How many fields the rule matches on.
+    pub fn specificity(&self) -> usize {
+        [
+            &self.tenant,
+            &self.channel,
+            &self.custodian,
+            &self.conversation,
+            &self.message_type,
+        ]
+        .iter()
+        .filter(|f| f.is_some())
+        .count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Place and release legal holds.
+    LegalHold,
+    /// Extend retention (event-based retention).
+    Retention,
+    /// Record erasure requests (data protection officer).
+    Erasure,
+    /// Rotate data keys and the key-encryption key.
+    KeyAdmin,
+    /// Reclaim expired zones, run scrubs, operate the appliance.
+    Operator,
+    /// Read the audit trail and records.
+    Auditor,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principal {
+    pub name: String,
+    pub roles: Vec<Role>,
+    /// SHA-256 (hex) of the principal's access token; the token itself is never stored.
+    pub token_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSection {
+    pub principals: Vec<Principal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
+    /// Plain HTTP, allowed only on a loopback address.
+    pub allow_plain_http: bool,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8443".into(),
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_http: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScrubMode {
+    Sampled,
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrubSection {
+    pub mode: ScrubMode,
+    pub sample_percent: f64,
+    pub sample_min_records: u64,
+    pub interval_hours: u32,
+    /// Share of device read bandwidth a scrub may use.
+    pub bandwidth_percent: u32,
+}
+
+impl Default for ScrubSection {
+    fn default() -> Self {
+        ScrubSection {
+            mode: ScrubMode::Sampled,
+            sample_percent: 0.5,
+            sample_min_records: 100_000,
+            interval_hours: 24,
+            bandwidth_percent: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmartSection {
+    /// Devices to watch with smartctl; empty watches none.
+    pub devices: Vec<String>,
+    pub interval_minutes: u32,
+    /// Alert when a drive's rated endurance used reaches this percentage.
+    pub wear_warn_percent: u32,
+    pub temperature_warn_celsius: u32,
+}
+
+impl Default for SmartSection {
+    fn default() -> Self {
+        SmartSection {
+            devices: Vec::new(),
+            interval_minutes: 60,
+            wear_warn_percent: 80,
+            temperature_warn_celsius: 70,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationSection {
+    /// The remote appliance, `https://host:port`.
+    pub peer: String,
+    /// CA certificate that signs the peer's TLS certificate.
+    pub peer_ca: String,
+}

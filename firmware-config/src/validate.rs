@@ -1,0 +1,433 @@
+//! Strict validation: impossible values and conflicting rules, each refused
+//! with the file, line and column of the value at fault and a hint.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::preset;
+use crate::schema::{Config, KeyProviderKind};
+use crate::{line_col, ConfigError};
+
+/// One step of a path to a value: a table key or an array index.
+#[derive(Debug, Clone, Copy)]
+pub enum Seg<'a> {
+    Key(&'a str),
+    Idx(usize),
+}
+
+/// Where the value at `path` is written in `text`, as (line, column); (0, 0) if it is not (a default).
+pub fn locate(text: &str, path: &[Seg<'_>]) -> (usize, usize) {
+    let Ok(doc) = toml_edit::Document::parse(text) else {
+        return (0, 0);
+    };
+    let mut item: &toml_edit::Item = doc.as_item();
+    let mut span = None;
+    for seg in path {
+        let next = match seg {
+            Seg::Key(k) => item.get(k),
+            Seg::Idx(i) => item.get(*i),
+        };
+        match next {
+            Some(n) => {
+                item = n;
+                span = item.span().or(span);
+            }
+            None => break,
+        }
+    }
+    span.map_or((0, 0), |s| line_col(text, s.start))
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+    text: Option<&'a str>,
+}
+
+impl Checker<'_> {
+    fn fail(&self, at: &[Seg<'_>], message: String, hint: &str) -> ConfigError {
+        let (line, column) = self.text.map_or((0, 0), |t| locate(t, at));
+        let field = at
+            .iter()
+            .map(|s| match s {
+                Seg::Key(k) => format!(".{k}"),
+                Seg::Idx(i) => format!("[{i}]"),
+            })
+            .collect::<String>()
+            .trim_start_matches('.')
+            .to_string();
+        ConfigError::Invalid {
+            path: self.path.into(),
+            line,
+            column,
+            field,
+            message,
+            hint: hint.into(),
+        }
+    }
+}
+
+use Seg::{Idx, Key};
+
+pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), ConfigError> {
+    let c = Checker { path, text };
+    let s = &cfg.store;
+    if s.devices.is_empty() {
+        return Err(c.fail(
+            &[Key("store"), Key("devices")],
+            "no devices".into(),
+            "list at least one device, e.g. [\"data\"]",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, d) in s.devices.iter().enumerate() {
+        if d.trim().is_empty() || !seen.insert(d) {
+            return Err(c.fail(
+                &[Key("store"), Key("devices"), Idx(i)],
+                format!("device {d:?} is empty or listed twice"),
+                "each device once, by path",
+            ));
+        }
+    }
+    if !(1..=4096).contains(&s.zone_size_mib) {
+        return Err(c.fail(
+            &[Key("store"), Key("zone_size_mib")],
+            format!("{} MiB", s.zone_size_mib),
+            "zones are 1 to 4096 MiB; 256 suits flash",
+        ));
+    }
+    if s.zones_per_device == 0 {
+        return Err(c.fail(
+            &[Key("store"), Key("zones_per_device")],
+            "0 zones".into(),
+            "give each device at least one zone",
+        ));
+    }
+    let m = &cfg.commit;
+    if m.batch_bytes_max < 64 << 10 || m.batch_bytes_max > 256 << 20 {
+        return Err(c.fail(
+            &[Key("commit"), Key("batch_bytes_max")],
+            format!("{} bytes", m.batch_bytes_max),
+            "between 64 KiB and 256 MiB",
+        ));
+    }
+    if m.batch_records_max == 0 {
+        return Err(c.fail(
+            &[Key("commit"), Key("batch_records_max")],
+            "0".into(),
+            "at least 1",
+        ));
+    }
+    if m.linger_us > 1_000_000 {
+        return Err(c.fail(
+            &[Key("commit"), Key("linger_us")],
+            format!("{} µs", m.linger_us),
+            "at most one second of added latency",
+        ));
+    }
+    if m.checkpoint_mib == 0 || m.checkpoint_interval_ms == 0 {
+        return Err(c.fail(
+            &[Key("commit")],
+            "checkpoint_mib and checkpoint_interval_ms must be positive".into(),
+            "e.g. 64 MiB and 5000 ms",
+        ));
+    }
+
+    // Keys.
+    let k = &cfg.keys;
+    if !(1..=3650).contains(&k.rotation_days) {
+        return Err(c.fail(
+            &[Key("keys"), Key("rotation_days")],
+            format!("{} days", k.rotation_days),
+            "1 to 3650 days; 90 is usual",
+        ));
+    }
+    match (k.provider, &k.pkcs11) {
+        (KeyProviderKind::Pkcs11, None) => {
+            return Err(c.fail(
+                &[Key("keys"), Key("provider")],
+                "provider is pkcs11 but there is no [keys.pkcs11] section".into(),
+                "add [keys.pkcs11] with module, token_label and pin_file",
+            ));
+        }
+        (KeyProviderKind::File, Some(_)) => {
+            return Err(c.fail(
+                &[Key("keys"), Key("pkcs11")],
+                "a [keys.pkcs11] section while provider is \"file\"".into(),
+                "set provider = \"pkcs11\" or remove the section",
+            ));
+        }
+        _ => {}
+    }
+    if k.keystore.trim().is_empty() || k.file.trim().is_empty() {
+        return Err(c.fail(
+            &[Key("keys")],
+            "keys.file and keys.keystore must name files".into(),
+            "e.g. keys/stele.key and keys/keystore.redb",
+        ));
+    }
+    for d in &s.devices {
+        let dev = Path::new(d);
+        for (what, p) in [("file", &k.file), ("keystore", &k.keystore)] {
+            if Path::new(p).starts_with(dev) {
+                return Err(c.fail(
+                    &[Key("keys"), Key(what)],
+                    format!("{p:?} lies inside data device {d:?}"),
+                    "keep keys apart from the data they protect",
+                ));
+            }
+        }
+    }
+
+    // Clock.
+    if cfg.clock.drift_budget_ppm > 100_000 {
+        return Err(c.fail(
+            &[Key("clock"), Key("drift_budget_ppm")],
+            format!("{} ppm", cfg.clock.drift_budget_ppm),
+            "at most 100000 ppm (10%); 1000 is usual",
+        ));
+    }
+
+    // Retention.
+    let r = &cfg.retention;
+    let mut names = HashSet::new();
+    for (i, cl) in r.classes.iter().enumerate() {
+        let at = |f| [Key("retention"), Key("classes"), Idx(i), Key(f)];
+        if !names.insert(cl.name.as_str()) {
+            return Err(c.fail(
+                &at("name"),
+                format!("class {:?} is defined twice", cl.name),
+                "give each class a distinct name",
+            ));
+        }
+        let Some(p) = preset::find(&cl.preset) else {
+            let ids: Vec<_> = preset::PRESETS.iter().map(|p| p.id).collect();
+            return Err(c.fail(
+                &at("preset"),
+                format!("unknown preset {:?}", cl.preset),
+                &format!("one of {}", ids.join(", ")),
+            ));
+        };
+        let days = match (cl.years, cl.days) {
+            (Some(_), Some(_)) => {
+                return Err(c.fail(
+                    &at("days"),
+                    "both years and days are given".into(),
+                    "give one of them",
+                ))
+            }
+            (Some(y), None) => Some(preset::years_to_days(y)),
+            (None, Some(d)) => Some(d),
+            (None, None) => None,
+        };
+        match (p.years, days) {
+            (None, None) => {
+                return Err(c.fail(
+                    &at("preset"),
+                    format!("class {:?}: {} sets no fixed period", cl.name, p.title),
+                    "state the period with years = N or days = N",
+                ));
+            }
+            (Some(min), Some(d)) if d < preset::years_to_days(min) => {
+                let field = if cl.years.is_some() { "years" } else { "days" };
+                return Err(c.fail(&at(field), format!("class {:?} keeps records {d} days, shorter than the {} years {} requires ({})", cl.name, min, p.title, p.citation), "a class may lengthen its preset's period, never shorten it"));
+            }
+            (_, Some(0)) => {
+                return Err(c.fail(&at("days"), "a period of 0".into(), "at least one day"))
+            }
+            (_, Some(d)) if d > 100 * 366 => {
+                return Err(c.fail(&at("days"), format!("{d} days"), "at most 100 years"))
+            }
+            _ => {}
+        }
+    }
+    if !names.contains(r.default_class.as_str()) {
+        return Err(c.fail(
+            &[Key("retention"), Key("default_class")],
+            format!("class {:?} is not defined", r.default_class),
+            "define it under [[retention.classes]]",
+        ));
+    }
+    let mut criteria = std::collections::HashMap::new();
+    for (i, rule) in r.rules.iter().enumerate() {
+        let at = |f| [Key("retention"), Key("rules"), Idx(i), Key(f)];
+        if !names.contains(rule.class.as_str()) {
+            return Err(c.fail(
+                &at("class"),
+                format!("class {:?} is not defined", rule.class),
+                "define it under [[retention.classes]]",
+            ));
+        }
+        if rule.specificity() == 0 {
+            return Err(c.fail(&[Key("retention"), Key("rules"), Idx(i)], "the rule matches every record".into(), "use retention.default_class for that, or add tenant, channel, custodian, conversation or message_type"));
+        }
+        let key = (
+            rule.tenant.clone(),
+            rule.channel.clone(),
+            rule.custodian.clone(),
+            rule.conversation.clone(),
+            rule.message_type.clone(),
+        );
+        if let Some((j, other)) = criteria.insert(key, (i, rule.class.clone())) {
+            if other != rule.class {
+                return Err(c.fail(&at("class"), format!("conflicts with rule {j}: the same records would be class {other:?} and {:?}", rule.class), "merge the two rules or make one more specific"));
+            }
+        }
+    }
+
+    // Access.
+    let mut pnames = HashSet::new();
+    for (i, p) in cfg.access.principals.iter().enumerate() {
+        let at = |f| [Key("access"), Key("principals"), Idx(i), Key(f)];
+        if p.name.trim().is_empty() || !pnames.insert(p.name.as_str()) {
+            return Err(c.fail(
+                &at("name"),
+                format!("principal {:?} is empty or defined twice", p.name),
+                "one entry per person or service",
+            ));
+        }
+        if p.token_sha256.len() != 64 || !p.token_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(c.fail(
+                &at("token_sha256"),
+                "not 64 hexadecimal digits".into(),
+                "store the SHA-256 of the token: `stele access hash-token`",
+            ));
+        }
+        if p.roles.is_empty() {
+            return Err(c.fail(&at("roles"), "no roles".into(), "e.g. [\"legal-hold\"]"));
+        }
+    }
+
+    // Server.
+    let sv = &cfg.server;
+    let addr: SocketAddr = sv.listen.parse().map_err(|_| {
+        c.fail(
+            &[Key("server"), Key("listen")],
+            format!("{:?} is not an address:port", sv.listen),
+            "e.g. \"0.0.0.0:8443\"",
+        )
+    })?;
+    if sv.tls_cert.is_some() != sv.tls_key.is_some() {
+        return Err(c.fail(
+            &[Key("server")],
+            "tls_cert and tls_key go together".into(),
+            "give both, or neither with allow_plain_http on loopback",
+        ));
+    }
+    if sv.allow_plain_http && !addr.ip().is_loopback() {
+        return Err(c.fail(
+            &[Key("server"), Key("allow_plain_http")],
+            format!("plain HTTP on {addr}, which is not loopback"),
+            "plain HTTP is allowed only on 127.0.0.1 or ::1; configure TLS",
+        ));
+    }
+
+    // Scrub and SMART.
+    let sc = &cfg.scrub;
+    if !(sc.sample_percent > 0.0 && sc.sample_percent <= 100.0) {
+        return Err(c.fail(
+            &[Key("scrub"), Key("sample_percent")],
+            format!("{}", sc.sample_percent),
+            "a percentage above 0 and at most 100",
+        ));
+    }
+    if !(1..=100).contains(&sc.bandwidth_percent) {
+        return Err(c.fail(
+            &[Key("scrub"), Key("bandwidth_percent")],
+            format!("{}%", sc.bandwidth_percent),
+            "1 to 100",
+        ));
+    }
+    if sc.interval_hours == 0 {
+        return Err(c.fail(
+            &[Key("scrub"), Key("interval_hours")],
+            "0".into(),
+            "at least 1",
+        ));
+    }
+    let sm = &cfg.smart;
+    if !(1..=100).contains(&sm.wear_warn_percent) {
+        return Err(c.fail(
+            &[Key("smart"), Key("wear_warn_percent")],
+            format!("{}%", sm.wear_warn_percent),
+            "1 to 100",
+        ));
+    }
+    if sm.interval_minutes == 0 {
+        return Err(c.fail(
+            &[Key("smart"), Key("interval_minutes")],
+            "0".into(),
+            "at least 1",
+        ));
+    }
+    if let Some(rep) = &cfg.replication {
+        if !rep.peer.starts_with("https://") {
+            return Err(c.fail(
+                &[Key("replication"), Key("peer")],
+                format!("{:?}", rep.peer),
+                "replication runs over TLS: https://host:port",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, ConfigError};
+    use std::path::Path;
+
+    fn err(text: &str) -> (usize, usize, String, String) {
+        match Config::parse(Path::new("t.toml"), text) {
+            Err(ConfigError::Invalid {
+                line,
+                column,
+                field,
+                message,
+                ..
+            }) => (line, column, field, message),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    const STORE: &str =
+        "[store]\ndevices = [\"data\"]\nzone_size_mib = 256\nzones_per_device = 4\n";
+
+    #[test]
+    fn shortening_a_preset_is_refused_at_its_line() {
+        let text = format!("{STORE}[retention]\ndefault_class = \"sec\"\n[[retention.classes]]\nname = \"sec\"\npreset = \"sec-17a-4\"\nyears = 3\n");
+        let (line, col, field, msg) = err(&text);
+        assert_eq!((line, col), (10, 9), "{msg}");
+        assert_eq!(field, "retention.classes[0].years");
+        assert!(msg.contains("shorter than the 6 years"), "{msg}");
+    }
+
+    #[test]
+    fn conflicting_rules_are_refused() {
+        let text = format!("{STORE}[retention]\ndefault_class = \"a\"\n[[retention.classes]]\nname = \"a\"\npreset = \"fca\"\n[[retention.classes]]\nname = \"b\"\npreset = \"hipaa\"\n[[retention.rules]]\nclass = \"a\"\nchannel = \"sms\"\n[[retention.rules]]\nclass = \"b\"\nchannel = \"sms\"\n");
+        let (line, _, field, msg) = err(&text);
+        assert_eq!(field, "retention.rules[1].class");
+        assert_eq!(line, 17, "{msg}");
+        assert!(msg.contains("conflicts with rule 0"), "{msg}");
+    }
+
+    #[test]
+    fn impossible_values_are_refused() {
+        for (extra, field) in [
+            ("[store]\ndevices = []\nzone_size_mib = 256\nzones_per_device = 4\n", "store.devices"),
+            ("[store]\ndevices = [\"d\"]\nzone_size_mib = 0\nzones_per_device = 4\n", "store.zone_size_mib"),
+            (&format!("{STORE}[keys]\nrotation_days = 0\n"), "keys.rotation_days"),
+            (&format!("{STORE}[keys]\nprovider = \"pkcs11\"\n"), "keys.provider"),
+            (&format!("{STORE}[keys]\nkeystore = \"data/ks.redb\"\n"), "keys.keystore"),
+            (&format!("{STORE}[server]\nlisten = \"0.0.0.0:80\"\nallow_plain_http = true\n"), "server.allow_plain_http"),
+            (&format!("{STORE}[retention]\ndefault_class = \"nope\"\n"), "retention.default_class"),
+            (&format!("{STORE}[[retention.classes]]\nname = \"g\"\npreset = \"gdpr\"\n"), "retention.classes[0].preset"),
+            (&format!("{STORE}[[retention.rules]]\nclass = \"sec-17a-4\"\n"), "retention.rules[0]"),
+            (&format!("{STORE}[[access.principals]]\nname = \"a\"\nroles = [\"legal-hold\"]\ntoken_sha256 = \"xyz\"\n"), "access.principals[0].token_sha256"),
+        ] {
+            let (line, _, f, msg) = err(extra);
+            assert_eq!(f, field, "{msg}");
+            assert!(line > 0, "{field}: {msg}");
+        }
+    }
+}

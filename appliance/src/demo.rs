@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use anyhow::{ensure, Result};
 use stele_config::Config;
+use stele_config::Role;
+use stele_engine::audit::{Actor, Criteria};
 use stele_engine::store::now_us;
 use stele_engine::NewRecord;
 
@@ -156,17 +158,17 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
         percentile(&latencies, 0.99)
     );
 
-    // Media: an 8 MiB voice-note-sized blob, stored twice: the second is deduplicated.
+    // Media: an 8 MiB voice-note-sized blob, stored twice in one conversation: the second use writes only a manifest.
     let media: Vec<u8> = (0..8u64 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ t0 as u8)
         .collect();
     let m0 = Instant::now();
     let b1 = s.put_blob(&media[..], &format!("demo-{run_tag}-chat-0"), t0)?;
     let m1 = m0.elapsed();
-    let b2 = s.put_blob(&media[..], &format!("demo-{run_tag}-chat-1"), t0)?;
+    let b2 = s.put_blob(&media[..], &format!("demo-{run_tag}-chat-0"), t0)?;
     ensure!(
-        b2.deduplicated && b2.seq == b1.seq,
-        "identical media must be stored once"
+        b2.deduplicated && b2.seq == b1.seq + 1,
+        "identical media must be stored once per data subject"
     );
     let mut back = Vec::new();
     s.read_blob(b1.seq, &mut back)?;
@@ -211,6 +213,34 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
     ensure!(
         by_id.len() == 1 && by_id[0].body.starts_with(b"{\"from\""),
         "lookup by record id"
+    );
+
+    // Compliance: retention, per-conversation keys, a legal hold, a refused deletion, the audit trail.
+    let st = s.retention_status(first_seq)?;
+    let keys = s.keyring().map_or(Ok(0), |k| k.keys().map(|k| k.len()))?;
+    let legal = Actor::new("demo-legal", &[Role::LegalHold]);
+    let hold = s.place_hold(
+        &legal,
+        "DEMO-2026-001",
+        Criteria {
+            conversation: Some(format!("demo-{run_tag}-chat-7")),
+            ..Default::default()
+        },
+        "demo: litigation hold on one chat",
+    )?;
+    let held = s.retention_status(conv[0].seq)?;
+    ensure!(held.held_by == vec![hold], "the hold covers chat-7");
+    let refused = s.delete_record(&legal, conv[0].seq, "demo: try to delete a held record");
+    ensure!(
+        matches!(refused, Err(stele_engine::Error::Refused { .. })),
+        "deletion is refused"
+    );
+    let trail = s.audit_trail(usize::MAX)?;
+    println!(
+        "compliance: message {first_seq} retained until {} by the compliance clock ({} data keys, one per conversation and 90 days); hold {hold} placed on chat-7; deleting a record was refused; {} audit events",
+        crate::when::format(st.effective_until_us),
+        keys,
+        trail.len()
     );
 
     let v0 = Instant::now();

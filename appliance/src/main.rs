@@ -1,13 +1,16 @@
 //! `stele`: the Stele appliance's command line.
 
+mod access;
 mod demo;
 mod store_dir;
+mod when;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
 use stele_config::Config;
+use stele_engine::audit::{Actor, Criteria};
 use stele_engine::NewRecord;
 
 use store_dir::StoreDir;
@@ -23,22 +26,73 @@ struct Cli {
     command: Command,
 }
 
+/// Who acts: the principal's name; the token comes from STELE_TOKEN or --token-file.
+#[derive(Args, Clone)]
+struct Who {
+    /// The principal acting (listed under [[access.principals]] in stele.toml).
+    #[arg(long = "as", value_name = "NAME")]
+    actor: String,
+    /// A file holding the principal's access token (otherwise STELE_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Why: kept in the audit trail.
+    #[arg(long)]
+    reason: String,
+}
+
+/// Which records: every given field must match.
+#[derive(Args, Clone, Default)]
+struct Select {
+    #[arg(long)]
+    custodian: Option<String>,
+    #[arg(long)]
+    conversation: Option<String>,
+    /// Records at or after this time (YYYY-MM-DD[THH:MM:SSZ] or µs).
+    #[arg(long)]
+    from: Option<String>,
+    /// Records before this time.
+    #[arg(long)]
+    to: Option<String>,
+    /// One record, by sequence number.
+    #[arg(long)]
+    seq: Option<u64>,
+    /// A saved search's query text.
+    #[arg(long)]
+    query: Option<String>,
+}
+
+impl Select {
+    fn criteria(&self) -> Result<Criteria> {
+        Ok(Criteria {
+            custodian: self.custodian.clone(),
+            conversation: self.conversation.clone(),
+            from_us: self.from.as_deref().map(when::parse).transpose()?,
+            to_us: self.to.as_deref().map(when::parse).transpose()?,
+            seq: self.seq,
+            query: self.query.clone(),
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Create a store in DIR: a zone-directory device in DIR/data, a 0600 key file, the index.
+    /// Create a store in DIR: a zone-directory device in DIR/data, a 0600 key file, the keystore, the index.
     Init {
         dir: PathBuf,
+        /// A configuration file to create the store with (default: the embedded default).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// A device to use instead of DIR/data: a block device, or a file path ending in .img (repeatable).
         #[arg(long = "device")]
         devices: Vec<String>,
-        #[arg(long, default_value_t = 256)]
-        zone_size_mib: u64,
-        #[arg(long, default_value_t = 256)]
-        zones: u32,
+        #[arg(long)]
+        zone_size_mib: Option<u64>,
+        #[arg(long)]
+        zones: Option<u32>,
     },
     /// Ingest sample messages and media into a store, read them back, verify, and say how fast.
     Demo {
-        /// Store directory (created if absent). Default: a fresh folder under ./stele-demo.
+        /// Store directory (created if absent). Default: ./stele-demo.
         #[arg(long)]
         store: Option<PathBuf>,
         #[arg(long, default_value_t = 5000)]
@@ -59,6 +113,17 @@ enum Command {
         record_id: String,
         #[arg(long)]
         conversation: String,
+        #[arg(long, default_value = "")]
+        custodian: String,
+        #[arg(long, default_value = "")]
+        tenant: String,
+        #[arg(long, default_value = "")]
+        channel: String,
+        #[arg(long = "type", default_value = "")]
+        message_type: String,
+        /// The message's time (default: now).
+        #[arg(long)]
+        at: Option<String>,
         #[arg(long)]
         body: Option<String>,
     },
@@ -85,11 +150,199 @@ enum Command {
         #[arg(long)]
         store: PathBuf,
     },
+    /// Configuration files: check, show, presets.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Legal holds.
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
+    /// Retention: status, event-based extension.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+    /// Delete a record: always refused (records are write-once); the attempt is recorded.
+    Delete {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        seq: u64,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Reset every zone whose records have all left retention and are unheld.
+    Reclaim {
+        #[arg(long)]
+        store: PathBuf,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// GDPR erasure requests (crypto-shredding once retention allows).
+    Erase {
+        #[command(subcommand)]
+        command: EraseCommand,
+    },
+    /// Data keys and the key-encryption key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The compliance clock.
+    Clock {
+        #[arg(long)]
+        store: PathBuf,
+    },
+    /// The audit trail, as JSON lines.
+    Audit {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Access tokens for principals.
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// Administration.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file; errors name the line and column.
+    Check { file: PathBuf },
+    /// Print a configuration with every default and resolved retention period.
+    Show {
+        /// A configuration file, or a store directory.
+        path: PathBuf,
+        #[arg(long)]
+        effective: bool,
+    },
+    /// The regulatory presets, with their periods and citations.
+    Presets,
+    /// Print a shipped file: embedded, bank or hospital.
+    Example { name: String },
+}
+
+#[derive(Subcommand)]
+enum HoldCommand {
+    /// Place a legal hold.
+    Place {
+        #[arg(long)]
+        store: PathBuf,
+        /// The hold's name (e.g. the matter number).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        select: Select,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Release a legal hold.
+    Release {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        hold: u64,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Every hold, placed and released.
+    List {
+        #[arg(long)]
+        store: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// A record's retention date, extensions and holds.
+    Status {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        seq: u64,
+    },
+    /// Keep matching records at least until a date (event-based retention).
+    Extend {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        until: String,
+        #[command(flatten)]
+        select: Select,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Shorten retention: always refused; the attempt is recorded.
+    Shorten {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        until: String,
+        #[command(flatten)]
+        select: Select,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(Subcommand)]
+enum EraseCommand {
+    /// Record an erasure request for a data subject; it runs once retention and holds allow.
+    Request {
+        #[arg(long)]
+        store: PathBuf,
+        /// The conversation or custodian id (whichever keys.subject names).
+        #[arg(long)]
+        subject: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Try every waiting request again.
+    Process {
+        #[arg(long)]
+        store: PathBuf,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Every request and its state.
+    List {
+        #[arg(long)]
+        store: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// The data keys in the keystore (ids, subjects' tags, ages, destroyed or live).
+    List {
+        #[arg(long)]
+        store: PathBuf,
+    },
+    /// Rotate the key-encryption key: re-wrap every data key, destroy the old KEK.
+    RotateKek {
+        #[arg(long)]
+        store: PathBuf,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Make a new random token and print it with the hash for stele.toml.
+    NewToken,
+    /// Print the hash of a token read from standard input.
+    HashToken,
 }
 
 #[derive(Subcommand)]
@@ -121,38 +374,62 @@ fn print_record(r: &stele_engine::Record) {
         "{}",
         serde_json::json!({
             "seq": r.seq, "kind": format!("{:?}", r.kind), "timestamp_us": r.timestamp_us,
-            "record_id": r.record_id, "conversation_id": r.conversation_id, "body": body,
-            "location": r.location.to_string(),
+            "retain_until": when::format(r.retain_until_us),
+            "record_id": r.record_id, "conversation_id": r.conversation_id,
+            "custodian": r.custodian, "tenant": r.tenant, "channel": r.channel, "type": r.message_type,
+            "body": body, "key_id": r.key_id, "location": r.location.to_string(),
         })
     );
+}
+
+fn json(v: impl serde::Serialize) {
+    println!("{}", serde_json::to_string(&v).expect("serialisable"));
+}
+
+/// Open a store and authenticate `who` against its configuration.
+fn open_as(store: &Path, who: &Who) -> Result<(StoreDir, stele_engine::Store, Actor)> {
+    let (sd, s) = StoreDir::open(store)?;
+    let token = access::token(who.token_file.as_deref())?;
+    let actor = access::actor(&sd.config, &who.actor, token.as_deref());
+    Ok((sd, s, actor))
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init {
             dir,
+            config,
             devices,
             zone_size_mib,
             zones,
         } => {
-            let mut cfg = Config::embedded_default();
+            let mut cfg = match &config {
+                Some(p) => Config::load(p)?,
+                None => Config::embedded_default(),
+            };
             if !devices.is_empty() {
                 cfg.store.devices = devices;
             }
-            cfg.store.zone_size_mib = zone_size_mib;
-            cfg.store.zones_per_device = zones;
+            if let Some(z) = zone_size_mib {
+                cfg.store.zone_size_mib = z;
+            }
+            if let Some(z) = zones {
+                cfg.store.zones_per_device = z;
+            }
             let (sd, store) = StoreDir::init(&dir, cfg)?;
             let r = store.open_report().clone();
+            let provider = store.keyring().map(|k| k.provider()).unwrap_or_default();
             store.close()?;
+            let c = &sd.config.store;
             println!("created store {} in {}", r.store_id, dir.display());
             println!(
                 "  devices: {:?} ({} zones of {} MiB each)",
-                sd.config.store.devices, zones, zone_size_mib
+                c.devices, c.zones_per_device, c.zone_size_mib
             );
             println!(
-                "  key file: {} (mode 0600; keep it apart from the data and back it up)",
-                sd.key_path().display()
+                "  key-encryption key: {provider} (keep it apart from the data and back it up)"
             );
+            println!("  keystore: {}", sd.keystore_path().display());
             println!("  I/O: {}, O_DIRECT: {}", r.io_backend, r.direct_io);
         }
         Command::Demo {
@@ -169,6 +446,10 @@ fn run(cli: Cli) -> Result<()> {
                 r.next_seq, r.epoch, r.sealed_zones
             );
             println!("  I/O backend {}, O_DIRECT {}", r.io_backend, r.direct_io);
+            if let Some(k) = s.keyring() {
+                println!("  keys: {} ({} data keys)", k.provider(), k.keys()?.len());
+            }
+            println!("  compliance clock {}", when::format(s.compliance_now_us()));
             println!("  recovery: {} tail frames kept, {} torn bytes discarded, {} index entries replayed", r.tail_frames, r.discarded_tail_bytes, r.index_replayed);
             s.close()?;
         }
@@ -176,6 +457,11 @@ fn run(cli: Cli) -> Result<()> {
             store,
             record_id,
             conversation,
+            custodian,
+            tenant,
+            channel,
+            message_type,
+            at,
             body,
         } => {
             let body = match body {
@@ -186,14 +472,18 @@ fn run(cli: Cli) -> Result<()> {
                     b
                 }
             };
+            let ts = match at {
+                Some(a) => when::parse(&a)?,
+                None => stele_engine::store::now_us(),
+            };
             let (_, s) = StoreDir::open(&store)?;
-            let r = s.append(NewRecord::message(
-                record_id,
-                conversation,
-                stele_engine::store::now_us(),
-                body,
-            ))?;
-            println!("{}", serde_json::json!({"seq": r.seq}));
+            let rec = NewRecord::message(record_id, conversation, ts, body)
+                .with_custodian(custodian)
+                .with_tenant(tenant)
+                .with_channel(channel, message_type);
+            let until = s.retain_until_for(&rec);
+            let r = s.append(rec)?;
+            json(serde_json::json!({"seq": r.seq, "retain_until": when::format(until)}));
             s.close()?;
         }
         Command::Get {
@@ -211,7 +501,7 @@ fn run(cli: Cli) -> Result<()> {
                 (None, Some(id), None, None, None) => s.by_record_id(&id, limit)?,
                 (None, None, Some(c), None, None) => s.by_conversation(&c, limit)?,
                 (None, None, None, Some(a), Some(b)) => s.by_time(a, b, limit)?,
-                _ => anyhow::bail!("give exactly one of --seq, --record-id, --conversation, or --from-us with --to-us"),
+                _ => bail!("give exactly one of --seq, --record-id, --conversation, or --from-us with --to-us"),
             };
             for r in &records {
                 print_record(r);
@@ -222,11 +512,229 @@ fn run(cli: Cli) -> Result<()> {
             let (_, s) = StoreDir::open(&store)?;
             let v = s.verify()?;
             println!(
-                "ok: {} frames ({} bytes), seq {}..{}, chain head {}",
-                v.frames, v.bytes, v.first_seq, v.next_seq, v.chain_head
+                "ok: {} frames ({} bytes), seq {}..{}, chain head {}; {} shredded frames checked without their key; {} reclaimed ranges crossed",
+                v.frames, v.bytes, v.first_seq, v.next_seq, v.chain_head, v.shredded, v.reclaimed_ranges
             );
             s.close()?;
         }
+        Command::Config { command } => match command {
+            ConfigCommand::Check { file } => {
+                let c = Config::load(&file)?;
+                println!(
+                    "{}: valid ({} devices, key provider {:?}, {} retention classes, {} rules, {} principals)",
+                    file.display(),
+                    c.store.devices.len(),
+                    c.keys.provider,
+                    c.retention.classes.len(),
+                    c.retention.rules.len(),
+                    c.access.principals.len()
+                );
+            }
+            ConfigCommand::Show { path, effective } => {
+                let file = if path.is_dir() {
+                    path.join(stele_config::CONFIG_FILE)
+                } else {
+                    path
+                };
+                let c = Config::load(&file)?;
+                if effective {
+                    print!("{}", c.effective_toml());
+                } else {
+                    print!("{}", std::fs::read_to_string(&file)?);
+                }
+            }
+            ConfigCommand::Presets => {
+                for p in stele_config::preset::PRESETS {
+                    json(p);
+                }
+            }
+            ConfigCommand::Example { name } => match name.as_str() {
+                "embedded" => print!("{}", stele_config::EMBEDDED_DEFAULT),
+                "bank" => print!("{}", stele_config::EXAMPLE_BANK),
+                "hospital" => print!("{}", stele_config::EXAMPLE_HOSPITAL),
+                other => bail!("no example {other:?}: embedded, bank or hospital"),
+            },
+        },
+        Command::Hold { command } => match command {
+            HoldCommand::Place {
+                store,
+                name,
+                select,
+                who,
+            } => {
+                let (_, s, actor) = open_as(&store, &who)?;
+                let id = s.place_hold(&actor, &name, select.criteria()?, &who.reason)?;
+                json(serde_json::json!({"hold": id, "name": name}));
+                s.close()?;
+            }
+            HoldCommand::Release { store, hold, who } => {
+                let (_, s, actor) = open_as(&store, &who)?;
+                s.release_hold(&actor, hold, &who.reason)?;
+                json(serde_json::json!({"released": hold}));
+                s.close()?;
+            }
+            HoldCommand::List { store } => {
+                let (_, s) = StoreDir::open(&store)?;
+                for h in s.holds()? {
+                    json(h);
+                }
+                s.close()?;
+            }
+        },
+        Command::Retention { command } => match command {
+            RetentionCommand::Status { store, seq } => {
+                let (_, s) = StoreDir::open(&store)?;
+                let st = s.retention_status(seq)?;
+                json(serde_json::json!({
+                    "seq": st.seq,
+                    "stored_until": when::format(st.stored_until_us),
+                    "effective_until": when::format(st.effective_until_us),
+                    "held_by": st.held_by,
+                    "expired": st.expired,
+                    "compliance_now": when::format(s.compliance_now_us()),
+                }));
+                s.close()?;
+            }
+            RetentionCommand::Extend {
+                store,
+                until,
+                select,
+                who,
+            } => {
+                let (_, s, actor) = open_as(&store, &who)?;
+                let id = s.extend_retention(
+                    &actor,
+                    select.criteria()?,
+                    when::parse(&until)?,
+                    &who.reason,
+                )?;
+                json(serde_json::json!({"extension": id, "until": until}));
+                s.close()?;
+            }
+            RetentionCommand::Shorten {
+                store,
+                until,
+                select,
+                who,
+            } => {
+                let (_, s, actor) = open_as(&store, &who)?;
+                let r = s.shorten_retention(
+                    &actor,
+                    select.criteria()?,
+                    when::parse(&until)?,
+                    &who.reason,
+                );
+                s.close()?;
+                r?;
+            }
+        },
+        Command::Delete { store, seq, who } => {
+            let (_, s, actor) = open_as(&store, &who)?;
+            let r = s.delete_record(&actor, seq, &who.reason);
+            s.close()?;
+            r?;
+        }
+        Command::Reclaim { store, who } => {
+            let (_, s, actor) = open_as(&store, &who)?;
+            let verdicts = s.reclaim(&actor, &who.reason);
+            let verdicts = match verdicts {
+                Ok(v) => v,
+                Err(e) => {
+                    s.close()?;
+                    return Err(e.into());
+                }
+            };
+            for v in verdicts {
+                json(v);
+            }
+            s.close()?;
+        }
+        Command::Erase { command } => match command {
+            EraseCommand::Request {
+                store,
+                subject,
+                who,
+            } => {
+                let (_, s, actor) = open_as(&store, &who)?;
+                let (id, state) = s.request_erasure(&actor, &subject, &who.reason)?;
+                json(serde_json::json!({"request": id, "state": state}));
+                s.close()?;
+            }
+            EraseCommand::Process { store, who } => {
+                let (_, s, actor) = open_as(&store, &who)?;
+                for (id, state) in s.process_erasures(&actor)? {
+                    json(serde_json::json!({"request": id, "state": state}));
+                }
+                s.close()?;
+            }
+            EraseCommand::List { store } => {
+                let (_, s) = StoreDir::open(&store)?;
+                for e in s.erasures()? {
+                    json(e);
+                }
+                s.close()?;
+            }
+        },
+        Command::Keys { command } => match command {
+            KeysCommand::List { store } => {
+                let (_, s) = StoreDir::open(&store)?;
+                if let Some(k) = s.keyring() {
+                    for info in k.keys()? {
+                        json(serde_json::json!({
+                            "key_id": info.id,
+                            "subject_tag": hex::encode(info.subject),
+                            "created": when::format(info.created_us),
+                            "kek_generation": info.kek_generation,
+                            "destroyed": info.destroyed.map(|(at, req)| serde_json::json!({"at": when::format(at), "erasure_request": req})),
+                        }));
+                    }
+                }
+                s.close()?;
+            }
+            KeysCommand::RotateKek { store, who } => {
+                let (_, s, actor) = open_as(&store, &who)?;
+                let r = s.rotate_kek(&actor, &who.reason)?;
+                json(
+                    serde_json::json!({"from_generation": r.from_generation, "to_generation": r.to_generation, "rewrapped": r.rewrapped}),
+                );
+                s.close()?;
+            }
+        },
+        Command::Clock { store } => {
+            let (sd, s) = StoreDir::open(&store)?;
+            use std::sync::atomic::Ordering::Relaxed;
+            let c = s.clock();
+            json(serde_json::json!({
+                "compliance_now": when::format(s.compliance_now_us()),
+                "compliance_now_us": s.compliance_now_us(),
+                "system_now": when::format(stele_engine::store::now_us()),
+                "system_minus_compliance_us": c.stats.gap_us.load(Relaxed),
+                "drift_budget_ppm": sd.config.clock.drift_budget_ppm,
+                "forward_jumps": c.stats.forward_jumps.load(Relaxed),
+                "backward_jumps": c.stats.backward_jumps.load(Relaxed),
+                "restarts": c.stats.restarts.load(Relaxed),
+            }));
+            s.close()?;
+        }
+        Command::Audit { store, limit } => {
+            let (_, s) = StoreDir::open(&store)?;
+            for e in s.audit_trail(limit)? {
+                json(e);
+            }
+            s.close()?;
+        }
+        Command::Access { command } => match command {
+            AccessCommand::NewToken => {
+                let (t, h) = access::new_token()?;
+                println!("token: {t}");
+                println!("token_sha256 = \"{h}\"");
+            }
+            AccessCommand::HashToken => {
+                let mut t = String::new();
+                std::io::stdin().read_line(&mut t)?;
+                println!("token_sha256 = \"{}\"", access::token_hash(&t));
+            }
+        },
         Command::Admin {
             command: AdminCommand::Reindex { store },
         } => {

@@ -1,14 +1,17 @@
-//! A store directory: `stele.toml`, the key file, the index and (for the
+//! A store directory: `stele.toml`, the key-encryption key (a file, or a key
+//! in an HSM), the keystore of wrapped data keys, the index and (for the
 //! embedded default) the zone-directory device, all under one folder.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use stele_config::{Config, CONFIG_FILE};
+use stele_config::{Config, KeyProviderKind, CONFIG_FILE};
 use stele_engine::device::{Device, FileDevice, Geometry, ZoneDirDevice};
-use stele_engine::{KeyFile, Store, StoreOptions};
+use stele_engine::{FileKek, KeyProvider, Keyring, Pkcs11Config, Pkcs11Kek, Store, StoreOptions};
+use zeroize::Zeroizing;
 
 pub struct StoreDir {
     pub root: PathBuf,
@@ -16,7 +19,7 @@ pub struct StoreDir {
 }
 
 impl StoreDir {
-    fn resolve(&self, p: &str) -> PathBuf {
+    pub fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
             p.to_path_buf()
@@ -29,7 +32,49 @@ impl StoreDir {
         self.resolve(&self.config.keys.file)
     }
 
-    fn options(&self) -> StoreOptions {
+    pub fn keystore_path(&self) -> PathBuf {
+        self.resolve(&self.config.keys.keystore)
+    }
+
+    /// The key provider the configuration names; `create` makes a new key file.
+    fn provider(&self, create: bool) -> Result<Box<dyn KeyProvider>> {
+        let k = &self.config.keys;
+        Ok(match k.provider {
+            KeyProviderKind::File => {
+                let path = self.key_path();
+                if create {
+                    Box::new(FileKek::create(&path)?)
+                } else {
+                    Box::new(FileKek::load(&path)?)
+                }
+            }
+            KeyProviderKind::Pkcs11 => {
+                let p = k.pkcs11.as_ref().context("[keys.pkcs11] is missing")?;
+                let pin_path = self.resolve(&p.pin_file);
+                let meta = std::fs::metadata(&pin_path)
+                    .with_context(|| format!("HSM PIN file {}", pin_path.display()))?;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    bail!(
+                        "HSM PIN file {} is readable by group or others (chmod 600)",
+                        pin_path.display()
+                    );
+                }
+                let pin = Zeroizing::new(
+                    std::fs::read_to_string(&pin_path)
+                        .with_context(|| format!("reading {}", pin_path.display()))?
+                        .trim()
+                        .to_string(),
+                );
+                Box::new(Pkcs11Kek::open(&Pkcs11Config {
+                    module: self.resolve(&p.module),
+                    token_label: p.token_label.clone(),
+                    pin,
+                })?)
+            }
+        })
+    }
+
+    fn options(&self, keyring: Arc<Keyring>) -> StoreOptions {
         let c = &self.config;
         let mut o = StoreOptions::new(self.resolve(&c.store.index));
         o.zone_size = c.store.zone_size_mib << 20;
@@ -38,10 +83,15 @@ impl StoreDir {
         o.commit.linger = Duration::from_micros(c.commit.linger_us);
         o.commit.checkpoint_bytes = c.commit.checkpoint_mib << 20;
         o.commit.checkpoint_interval = Duration::from_millis(c.commit.checkpoint_interval_ms);
+        o.keyring = Some(keyring);
+        o.subject = c.keys.subject;
+        o.retention = c.retention_policy();
+        o.drift_budget_ppm = c.clock.drift_budget_ppm;
         o
     }
 
-    /// Create a new store in `root` with `config`: devices, a fresh 0600 key file, the index.
+    /// Create a new store in `root` with `config`: devices, the key-encryption
+    /// key (a new 0600 file, or a key generated inside the HSM), the keystore, the index.
     pub fn init(root: &Path, config: Config) -> Result<(StoreDir, Store)> {
         config.validate(&root.join(CONFIG_FILE))?;
         let cfg_path = root.join(CONFIG_FILE);
@@ -71,25 +121,39 @@ impl StoreDir {
                 devices.push(Arc::new(ZoneDirDevice::create(&path, geometry)?));
             }
         }
-        let key = KeyFile::generate(&sd.key_path(), 1)?;
-        let store = Store::create(devices, key.keys(), sd.options())?;
+        let provider = sd.provider(sd.config.keys.provider == KeyProviderKind::File)?;
+        let keyring = Arc::new(Keyring::create(
+            provider,
+            &sd.keystore_path(),
+            sd.config.keys.rotation_days,
+        )?);
+        let store = Store::create(devices, keyring.root_keys(), sd.options(keyring))?;
         std::fs::write(&cfg_path, sd.config.to_toml())
             .with_context(|| format!("writing {}", cfg_path.display()))?;
         Ok((sd, store))
     }
 
-    /// Open the store in `root`, recovering it if it was not closed cleanly.
-    pub fn open(root: &Path) -> Result<(StoreDir, Store)> {
+    /// Read and validate the store directory's configuration.
+    pub fn load(root: &Path) -> Result<StoreDir> {
         let cfg_path = root.join(CONFIG_FILE);
         if !cfg_path.exists() {
             bail!("{} is not a Stele store directory (no {CONFIG_FILE}; create one with `stele init {}`)", root.display(), root.display());
         }
         let config = Config::load(&cfg_path)?;
-        let sd = StoreDir {
+        Ok(StoreDir {
             root: root.to_path_buf(),
             config,
-        };
-        let key = KeyFile::load(&sd.key_path())?;
+        })
+    }
+
+    /// Open the store in `root`, recovering it if it was not closed cleanly.
+    pub fn open(root: &Path) -> Result<(StoreDir, Store)> {
+        let sd = StoreDir::load(root)?;
+        let keyring = Arc::new(Keyring::open(
+            sd.provider(false)?,
+            &sd.keystore_path(),
+            sd.config.keys.rotation_days,
+        )?);
         let devices = sd
             .config
             .store
@@ -97,7 +161,7 @@ impl StoreDir {
             .iter()
             .map(|d| stele_engine::device::open_path(&sd.resolve(d)))
             .collect::<stele_engine::Result<Vec<_>>>()?;
-        let store = Store::open(devices, key.keys(), sd.options())?;
+        let store = Store::open(devices, keyring.root_keys(), sd.options(keyring))?;
         Ok((sd, store))
     }
 }

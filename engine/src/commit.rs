@@ -28,11 +28,13 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvErro
 use tokio::sync::oneshot;
 
 use crate::buffer::{align_up, AlignedBuf};
+use crate::clock::ComplianceClock;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameKind, FLAG_BATCH_START, FRAME_OVERHEAD};
 use crate::index::{Index, IndexEntry};
-use crate::keys::{Keys, TAG_LEN};
+use crate::keyring::Keyring;
+use crate::keys::{DataKey, Keys, CUSTODIAN_TAG_LEN, TAG_LEN};
 use crate::record::Receipt;
 use crate::superblock::Superblock;
 use crate::zone::{ZoneCondition, ZoneSet, ZoneState};
@@ -85,10 +87,25 @@ pub(crate) struct IndexState {
     pub failed: Option<String>,
 }
 
+/// The durable state of the log: what the last checkpoint may record.
+/// The writer holds this lock from a batch's write to its bookkeeping, so
+/// anyone else who checkpoints (zone reclaim) sees a consistent state.
+pub(crate) struct LogState {
+    pub sb: Superblock,
+    /// (next seq, hash of the last frame) of everything durable.
+    pub durable: (u64, [u8; 32]),
+    pub active: u32,
+}
+
 /// State shared by the store handle and its threads.
 pub(crate) struct Shared {
     pub store_id: [u8; 16],
     pub keys: Keys,
+    pub keyring: Option<Arc<Keyring>>,
+    pub clock: Arc<ComplianceClock>,
+    pub log: Mutex<LogState>,
+    /// Empty zones in the order they will be opened.
+    pub free: Mutex<VecDeque<u32>>,
     pub zones: ZoneSet,
     pub index: Index,
     pub options: CommitOptions,
@@ -101,6 +118,28 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The data key that opens frames carrying `key_id` (frame `seq`, for errors).
+    pub fn data_key(&self, key_id: u32, seq: u64) -> Result<Arc<DataKey>> {
+        if key_id == crate::keys::ROOT_KEY_ID {
+            return Ok(self.keys.data.clone());
+        }
+        let Some(ring) = &self.keyring else {
+            return Err(Error::invalid(
+                "key",
+                format!("seq {seq} is encrypted with data key {key_id}, and the store was opened without its keystore"),
+            ));
+        };
+        ring.key(key_id).map_err(|e| match e {
+            crate::keyring::KeyLookup::Destroyed(at, request) => Error::Erased {
+                seq,
+                key_id,
+                erased_at_us: at,
+                request,
+            },
+            crate::keyring::KeyLookup::Failed(e) => e,
+        })
+    }
+
     pub fn poisoned(&self) -> Option<String> {
         self.poison
             .lock()
@@ -149,7 +188,11 @@ pub(crate) struct Submission {
     pub retain_until_us: i64,
     pub record_tag: [u8; TAG_LEN],
     pub conversation_tag: [u8; TAG_LEN],
+    pub custodian_tag: [u8; CUSTODIAN_TAG_LEN],
+    pub key: Arc<DataKey>,
     pub plaintext: Vec<u8>,
+    /// For a blob manifest: the chunks it references (kept in the index).
+    pub refs: Vec<u64>,
     pub done: oneshot::Sender<Result<Receipt>>,
 }
 
@@ -181,8 +224,6 @@ struct Batch {
 pub(crate) fn start(
     shared: Arc<Shared>,
     head: LogHead,
-    free: VecDeque<u32>,
-    sb: Superblock,
 ) -> (Sender<Submission>, Vec<JoinHandle<()>>) {
     let (sub_tx, sub_rx) = bounded::<Submission>(shared.options.queue_records_max);
     let (batch_tx, batch_rx) = bounded::<Batch>(1);
@@ -193,15 +234,14 @@ pub(crate) fn start(
     threads.push(
         std::thread::Builder::new()
             .name("stele-builder".into())
-            .spawn(move || builder(s, sub_rx, batch_tx, recycle_rx, head, free))
+            .spawn(move || builder(s, sub_rx, batch_tx, recycle_rx, head))
             .expect("spawn builder thread"),
     );
     let s = shared.clone();
-    let durable = (head.next_seq, head.prev_hash);
     threads.push(
         std::thread::Builder::new()
             .name("stele-io".into())
-            .spawn(move || writer(s, batch_rx, recycle_tx, idx_tx, sb, durable, head.zone))
+            .spawn(move || writer(s, batch_rx, recycle_tx, idx_tx))
             .expect("spawn I/O thread"),
     );
     let s = shared;
@@ -247,7 +287,6 @@ fn builder(
     tx: Sender<Batch>,
     recycle: Receiver<AlignedBuf>,
     mut head: LogHead,
-    mut free: VecDeque<u32>,
 ) {
     let opts = shared.options.clone();
     let zone_size = shared.zones.zone_size();
@@ -299,7 +338,12 @@ fn builder(
         let start = batch.as_ref().map_or(head.offset, |b| b.start);
         let used = batch.as_ref().map_or(0, |b| b.len);
         if start + align_up((used + frame_len) as u64) > zone_size {
-            let Some(next) = free.pop_front() else {
+            let next = shared
+                .free
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            let Some(next) = next else {
                 let _ = sub.done.send(Err(Error::Full {
                     needed: frame_len as u64,
                 }));
@@ -327,6 +371,7 @@ fn builder(
             timestamp_us: sub.timestamp_us,
             retain_until_us: sub.retain_until_us,
             nonce: frame::nonce(head.epoch, seq),
+            custodian_tag: sub.custodian_tag,
             record_tag: sub.record_tag,
             conversation_tag: sub.conversation_tag,
             prev_hash: head.prev_hash,
@@ -335,11 +380,12 @@ fn builder(
             &mut b.buf[off..off + frame_len],
             &mut header,
             &sub.plaintext,
-            &shared.keys,
+            &sub.key,
             &shared.store_id,
         );
-        b.entries
-            .push(IndexEntry::of(&header, crc, b.zone, b.start + off as u64));
+        let mut entry = IndexEntry::of(&header, crc, b.zone, b.start + off as u64);
+        entry.refs = sub.refs;
+        b.entries.push(entry);
         b.waiters.push((sub.done, seq));
         b.len += frame_len;
         head.next_seq += 1;
@@ -358,14 +404,13 @@ fn writer(
     rx: Receiver<Batch>,
     recycle: Sender<AlignedBuf>,
     idx: Sender<Vec<IndexEntry>>,
-    mut sb: Superblock,
-    mut durable: (u64, [u8; 32]),
-    mut active: u32,
 ) {
     let opts = shared.options.clone();
     let mut since_checkpoint = 0u64;
     let mut last_checkpoint = Instant::now();
     for mut batch in rx {
+        let mut log = shared.log.lock().unwrap_or_else(|p| p.into_inner());
+        let log = &mut *log;
         if let Some(reason) = shared.poisoned() {
             for (done, _) in batch.waiters.drain(..) {
                 let _ = done.send(Err(Error::Poisoned {
@@ -375,11 +420,14 @@ fn writer(
             continue;
         }
         if batch.len > 0 {
-            assert_eq!(batch.zone, active, "batches go to the active zone");
+            assert_eq!(batch.zone, log.active, "batches go to the active zone");
             let wlen = align_up(batch.len as u64) as usize;
             batch.buf[batch.len..wlen].fill(0);
             let first_seq = batch.entries[0].loc.seq;
-            assert_eq!(first_seq, durable.0, "batches are contiguous in sequence");
+            assert_eq!(
+                first_seq, log.durable.0,
+                "batches are contiguous in sequence"
+            );
             if let Err(e) =
                 shared
                     .zones
@@ -400,8 +448,8 @@ fn writer(
                 Some(batch.start + wlen as u64),
                 "the batch ends exactly at the zone's new write pointer"
             );
-            durable = (batch.next_seq_after, batch.hash_after);
-            shared.acked.store(durable.0, Ordering::Release);
+            log.durable = (batch.next_seq_after, batch.hash_after);
+            shared.acked.store(log.durable.0, Ordering::Release);
             for (done, seq) in batch.waiters.drain(..) {
                 let _ = done.send(Ok(Receipt { seq }));
             }
@@ -425,11 +473,11 @@ fn writer(
                 ZoneState {
                     condition: ZoneCondition::Open,
                     write_pointer: 0,
-                    first_seq: durable.0,
+                    first_seq: log.durable.0,
                 },
             );
-            active = next;
-            if let Err(e) = checkpoint(&shared, &mut sb, durable, active) {
+            log.active = next;
+            if let Err(e) = checkpoint(&shared, log) {
                 shared.poison(format!(
                     "checkpoint after sealing zone {sealed} failed: {e}"
                 ));
@@ -448,7 +496,7 @@ fn writer(
         } else if since_checkpoint >= opts.checkpoint_bytes
             || (since_checkpoint > 0 && last_checkpoint.elapsed() >= opts.checkpoint_interval)
         {
-            if let Err(e) = checkpoint(&shared, &mut sb, durable, active) {
+            if let Err(e) = checkpoint(&shared, log) {
                 shared.poison(format!("checkpoint failed: {e}"));
             }
             since_checkpoint = 0;
@@ -457,31 +505,30 @@ fn writer(
         let _ = recycle.try_send(batch.buf);
     }
     if since_checkpoint > 0 && shared.poisoned().is_none() {
-        if let Err(e) = checkpoint(&shared, &mut sb, durable, active) {
+        let mut log = shared.log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = checkpoint(&shared, &mut log) {
             shared.poison(format!("final checkpoint failed: {e}"));
         }
     }
 }
 
 /// Record the durable state in a new superblock generation on every device.
-pub(crate) fn checkpoint(
-    shared: &Shared,
-    sb: &mut Superblock,
-    durable: (u64, [u8; 32]),
-    active: u32,
-) -> Result<()> {
+pub(crate) fn checkpoint(shared: &Shared, log: &mut LogState) -> Result<()> {
     let states = shared.zones.states();
     assert_ne!(
-        states[active as usize].condition,
+        states[log.active as usize].condition,
         ZoneCondition::Sealed,
         "the active zone is open"
     );
+    let sb = &mut log.sb;
     sb.generation += 1;
-    sb.next_seq = durable.0;
-    sb.chain_head = durable.1;
-    sb.active_zone = active;
+    sb.next_seq = log.durable.0;
+    sb.chain_head = log.durable.1;
+    sb.active_zone = log.active;
     sb.zones = states;
     sb.checkpoint_us = crate::store::now_us();
+    sb.clock = shared.clock.reading();
+    sb.clock_mac = clock_mac(&shared.keys, &sb.store_id, &sb.clock);
     let devices: Vec<&dyn Device> = shared
         .zones
         .devices()
@@ -491,6 +538,17 @@ pub(crate) fn checkpoint(
     sb.write_all(&devices)?;
     shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// The MAC that makes the persisted compliance clock tamper-evident.
+pub(crate) fn clock_mac(
+    keys: &Keys,
+    store_id: &[u8; 16],
+    clock: &crate::clock::ClockReading,
+) -> [u8; 16] {
+    let mut b = store_id.to_vec();
+    b.extend_from_slice(&clock.to_bytes());
+    keys.state_mac(b"stele/v1/compliance-clock", &b)
 }
 
 fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {

@@ -145,6 +145,30 @@ pub enum Error {
 
     #[error("index error in {path}: {reason}")]
     Index { path: String, reason: String },
+
+    #[error("key provider {provider}: {reason}")]
+    KeyProvider { provider: String, reason: String },
+
+    #[error("keystore {path}: {reason}")]
+    Keystore { path: String, reason: String },
+
+    #[error("record {seq} was crypto-shredded: its data key {key_id} was destroyed at {erased_at_us} µs under erasure request {request}")]
+    Erased {
+        seq: u64,
+        key_id: u32,
+        erased_at_us: i64,
+        request: u64,
+    },
+
+    #[error("{actor} may not {action}: that needs the {role} role (the attempt is recorded in the audit trail)")]
+    Unauthorized {
+        actor: String,
+        action: String,
+        role: String,
+    },
+
+    #[error("refused: {action}: {reason} (the attempt is recorded in the audit trail)")]
+    Refused { action: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,12 +7,12 @@
 //!      5    1 kind
 //!      6    2 flags (bit 0: first frame of a batch, which starts on a 4 KiB boundary)
 //!      8    4 frame_len: total bytes of the frame, header to checksum inclusive
-//!     12    4 key_id
+//!     12    4 key_id: the data key (0: the store's root data key)
 //!     16    8 seq: dense, monotonic sequence number
 //!     24    8 timestamp_us (UTC microseconds)
 //!     32    8 retain_until_us (0 = decided by policy)
 //!     40   12 nonce: epoch (u32) || seq (u64)
-//!     52   12 reserved (zero)
+//!     52   12 custodian_tag: keyed 96-bit tag of the custodian id (zero: none)
 //!     64   16 record_tag: keyed tag of the record id
 //!     80   16 conversation_tag: keyed tag of the conversation id
 //!     96   32 prev_hash: SHA-256 of the previous frame, all of its bytes
@@ -25,7 +25,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::keys::{Keys, TAG_LEN};
+use crate::keys::{DataKey, CUSTODIAN_TAG_LEN, TAG_LEN};
 
 pub const FRAME_MAGIC: [u8; 4] = *b"STF1";
 pub const FRAME_VERSION: u8 = 1;
@@ -82,6 +82,7 @@ pub struct FrameHeader {
     pub timestamp_us: i64,
     pub retain_until_us: i64,
     pub nonce: [u8; 12],
+    pub custodian_tag: [u8; CUSTODIAN_TAG_LEN],
     pub record_tag: [u8; TAG_LEN],
     pub conversation_tag: [u8; TAG_LEN],
     pub prev_hash: [u8; 32],
@@ -96,7 +97,6 @@ pub enum FrameError {
     BadKind(u8),
     BadLength(u32),
     BadChecksum { stored: u32, computed: u32 },
-    NonZeroReserved,
 }
 
 impl std::fmt::Display for FrameError {
@@ -115,7 +115,6 @@ impl std::fmt::Display for FrameError {
                     "CRC32C mismatch (stored {stored:08x}, computed {computed:08x})"
                 )
             }
-            FrameError::NonZeroReserved => write!(f, "reserved header bytes are not zero"),
         }
     }
 }
@@ -141,7 +140,7 @@ impl FrameHeader {
         b[24..32].copy_from_slice(&self.timestamp_us.to_le_bytes());
         b[32..40].copy_from_slice(&self.retain_until_us.to_le_bytes());
         b[40..52].copy_from_slice(&self.nonce);
-        b[52..64].fill(0);
+        b[52..64].copy_from_slice(&self.custodian_tag);
         b[64..80].copy_from_slice(&self.record_tag);
         b[80..96].copy_from_slice(&self.conversation_tag);
         b[96..128].copy_from_slice(&self.prev_hash);
@@ -166,9 +165,6 @@ impl FrameHeader {
         if (frame_len as usize) < FRAME_OVERHEAD || frame_len as usize > FRAME_LEN_MAX {
             return Err(FrameError::BadLength(frame_len));
         }
-        if b[52..64].iter().any(|&x| x != 0) {
-            return Err(FrameError::NonZeroReserved);
-        }
         Ok(FrameHeader {
             kind,
             flags: u16::from_le_bytes([b[6], b[7]]),
@@ -178,6 +174,7 @@ impl FrameHeader {
             timestamp_us: i64::from_le_bytes(b[24..32].try_into().expect("8")),
             retain_until_us: i64::from_le_bytes(b[32..40].try_into().expect("8")),
             nonce: b[40..52].try_into().expect("12"),
+            custodian_tag: b[52..64].try_into().expect("12"),
             record_tag: b[64..80].try_into().expect("16"),
             conversation_tag: b[80..96].try_into().expect("16"),
             prev_hash: b[96..128].try_into().expect("32"),
@@ -232,19 +229,19 @@ pub fn seal(
     out: &mut [u8],
     header: &mut FrameHeader,
     plaintext: &[u8],
-    keys: &Keys,
+    key: &DataKey,
     store_id: &[u8; 16],
 ) -> (u32, [u8; 32]) {
     let len = FRAME_OVERHEAD + plaintext.len();
     assert_eq!(out.len(), len, "frame buffer sized for the payload");
     assert!(len <= FRAME_LEN_MAX, "payload within the frame limit");
     header.frame_len = len as u32;
-    header.key_id = keys.key_id;
+    header.key_id = key.id;
     header.encode(&mut out[..HEADER_LEN]);
     let body_end = HEADER_LEN + plaintext.len();
     out[HEADER_LEN..body_end].copy_from_slice(plaintext);
     let a = aad(store_id, &out[..HEADER_LEN]);
-    let tag = keys.seal(header.nonce, &a, &mut out[HEADER_LEN..body_end]);
+    let tag = key.seal(header.nonce, &a, &mut out[HEADER_LEN..body_end]);
     out[body_end..body_end + GCM_TAG_LEN].copy_from_slice(&tag);
     let crc = crc32c::crc32c(&out[..len - CRC_LEN]);
     out[len - CRC_LEN..].copy_from_slice(&crc.to_le_bytes());
@@ -255,16 +252,16 @@ pub fn seal(
 pub fn open(
     frame: &[u8],
     header: &FrameHeader,
-    keys: &Keys,
+    key: &DataKey,
     store_id: &[u8; 16],
 ) -> Result<Vec<u8>, crate::keys::OpenError> {
     let len = header.frame_len as usize;
-    if header.key_id != keys.key_id {
+    if header.key_id != key.id {
         return Err(crate::keys::OpenError);
     }
     let a = aad(store_id, &frame[..HEADER_LEN]);
     let mut body = frame[HEADER_LEN..len - CRC_LEN].to_vec();
-    let n = keys.open(header.nonce, &a, &mut body)?;
+    let n = key.open(header.nonce, &a, &mut body)?;
     body.truncate(n);
     Ok(body)
 }
@@ -279,11 +276,12 @@ mod tests {
             kind: FrameKind::Message,
             flags: 0,
             frame_len: 0,
-            key_id: 1,
+            key_id: 0,
             seq,
             timestamp_us: 1_700_000_000_000_000,
             retain_until_us: 0,
             nonce: nonce(1, seq),
+            custodian_tag: [6; 12],
             record_tag: [7; 16],
             conversation_tag: [8; 16],
             prev_hash: [9; 32],
@@ -291,7 +289,7 @@ mod tests {
     }
 
     fn sealed(seq: u64, payload: &[u8]) -> (Vec<u8>, FrameHeader) {
-        let keys = Keys::from_master(1, &[1; 32]);
+        let keys = DataKey::new(0, &[1; 32]);
         let mut h = header(seq);
         let mut out = vec![0u8; FRAME_OVERHEAD + payload.len()];
         seal(&mut out, &mut h, payload, &keys, &[3; 16]);
@@ -301,7 +299,7 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(seq in any::<u64>(), ts in any::<i64>(), payload in proptest::collection::vec(any::<u8>(), 0..3000)) {
-            let keys = Keys::from_master(1, &[1; 32]);
+            let keys = DataKey::new(0, &[1; 32]);
             let mut h = header(seq);
             h.timestamp_us = ts;
             let mut out = vec![0u8; FRAME_OVERHEAD + payload.len()];
@@ -316,7 +314,7 @@ mod tests {
         #[test]
         fn any_corruption_is_rejected(payload in proptest::collection::vec(any::<u8>(), 0..600),
                                       flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4)) {
-            let keys = Keys::from_master(1, &[1; 32]);
+            let keys = DataKey::new(0, &[1; 32]);
             let (orig, _) = sealed(5, &payload);
             let mut bad = orig.clone();
             for (i, x) in flips { let i = i.index(bad.len()); bad[i] ^= x; }
@@ -336,7 +334,7 @@ mod tests {
 
     #[test]
     fn replayed_frame_fails_authentication() {
-        let keys = Keys::from_master(1, &[1; 32]);
+        let keys = DataKey::new(0, &[1; 32]);
         let (mut f, _) = sealed(5, b"payload");
         // Re-label the frame as seq 6 with a valid CRC: the AAD binds seq, so GCM refuses it.
         f[16..24].copy_from_slice(&6u64.to_le_bytes());

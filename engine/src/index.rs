@@ -1,11 +1,18 @@
 //! The index: derived from the log, rebuildable from it, kept in redb.
 //!
 //! Tables (all keys big-endian so byte order is numeric order):
-//! * `locations`: seq → zone u32 | offset u64 | frame_len u32 | crc u32 | kind u8 | timestamp_us i64
+//! * `locations`: seq → zone u32 | offset u64 | frame_len u32 | crc u32 | kind u8 | timestamp_us i64 |
+//!   retain_until_us i64 | key_id u32 | custodian_tag[12] | conversation_tag[16]
 //! * `record_tags`: record_tag[16] | seq u64 → ()
 //! * `conversations`: conversation_tag[16] | seq u64 → ()
+//! * `custodians`: custodian_tag[12] | seq u64 → ()
 //! * `times`: timestamp_us (sign bit flipped) u64 | seq u64 → ()
+//! * `chunk_refs`: chunk seq u64 | manifest seq u64 → () (which blob manifests use a chunk)
 //! * `meta`: "next_seq" → the first sequence number not yet indexed
+//!
+//! The compliance state (holds, retention extensions, erasure requests,
+//! reclaimed zones; see [`crate::compliance`]) lives in the same database
+//! and is likewise derived from the log's audit records.
 //!
 //! Only the log is authoritative: on open the index catches up from its
 //! `next_seq`; `reindex` rebuilds it from nothing, and [`Index::digest`]
@@ -20,15 +27,17 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::frame::{FrameHeader, FrameKind};
-use crate::keys::TAG_LEN;
+use crate::keys::{CUSTODIAN_TAG_LEN, TAG_LEN};
 
 const LOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("locations");
 const RECORD_TAGS: TableDefinition<&[u8], ()> = TableDefinition::new("record_tags");
 const CONVERSATIONS: TableDefinition<&[u8], ()> = TableDefinition::new("conversations");
+const CUSTODIANS: TableDefinition<&[u8], ()> = TableDefinition::new("custodians");
 const TIMES: TableDefinition<&[u8], ()> = TableDefinition::new("times");
+const CHUNK_REFS: TableDefinition<&[u8], ()> = TableDefinition::new("chunk_refs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
-const LOCATION_LEN: usize = 29;
+const LOCATION_LEN: usize = 69;
 
 /// Where a frame is, and what must be found there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,14 +49,20 @@ pub struct FrameLocation {
     pub crc: u32,
     pub kind: FrameKind,
     pub timestamp_us: i64,
+    pub retain_until_us: i64,
+    pub key_id: u32,
+    pub custodian_tag: [u8; CUSTODIAN_TAG_LEN],
+    pub conversation_tag: [u8; TAG_LEN],
 }
 
 /// What the index knows about one frame: where it is, and its tags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
     pub loc: FrameLocation,
     pub record_tag: [u8; TAG_LEN],
     pub conversation_tag: [u8; TAG_LEN],
+    /// A blob manifest's chunks.
+    pub refs: Vec<u64>,
 }
 
 impl IndexEntry {
@@ -62,9 +77,14 @@ impl IndexEntry {
                 crc,
                 kind: header.kind,
                 timestamp_us: header.timestamp_us,
+                retain_until_us: header.retain_until_us,
+                key_id: header.key_id,
+                custodian_tag: header.custodian_tag,
+                conversation_tag: header.conversation_tag,
             },
             record_tag: header.record_tag,
             conversation_tag: header.conversation_tag,
+            refs: Vec::new(),
         }
     }
 }
@@ -80,6 +100,20 @@ fn tag_key(tag: &[u8; TAG_LEN], seq: u64) -> [u8; TAG_LEN + 8] {
     let mut k = [0u8; TAG_LEN + 8];
     k[..TAG_LEN].copy_from_slice(tag);
     k[TAG_LEN..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn custodian_key(tag: &[u8; CUSTODIAN_TAG_LEN], seq: u64) -> [u8; CUSTODIAN_TAG_LEN + 8] {
+    let mut k = [0u8; CUSTODIAN_TAG_LEN + 8];
+    k[..CUSTODIAN_TAG_LEN].copy_from_slice(tag);
+    k[CUSTODIAN_TAG_LEN..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn pair_key(a: u64, b: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&a.to_be_bytes());
+    k[8..].copy_from_slice(&b.to_be_bytes());
     k
 }
 
@@ -111,10 +145,13 @@ impl Index {
             tx.open_table(LOCATIONS).map_err(|e| err(&e))?;
             tx.open_table(RECORD_TAGS).map_err(|e| err(&e))?;
             tx.open_table(CONVERSATIONS).map_err(|e| err(&e))?;
+            tx.open_table(CUSTODIANS).map_err(|e| err(&e))?;
             tx.open_table(TIMES).map_err(|e| err(&e))?;
+            tx.open_table(CHUNK_REFS).map_err(|e| err(&e))?;
             tx.open_table(META).map_err(|e| err(&e))?;
         }
         tx.commit().map_err(|e| err(&e))?;
+        crate::compliance::create_tables(&index.db).map_err(|e| err(&e))?;
         Ok(index)
     }
 
@@ -153,7 +190,9 @@ impl Index {
             let mut loc = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
             let mut rec = tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
             let mut conv = tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+            let mut cust = tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
             let mut times = tx.open_table(TIMES).map_err(|e| self.err(e))?;
+            let mut refs = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
             for e in entries {
                 if e.loc.seq < next {
                     continue; // already indexed (replay after a crash)
@@ -169,6 +208,10 @@ impl Index {
                 v[16..20].copy_from_slice(&e.loc.crc.to_le_bytes());
                 v[20] = e.loc.kind as u8;
                 v[21..29].copy_from_slice(&e.loc.timestamp_us.to_le_bytes());
+                v[29..37].copy_from_slice(&e.loc.retain_until_us.to_le_bytes());
+                v[37..41].copy_from_slice(&e.loc.key_id.to_le_bytes());
+                v[41..53].copy_from_slice(&e.loc.custodian_tag);
+                v[53..69].copy_from_slice(&e.loc.conversation_tag);
                 loc.insert(e.loc.seq, &v[..]).map_err(|x| self.err(x))?;
                 if e.record_tag != [0; TAG_LEN] {
                     rec.insert(&tag_key(&e.record_tag, e.loc.seq)[..], ())
@@ -179,8 +222,16 @@ impl Index {
                         conv.insert(&tag_key(&e.conversation_tag, e.loc.seq)[..], ())
                             .map_err(|x| self.err(x))?;
                     }
+                    if e.loc.custodian_tag != [0; CUSTODIAN_TAG_LEN] {
+                        cust.insert(&custodian_key(&e.loc.custodian_tag, e.loc.seq)[..], ())
+                            .map_err(|x| self.err(x))?;
+                    }
                     times
                         .insert(&time_key(e.loc.timestamp_us, e.loc.seq)[..], ())
+                        .map_err(|x| self.err(x))?;
+                }
+                for &c in &e.refs {
+                    refs.insert(&pair_key(c, e.loc.seq)[..], ())
                         .map_err(|x| self.err(x))?;
                 }
                 next = e.loc.seq + 1;
@@ -201,16 +252,84 @@ impl Index {
         tx.delete_table(LOCATIONS).map_err(|e| self.err(e))?;
         tx.delete_table(RECORD_TAGS).map_err(|e| self.err(e))?;
         tx.delete_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+        tx.delete_table(CUSTODIANS).map_err(|e| self.err(e))?;
         tx.delete_table(TIMES).map_err(|e| self.err(e))?;
+        tx.delete_table(CHUNK_REFS).map_err(|e| self.err(e))?;
         tx.delete_table(META).map_err(|e| self.err(e))?;
+        crate::compliance::delete_tables(&tx).map_err(|e| self.err(e))?;
         {
             tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
             tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
             tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+            tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
             tx.open_table(TIMES).map_err(|e| self.err(e))?;
+            tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
             tx.open_table(META).map_err(|e| self.err(e))?;
         }
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| self.err(e))?;
+        crate::compliance::create_tables(&self.db).map_err(|e| self.err(e))
+    }
+
+    /// The database, shared with the compliance state.
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Remove the entries of frames `from_seq..to_seq` (a reclaimed zone's).
+    pub(crate) fn remove_range(&self, from_seq: u64, to_seq: u64) -> Result<u64> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut n = 0;
+        {
+            let mut loc = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+            let mut rec = tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
+            let mut conv = tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+            let mut cust = tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
+            let mut times = tx.open_table(TIMES).map_err(|e| self.err(e))?;
+            for seq in from_seq..to_seq {
+                let Some(v) = loc.remove(seq).map_err(|e| self.err(e))? else {
+                    continue;
+                };
+                let v = v.value().to_vec();
+                n += 1;
+                if v.len() != LOCATION_LEN {
+                    continue;
+                }
+                let ts = i64::from_le_bytes(v[21..29].try_into().expect("8"));
+                times
+                    .remove(&time_key(ts, seq)[..])
+                    .map_err(|e| self.err(e))?;
+                let ct: [u8; CUSTODIAN_TAG_LEN] = v[41..53].try_into().expect("12");
+                cust.remove(&custodian_key(&ct, seq)[..])
+                    .map_err(|e| self.err(e))?;
+            }
+            let mut refs = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+            let lo = pair_key(from_seq, 0);
+            let hi = pair_key(to_seq, 0);
+            let doomed: Vec<Vec<u8>> = refs
+                .range(&lo[..]..&hi[..])
+                .map_err(|e| self.err(e))?
+                .filter_map(|i| i.ok().map(|(k, _)| k.value().to_vec()))
+                .collect();
+            for k in doomed {
+                refs.remove(&k[..]).map_err(|e| self.err(e))?;
+            }
+            // Tag tables are keyed by tag first: drop their entries of the range by a scan.
+            for table in [&mut rec, &mut conv] {
+                let mut doomed = Vec::new();
+                for item in table.iter().map_err(|e| self.err(e))? {
+                    let (k, _) = item.map_err(|e| self.err(e))?;
+                    let s = seq_of(k.value());
+                    if (from_seq..to_seq).contains(&s) {
+                        doomed.push(k.value().to_vec());
+                    }
+                }
+                for k in doomed {
+                    table.remove(&k[..]).map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n)
     }
 
     pub fn location(&self, seq: u64) -> Result<Option<FrameLocation>> {
@@ -233,6 +352,10 @@ impl Index {
             crc: u32::from_le_bytes(v[16..20].try_into().expect("4")),
             kind,
             timestamp_us: i64::from_le_bytes(v[21..29].try_into().expect("8")),
+            retain_until_us: i64::from_le_bytes(v[29..37].try_into().expect("8")),
+            key_id: u32::from_le_bytes(v[37..41].try_into().expect("4")),
+            custodian_tag: v[41..53].try_into().expect("12"),
+            conversation_tag: v[53..69].try_into().expect("16"),
         }))
     }
 
@@ -267,6 +390,41 @@ impl Index {
         self.tag_seqs(CONVERSATIONS, tag, limit)
     }
 
+    /// The manifests that reference chunk `chunk`.
+    pub fn chunk_users(&self, chunk: u64) -> Result<Vec<u64>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+        let lo = pair_key(chunk, 0);
+        let hi = pair_key(chunk, u64::MAX);
+        let mut out = Vec::new();
+        for item in t.range(&lo[..]..=&hi[..]).map_err(|e| self.err(e))? {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            out.push(seq_of(k.value()));
+        }
+        Ok(out)
+    }
+
+    /// Sequence numbers of records of the custodian with tag `tag`, oldest first.
+    pub fn by_custodian_tag(
+        &self,
+        tag: &[u8; CUSTODIAN_TAG_LEN],
+        limit: usize,
+    ) -> Result<Vec<u64>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
+        let lo = custodian_key(tag, 0);
+        let hi = custodian_key(tag, u64::MAX);
+        let mut out = Vec::new();
+        for item in t.range(&lo[..]..=&hi[..]).map_err(|e| self.err(e))? {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            out.push(seq_of(k.value()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Sequence numbers of records with `from_us <= timestamp < to_us`, in time order.
     pub fn by_time(&self, from_us: i64, to_us: i64, limit: usize) -> Result<Vec<u64>> {
         if to_us <= from_us {
@@ -298,7 +456,7 @@ impl Index {
             h.update(k.value().to_be_bytes());
             h.update(v.value());
         }
-        for def in [RECORD_TAGS, CONVERSATIONS, TIMES] {
+        for def in [RECORD_TAGS, CONVERSATIONS, CUSTODIANS, TIMES, CHUNK_REFS] {
             let t = tx.open_table(def).map_err(|e| self.err(e))?;
             h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
             for item in t.iter().map_err(|e| self.err(e))? {

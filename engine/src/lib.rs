@@ -2,14 +2,23 @@
 //! log with block-level write-once enforcement, group commit and crash-safe
 //! recovery. [`Store`] is the entry point.
 
+pub mod audit;
+pub mod blob;
 pub mod buffer;
+pub mod clock;
 pub mod commit;
+pub mod compliance;
 pub mod device;
+pub mod erasure;
 pub mod error;
 pub mod frame;
+pub mod hold;
 pub mod index;
+pub mod kek;
+pub mod keyring;
 pub mod keys;
 pub mod record;
+pub mod retention;
 pub mod scan;
 pub mod store;
 pub mod superblock;
@@ -17,6 +26,8 @@ pub mod zone;
 
 pub use error::{Error, Location, Result, WormViolation};
 pub use frame::FrameKind;
-pub use keys::{KeyFile, Keys};
+pub use kek::{FileKek, KeyProvider, Pkcs11Config, Pkcs11Kek};
+pub use keyring::Keyring;
+pub use keys::{DataKey, Keys};
 pub use record::{NewRecord, Receipt, Record};
 pub use store::{BlobRef, OpenReport, PendingAppend, Store, StoreOptions, VerifyReport};

@@ -68,6 +68,10 @@ pub struct Scanner<'a> {
     window_len: usize,
     /// Where the data of the last stretch ended (set when the scan finishes).
     pub end: Option<(u32, u64)>,
+    /// Reclaimed ranges the chain may jump: first seq → (end seq, hash of the range's last frame).
+    bridges: std::collections::BTreeMap<u64, (u64, [u8; 32])>,
+    /// How many reclaimed ranges the scan crossed.
+    pub bridged: u64,
 }
 
 enum Probe {
@@ -96,7 +100,30 @@ impl<'a> Scanner<'a> {
             window_start: 0,
             window_len: 0,
             end: None,
+            bridges: Default::default(),
+            bridged: 0,
         }
+    }
+
+    /// Let the chain cross reclaimed zones: where the expected seq starts a
+    /// reclaimed range, continue after it from the hash recorded for it. A scan
+    /// that starts right after a reclaimed range takes its recorded hash as
+    /// the previous one, so the first frame is checked too.
+    pub fn with_bridges(
+        mut self,
+        bridges: std::collections::BTreeMap<u64, (u64, [u8; 32])>,
+    ) -> Self {
+        if self.prev_hash.is_none() {
+            if let Some((_, (_, h))) = bridges
+                .iter()
+                .find(|(_, (end, _))| *end == self.expected_seq)
+            {
+                self.prev_hash = Some(*h);
+                self.bridged += 1;
+            }
+        }
+        self.bridges = bridges;
+        self
     }
 
     /// The whole log from its first frame: every non-empty zone in sequence order.
@@ -106,7 +133,7 @@ impl<'a> Scanner<'a> {
             .into_iter()
             .enumerate()
             .map(|(i, s)| (i as u32, s))
-            .filter(|(_, s)| s.condition != ZoneCondition::Empty)
+            .filter(|(_, s)| matches!(s.condition, ZoneCondition::Open | ZoneCondition::Sealed))
             .collect();
         states.sort_by_key(|(_, s)| s.first_seq);
         let first_seq = states.first().map_or(0, |(_, s)| s.first_seq);
@@ -267,6 +294,12 @@ impl<'a> Scanner<'a> {
             self.current += 1;
             if let Some(next) = self.stretches.get(self.current) {
                 self.pos = next.start;
+                while let Some(&(end, hash)) = self.bridges.get(&self.expected_seq) {
+                    assert!(end > self.expected_seq, "a reclaimed range is not empty");
+                    self.expected_seq = end;
+                    self.prev_hash = Some(hash);
+                    self.bridged += 1;
+                }
             }
         }
     }

@@ -11,17 +11,24 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 use tokio::sync::oneshot;
 
+use crate::audit::{Action, Actor, AuditEvent, Outcome, AUDIT_CONVERSATION};
 use crate::buffer::{align_down, align_up, AlignedBuf};
-use crate::commit::{self, CommitOptions, CommitStats, IndexState, LogHead, Shared, Submission};
+use crate::clock::{ComplianceClock, SystemTimeSource, TimeSource};
+use crate::commit::{
+    self, CommitOptions, CommitStats, IndexState, LogHead, LogState, Shared, Submission,
+};
 use crate::device::{Device, Geometry, Immutability, IoBackend};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameKind, FRAME_OVERHEAD};
 use crate::index::{FrameLocation, Index};
+use crate::keyring::Keyring;
+use crate::keys::DataKey;
 use crate::keys::{Keys, TagDomain, TAG_LEN};
 use crate::record::{envelope, open_envelope, NewRecord, Receipt, Record};
 use crate::scan::{Scanner, Stretch};
 use crate::superblock::{DeviceEntry, Superblock};
 use crate::zone::{ZoneCondition, ZoneSet, ZoneState, ZonedDevice};
+use stele_config::{DataSubject, RecordFacts, RetentionPolicy};
 
 /// Microseconds since the Unix epoch, from the system clock.
 pub fn now_us() -> i64 {
@@ -31,7 +38,7 @@ pub fn now_us() -> i64 {
 }
 
 /// How a store is created and run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreOptions {
     /// Zone size in bytes (a multiple of 4 KiB); fixed at creation.
     pub zone_size: u64,
@@ -40,6 +47,33 @@ pub struct StoreOptions {
     pub commit: CommitOptions,
     /// Media blobs are split into chunks of this many bytes.
     pub chunk_bytes: usize,
+    /// Per-subject data keys. Without a keyring every frame uses the root data key.
+    pub keyring: Option<Arc<Keyring>>,
+    /// Whose key a record is encrypted with: its conversation's or its custodian's.
+    pub subject: DataSubject,
+    /// Decides every record's retain-until date at write time.
+    pub retention: RetentionPolicy,
+    /// How much faster than real time the compliance clock may catch up (ppm).
+    pub drift_budget_ppm: u32,
+    /// Where the compliance clock reads time.
+    pub time: Arc<dyn TimeSource>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("zone_size", &self.zone_size)
+            .field("index_path", &self.index_path)
+            .field("commit", &self.commit)
+            .field("chunk_bytes", &self.chunk_bytes)
+            .field(
+                "keyring",
+                &self.keyring.as_ref().map(|k| k.path().to_path_buf()),
+            )
+            .field("subject", &self.subject)
+            .field("drift_budget_ppm", &self.drift_budget_ppm)
+            .finish()
+    }
 }
 
 impl StoreOptions {
@@ -49,6 +83,12 @@ impl StoreOptions {
             index_path: index_path.into(),
             commit: CommitOptions::default(),
             chunk_bytes: 1 << 20,
+            keyring: None,
+            subject: DataSubject::Conversation,
+            retention: RetentionPolicy::from_config(&Default::default())
+                .expect("the default retention section resolves"),
+            drift_budget_ppm: 1000,
+            time: Arc::new(SystemTimeSource),
         }
     }
 }
@@ -103,14 +143,23 @@ pub struct VerifyReport {
     pub first_seq: u64,
     pub next_seq: u64,
     pub chain_head: String,
+    /// Frames whose data key was destroyed by an erasure: checked (CRC,
+    /// chain) but no longer decryptable.
+    pub shredded: u64,
+    /// Reclaimed zones the chain was followed across.
+    pub reclaimed_ranges: u64,
 }
 
 pub struct Store {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     input: Mutex<Option<Sender<Submission>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     report: OpenReport,
-    chunk_bytes: usize,
+    pub(crate) chunk_bytes: usize,
+    pub(crate) policy: RetentionPolicy,
+    pub(crate) subject: DataSubject,
+    /// Serialises compliance operations (holds, extensions, erasures, reclaim).
+    pub(crate) compliance_lock: Mutex<()>,
 }
 
 impl Store {
@@ -197,6 +246,8 @@ impl Store {
             first_seq: 0,
         };
         let now = now_us();
+        let clock =
+            ComplianceClock::start(options.time.clone(), options.drift_budget_ppm).reading();
         let mut sb = Superblock {
             generation: 1,
             store_id,
@@ -210,6 +261,8 @@ impl Store {
             active_zone: first,
             created_us: now,
             checkpoint_us: now,
+            clock,
+            clock_mac: commit::clock_mac(&keys, &store_id, &clock),
             devices: entries,
             zones: states,
         };
@@ -293,6 +346,17 @@ impl Store {
                 store_id: hex::encode(sb.store_id),
             });
         }
+        if commit::clock_mac(&keys, &sb.store_id, &sb.clock) != sb.clock_mac {
+            return Err(Error::NotAStore {
+                path: devices[0].name().to_string(),
+                reason: "the compliance clock in the superblock fails authentication: it was altered outside Stele".into(),
+            });
+        }
+        let clock = Arc::new(ComplianceClock::resume(
+            options.time.clone(),
+            options.drift_budget_ppm,
+            sb.clock,
+        ));
         // 3. Geometry and truncation.
         for (d, e) in devices.iter().zip(&sb.devices) {
             d.attach(Geometry {
@@ -386,9 +450,18 @@ impl Store {
             .checked_add(1)
             .ok_or_else(|| Error::invalid("epoch", "the store has been opened 2^32 times"))?;
         let index = Index::open(&options.index_path)?;
+        let store_id = sb.store_id;
         let shared = Arc::new(Shared {
-            store_id: sb.store_id,
+            store_id,
             keys,
+            keyring: options.keyring.clone(),
+            clock,
+            log: Mutex::new(LogState {
+                sb,
+                durable: (next_seq, chain_head),
+                active,
+            }),
+            free: Mutex::new(VecDeque::new()),
             zones,
             index,
             options: options.commit.clone(),
@@ -398,7 +471,11 @@ impl Store {
             indexed: Mutex::new(IndexState::default()),
             indexed_cv: Condvar::new(),
         });
-        commit::checkpoint(&shared, &mut sb, (next_seq, chain_head), active)?;
+        let epoch = {
+            let mut log = shared.log.lock().unwrap_or_else(|p| p.into_inner());
+            commit::checkpoint(&shared, &mut log)?;
+            log.sb.epoch
+        };
         // 6. Sealed zones are immutable below the store (idempotent; covers a crash between seal and flag).
         let mut immutability = Vec::new();
         let mut sealed = 0;
@@ -418,7 +495,12 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .next = next_seq;
-        // 8. Free zones in allocation order, and the threads.
+        // 8. Free zones in allocation order (a zone reset before a crash is finished first), and the threads.
+        for z in 0..shared.zones.zone_count() {
+            if shared.zones.state(z)?.condition == ZoneCondition::Resetting {
+                shared.zones.finish_reset(z)?;
+            }
+        }
         let free: VecDeque<u32> = shared
             .zones
             .allocation_order()
@@ -430,19 +512,20 @@ impl Store {
                     .is_ok_and(|s| s.condition == ZoneCondition::Empty)
             })
             .collect();
+        *shared.free.lock().unwrap_or_else(|p| p.into_inner()) = free;
         let head = LogHead {
             next_seq,
             prev_hash: chain_head,
             zone: active,
             offset: new_wp,
-            epoch: sb.epoch,
+            epoch,
         };
         let first = devices[0].as_ref();
         let report = OpenReport {
-            store_id: hex::encode(sb.store_id),
+            store_id: hex::encode(store_id),
             io_backend: first.io_backend(),
             direct_io: first.direct_io(),
-            epoch: sb.epoch,
+            epoch,
             tail_frames: tail.len() as u64,
             discarded_tail_bytes: discarded,
             index_replayed: replayed,
@@ -458,14 +541,19 @@ impl Store {
                 "discarded a torn, unacknowledged tail"
             );
         }
-        let (tx, threads) = commit::start(shared.clone(), head, free, sb);
-        Ok(Store {
+        let (tx, threads) = commit::start(shared.clone(), head);
+        let store = Store {
             shared,
             input: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
             report,
             chunk_bytes: options.chunk_bytes.max(4096),
-        })
+            policy: options.retention.clone(),
+            subject: options.subject,
+            compliance_lock: Mutex::new(()),
+        };
+        store.record_clock_anomalies()?;
+        Ok(store)
     }
 
     /// What opening found and did.
@@ -495,8 +583,97 @@ impl Store {
         self.shared.poisoned()
     }
 
-    fn prepare(&self, rec: &NewRecord) -> Result<(Vec<u8>, [u8; TAG_LEN], [u8; TAG_LEN])> {
-        let plaintext = envelope(&rec.record_id, &rec.conversation_id, &rec.body)?;
+    /// The compliance clock's time now (UTC µs).
+    pub fn compliance_now_us(&self) -> i64 {
+        self.shared.clock.now_us()
+    }
+
+    /// The compliance clock, for status and metrics.
+    pub fn clock(&self) -> &ComplianceClock {
+        &self.shared.clock
+    }
+
+    pub(crate) fn tag_or_zero(&self, domain: TagDomain, id: &str) -> [u8; TAG_LEN] {
+        if id.is_empty() {
+            [0; TAG_LEN]
+        } else {
+            self.shared.keys.tag(domain, id.as_bytes())
+        }
+    }
+
+    /// The keyed tag that names a data subject in the keystore.
+    pub(crate) fn subject_tag(&self, subject: &str) -> [u8; TAG_LEN] {
+        self.shared.keys.tag(TagDomain::Subject, subject.as_bytes())
+    }
+
+    /// The data subject of a record: its conversation or its custodian, by configuration.
+    pub(crate) fn subject_of<'a>(&self, conversation: &'a str, custodian: &'a str) -> &'a str {
+        match self.subject {
+            DataSubject::Conversation => conversation,
+            DataSubject::Custodian => custodian,
+        }
+    }
+
+    /// The key new frames of `subject` are encrypted with.
+    pub(crate) fn key_for(&self, subject: &str) -> Result<Arc<DataKey>> {
+        match (&self.shared.keyring, subject.is_empty()) {
+            (Some(ring), false) => {
+                ring.subject_key(&self.subject_tag(subject), self.shared.clock.now_us())
+            }
+            _ => Ok(self.shared.keys.data.clone()),
+        }
+    }
+
+    /// The key that opens frames carrying `key_id`.
+    pub(crate) fn key_by_id(&self, key_id: u32, seq: u64) -> Result<Arc<DataKey>> {
+        self.shared.data_key(key_id, seq)
+    }
+
+    /// The retain-until date the policy gives a record: its class's period
+    /// from the later of its own timestamp and the compliance clock's now (a
+    /// record dated in the past is never kept for less than its period from
+    /// capture), and never earlier than a date the producer asked for.
+    pub fn retain_until_for(&self, rec: &NewRecord) -> i64 {
+        let facts = RecordFacts {
+            tenant: &rec.tenant,
+            channel: &rec.channel,
+            custodian: &rec.custodian,
+            conversation: &rec.conversation_id,
+            message_type: &rec.message_type,
+        };
+        let base = rec.timestamp_us.max(self.shared.clock.now_us());
+        self.policy
+            .retain_until_us(&facts, base)
+            .max(rec.retain_until_us)
+    }
+
+    /// The longest period any class keeps records: what the store's own audit records get.
+    pub(crate) fn audit_retain_until(&self) -> i64 {
+        let days = self
+            .policy
+            .classes
+            .iter()
+            .map(|c| c.days)
+            .max()
+            .unwrap_or(0) as i64;
+        self.shared
+            .clock
+            .now_us()
+            .saturating_add(days * 86_400_000_000)
+    }
+
+    fn prepare(&self, rec: &NewRecord) -> Result<Submission> {
+        let plaintext = envelope(
+            [
+                &rec.record_id,
+                &rec.conversation_id,
+                &rec.custodian,
+                &rec.tenant,
+                &rec.channel,
+                &rec.message_type,
+            ],
+            &rec.body,
+        )?;
         let frame_len = FRAME_OVERHEAD + plaintext.len();
         let zone_size = self.shared.zones.zone_size();
         if frame_len > crate::frame::FRAME_LEN_MAX || frame_len as u64 > zone_size {
@@ -505,42 +682,27 @@ impl Store {
                 format!("{} bytes makes a {frame_len}-byte frame; the limit is {} (store large media as a blob)", rec.body.len(), crate::frame::FRAME_LEN_MAX.min(zone_size as usize)),
             ));
         }
-        let tag = |d, s: &str| {
-            if s.is_empty() {
-                [0; TAG_LEN]
-            } else {
-                self.shared.keys.tag(d, s.as_bytes())
-            }
-        };
-        Ok((
+        let (done, _) = oneshot::channel();
+        Ok(Submission {
+            kind: rec.kind,
+            timestamp_us: rec.timestamp_us,
+            retain_until_us: self.retain_until_for(rec),
+            record_tag: self.tag_or_zero(TagDomain::RecordId, &rec.record_id),
+            conversation_tag: self.tag_or_zero(TagDomain::Conversation, &rec.conversation_id),
+            custodian_tag: self.shared.keys.custodian_tag(&rec.custodian),
+            key: self.key_for(self.subject_of(&rec.conversation_id, &rec.custodian))?,
             plaintext,
-            tag(TagDomain::RecordId, &rec.record_id),
-            tag(TagDomain::Conversation, &rec.conversation_id),
-        ))
+            refs: Vec::new(),
+            done,
+        })
     }
 
-    fn submit_raw(
-        &self,
-        kind: FrameKind,
-        timestamp_us: i64,
-        retain_until_us: i64,
-        record_tag: [u8; TAG_LEN],
-        conversation_tag: [u8; TAG_LEN],
-        plaintext: Vec<u8>,
-    ) -> Result<PendingAppend> {
+    pub(crate) fn submit_raw(&self, mut sub: Submission) -> Result<PendingAppend> {
         if let Some(reason) = self.shared.poisoned() {
             return Err(Error::Poisoned { reason });
         }
         let (done, rx) = oneshot::channel();
-        let sub = Submission {
-            kind,
-            timestamp_us,
-            retain_until_us,
-            record_tag,
-            conversation_tag,
-            plaintext,
-            done,
-        };
+        sub.done = done;
         let input = self
             .input
             .lock()
@@ -559,15 +721,87 @@ impl Store {
                 "media is stored with put_blob",
             ));
         }
-        let (plaintext, rtag, ctag) = self.prepare(&rec)?;
-        self.submit_raw(
-            rec.kind,
-            rec.timestamp_us,
-            rec.retain_until_us,
-            rtag,
-            ctag,
-            plaintext,
-        )
+        if rec.kind == FrameKind::System {
+            return Err(Error::invalid(
+                "record kind",
+                "system records are written by the store itself",
+            ));
+        }
+        let sub = self.prepare(&rec)?;
+        self.submit_raw(sub)
+    }
+
+    /// Append an audit event and wait until it is durable. Returns its seq.
+    pub(crate) fn write_audit(
+        &self,
+        actor: &Actor,
+        action: Action,
+        outcome: Outcome,
+        reason: &str,
+    ) -> Result<u64> {
+        let event = AuditEvent {
+            at_us: self.shared.clock.now_us(),
+            system_us: now_us(),
+            actor: actor.name.clone(),
+            action,
+            outcome,
+            reason: reason.to_string(),
+        };
+        let body =
+            serde_json::to_vec(&event).map_err(|e| Error::invalid("audit event", e.to_string()))?;
+        let mut rec = NewRecord::message(
+            event.action.name(),
+            AUDIT_CONVERSATION,
+            event.system_us,
+            body,
+        );
+        rec.kind = FrameKind::System;
+        rec.channel = "audit".into();
+        let mut sub = self.prepare(&rec)?;
+        sub.retain_until_us = self.audit_retain_until();
+        sub.key = self.shared.keys.data.clone();
+        let seq = self.submit_raw(sub)?.wait()?.seq;
+        self.compliance().apply(seq, &event)?;
+        Ok(seq)
+    }
+
+    /// Write any clock anomalies noticed since the last call to the audit trail.
+    pub fn record_clock_anomalies(&self) -> Result<usize> {
+        let anomalies = self.shared.clock.take_anomalies();
+        let n = anomalies.len();
+        for a in anomalies {
+            self.write_audit(
+                &Actor::system(),
+                Action::ClockAnomaly(a),
+                Outcome::Done,
+                "noticed by the compliance clock",
+            )?;
+        }
+        Ok(n)
+    }
+
+    /// The audit trail, oldest first (at most `limit` events).
+    pub fn audit_trail(&self, limit: usize) -> Result<Vec<crate::audit::AuditEntry>> {
+        let mut out = Vec::new();
+        for r in self.by_conversation(AUDIT_CONVERSATION, limit)? {
+            if r.kind != FrameKind::System {
+                continue;
+            }
+            let event: AuditEvent =
+                serde_json::from_slice(&r.body).map_err(|e| Error::Corrupt {
+                    at: r.location.clone(),
+                    reason: format!("audit event: {e}"),
+                })?;
+            out.push(crate::audit::AuditEntry { seq: r.seq, event });
+        }
+        Ok(out)
+    }
+
+    /// Derived compliance state (holds, extensions, erasures, reclaimed zones).
+    pub fn compliance(&self) -> crate::compliance::ComplianceState<'_> {
+        crate::compliance::ComplianceState {
+            db: self.shared.index.db(),
+        }
     }
 
     /// Append a record and wait until it is durable.
@@ -616,13 +850,9 @@ impl Store {
                 ),
             });
         }
-        let plain = frame::open(
-            bytes,
-            &checked.header,
-            &self.shared.keys,
-            &self.shared.store_id,
-        )
-        .map_err(|_| Error::Authentication { at, seq: loc.seq })?;
+        let key = self.key_by_id(checked.header.key_id, loc.seq)?;
+        let plain = frame::open(bytes, &checked.header, &key, &self.shared.store_id)
+            .map_err(|_| Error::Authentication { at, seq: loc.seq })?;
         Ok((checked.header, plain))
     }
 
@@ -641,19 +871,24 @@ impl Store {
         let loc = self.locate(seq)?;
         let (header, plain) = self.read_frame(&loc)?;
         let at = self.shared.zones.location(loc.zone, loc.offset);
-        let (record_id, conversation_id, body) =
-            open_envelope(&plain).map_err(|reason| Error::Corrupt {
-                at: at.clone(),
-                reason,
-            })?;
+        let e = open_envelope(&plain).map_err(|reason| Error::Corrupt {
+            at: at.clone(),
+            reason,
+        })?;
         Ok(Record {
             seq,
             kind: header.kind,
             timestamp_us: header.timestamp_us,
             retain_until_us: header.retain_until_us,
-            record_id,
-            conversation_id,
-            body,
+            key_id: header.key_id,
+            salt: e.salt,
+            record_id: e.record_id,
+            conversation_id: e.conversation_id,
+            custodian: e.custodian,
+            tenant: e.tenant,
+            channel: e.channel,
+            message_type: e.message_type,
+            body: e.body,
             location: at,
         })
     }
@@ -669,7 +904,7 @@ impl Store {
         Ok(out)
     }
 
-    fn settle_index(&self) -> Result<()> {
+    pub(crate) fn settle_index(&self) -> Result<()> {
         let acked = self.shared.acked.load(Ordering::Acquire);
         if acked > 0 {
             self.shared.wait_indexed(acked - 1)?;
@@ -726,32 +961,51 @@ impl Store {
 
     /// Check every frame of the log: framing, CRC, sequence, hash chain and GCM tag.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let mut scanner = Scanner::whole_log(&self.shared.zones);
+        let bridges = self.bridges()?;
+        let mut scanner = Scanner::whole_log(&self.shared.zones).with_bridges(bridges);
         let mut report = VerifyReport {
             first_seq: scanner.expected_seq(),
             ..Default::default()
         };
+        if report.first_seq != 0 && scanner.bridged == 0 {
+            return Err(Error::ChainBroken {
+                seq: 0,
+                at: self.shared.zones.location(0, 0),
+                reason: format!("the log starts at seq {} and no reclaimed zone accounts for the records before it", report.first_seq),
+            });
+        }
         let acked = self.shared.acked.load(Ordering::Acquire);
         while let Some(f) = scanner.next_frame()? {
             if f.header.seq >= acked {
                 break;
             }
             // Authenticate from the bytes the scanner already read: one read per frame.
-            frame::open(
-                scanner.frame_bytes(&f),
-                &f.header,
-                &self.shared.keys,
-                &self.shared.store_id,
-            )
-            .map_err(|_| Error::Authentication {
-                at: self.shared.zones.location(f.zone, f.offset),
-                seq: f.header.seq,
-            })?;
+            let key = match self.key_by_id(f.header.key_id, f.header.seq) {
+                Ok(k) => Some(k),
+                Err(Error::Erased { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            match key {
+                Some(key) => {
+                    frame::open(
+                        scanner.frame_bytes(&f),
+                        &f.header,
+                        &key,
+                        &self.shared.store_id,
+                    )
+                    .map_err(|_| Error::Authentication {
+                        at: self.shared.zones.location(f.zone, f.offset),
+                        seq: f.header.seq,
+                    })?;
+                }
+                None => report.shredded += 1,
+            }
             report.frames += 1;
             report.bytes += f.header.frame_len as u64;
             report.chain_head = hex::encode(f.hash);
         }
         report.next_seq = scanner.expected_seq().min(acked);
+        report.reclaimed_ranges = scanner.bridged;
         if report.next_seq != acked {
             let (zone, offset) = scanner.end.unwrap_or((0, 0));
             return Err(Error::ChainBroken {
@@ -764,183 +1018,6 @@ impl Store {
             });
         }
         Ok(report)
-    }
-
-    /// Stream `reader` into the store as a media blob; identical content is stored once.
-    pub fn put_blob(
-        &self,
-        mut reader: impl std::io::Read,
-        conversation_id: &str,
-        timestamp_us: i64,
-    ) -> Result<BlobRef> {
-        use sha2::{Digest, Sha256};
-        let keys = &self.shared.keys;
-        let mut content = Sha256::new();
-        // The seq of every chunk in order; a chunk still in flight, or a repeat
-        // of an earlier chunk of this blob, holds 0 until it is resolved below.
-        let mut chunks: Vec<u64> = Vec::new();
-        let mut pending: VecDeque<(usize, PendingAppend)> = VecDeque::new();
-        // (position, position of the first, newly written, chunk with the same content)
-        let mut repeats: Vec<(usize, usize)> = Vec::new();
-        let mut local: std::collections::HashMap<[u8; TAG_LEN], usize> =
-            std::collections::HashMap::new();
-        let mut total = 0u64;
-        let mut new_chunks = 0u64;
-        const IN_FLIGHT_MAX: usize = 8;
-        loop {
-            let mut chunk = vec![0u8; self.chunk_bytes];
-            let mut n = 0;
-            while n < chunk.len() {
-                let r = reader
-                    .read(&mut chunk[n..])
-                    .map_err(|e| Error::invalid("blob source", e.to_string()))?;
-                if r == 0 {
-                    break;
-                }
-                n += r;
-            }
-            if n == 0 {
-                break;
-            }
-            chunk.truncate(n);
-            total += n as u64;
-            content.update(&chunk);
-            let digest: [u8; 32] = Sha256::digest(&chunk).into();
-            let tag = keys.tag(TagDomain::MediaChunk, &digest);
-            if let Some(&first) = local.get(&tag) {
-                repeats.push((chunks.len(), first));
-                chunks.push(0);
-                continue;
-            }
-            // Best effort: chunks still in flight elsewhere may be stored twice, never lost.
-            if let Some(seq) = self.shared.index.by_record_tag(&tag, 1)?.first() {
-                chunks.push(*seq);
-                continue;
-            }
-            let plaintext = envelope("", "", &chunk)?;
-            let p = self.submit_raw(
-                FrameKind::MediaChunk,
-                timestamp_us,
-                0,
-                tag,
-                [0; TAG_LEN],
-                plaintext,
-            )?;
-            local.insert(tag, chunks.len());
-            pending.push_back((chunks.len(), p));
-            chunks.push(0);
-            new_chunks += 1;
-            while pending.len() >= IN_FLIGHT_MAX {
-                let (i, p) = pending.pop_front().expect("non-empty");
-                chunks[i] = p.wait()?.seq;
-            }
-        }
-        for (i, p) in pending {
-            chunks[i] = p.wait()?.seq;
-        }
-        for (pos, first) in repeats {
-            assert!(first < pos, "a repeat refers to an earlier chunk");
-            chunks[pos] = chunks[first];
-        }
-        let sha256: [u8; 32] = content.finalize().into();
-        let blob_tag = keys.tag(TagDomain::Media, &sha256);
-        self.settle_index()?;
-        if new_chunks == 0 {
-            if let Some(seq) = self.shared.index.by_record_tag(&blob_tag, 1)?.first() {
-                return Ok(BlobRef {
-                    seq: *seq,
-                    len: total,
-                    sha256,
-                    deduplicated: true,
-                });
-            }
-        }
-        let mut manifest = Vec::with_capacity(53 + chunks.len() * 8);
-        manifest.push(1u8);
-        manifest.extend_from_slice(&total.to_le_bytes());
-        manifest.extend_from_slice(&sha256);
-        manifest.extend_from_slice(&(self.chunk_bytes as u32).to_le_bytes());
-        manifest.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
-        for c in &chunks {
-            manifest.extend_from_slice(&c.to_le_bytes());
-        }
-        let ctag = if conversation_id.is_empty() {
-            [0; TAG_LEN]
-        } else {
-            keys.tag(TagDomain::Conversation, conversation_id.as_bytes())
-        };
-        let plaintext = envelope(&hex::encode(sha256), conversation_id, &manifest)?;
-        let seq = self
-            .submit_raw(FrameKind::Media, timestamp_us, 0, blob_tag, ctag, plaintext)?
-            .wait()?
-            .seq;
-        Ok(BlobRef {
-            seq,
-            len: total,
-            sha256,
-            deduplicated: false,
-        })
-    }
-
-    /// Find a stored blob by the SHA-256 of its content.
-    pub fn find_blob(&self, sha256: &[u8; 32]) -> Result<Option<u64>> {
-        self.settle_index()?;
-        Ok(self
-            .shared
-            .index
-            .by_record_tag(&self.shared.keys.tag(TagDomain::Media, sha256), 1)?
-            .first()
-            .copied())
-    }
-
-    /// Stream the blob whose manifest is at `seq` into `out`, verifying every chunk and the content hash.
-    pub fn read_blob(&self, seq: u64, mut out: impl std::io::Write) -> Result<u64> {
-        use sha2::{Digest, Sha256};
-        let manifest = self.get(seq)?;
-        if manifest.kind != FrameKind::Media {
-            return Err(Error::invalid(
-                "blob",
-                format!(
-                    "seq {seq} is a {:?} record, not a media blob",
-                    manifest.kind
-                ),
-            ));
-        }
-        let m = &manifest.body;
-        let bad = |why: &str| Error::Corrupt {
-            at: manifest.location.clone(),
-            reason: format!("blob manifest: {why}"),
-        };
-        if m.len() < 49 || m[0] != 1 {
-            return Err(bad("unknown version or truncated"));
-        }
-        let total = u64::from_le_bytes(m[1..9].try_into().expect("8"));
-        let want: [u8; 32] = m[9..41].try_into().expect("32");
-        let count = u32::from_le_bytes(m[45..49].try_into().expect("4")) as usize;
-        if m.len() != 49 + count * 8 {
-            return Err(bad("chunk list length"));
-        }
-        let mut h = Sha256::new();
-        let mut written = 0u64;
-        for i in 0..count {
-            let cseq = u64::from_le_bytes(m[49 + i * 8..57 + i * 8].try_into().expect("8"));
-            let chunk = self.get(cseq)?;
-            if chunk.kind != FrameKind::MediaChunk {
-                return Err(bad(&format!(
-                    "chunk {i} points at seq {cseq}, a {:?} record",
-                    chunk.kind
-                )));
-            }
-            h.update(&chunk.body);
-            out.write_all(&chunk.body)
-                .map_err(|e| Error::invalid("blob destination", e.to_string()))?;
-            written += chunk.body.len() as u64;
-        }
-        let got: [u8; 32] = h.finalize().into();
-        if got != want || written != total {
-            return Err(bad(&format!("content SHA-256 {} / {written} bytes does not match the manifest's {} / {total} bytes", hex::encode(got), hex::encode(want))));
-        }
-        Ok(written)
     }
 
     /// Stop accepting appends, finish every queued one, checkpoint and stop the threads.
@@ -1010,7 +1087,9 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
             .enumerate()
             .map(|(i, s)| (i as u32, s))
             .filter(|(z, s)| {
-                s.condition != ZoneCondition::Empty && s.first_seq > st.first_seq && *z != prev.zone
+                matches!(s.condition, ZoneCondition::Open | ZoneCondition::Sealed)
+                    && s.first_seq > st.first_seq
+                    && *z != prev.zone
             })
             .collect();
         later.sort_by_key(|(_, s)| s.first_seq);
@@ -1026,11 +1105,48 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
     };
     let mut batch = Vec::with_capacity(4096);
     let mut n = 0u64;
+    let mut events = Vec::new();
     while let Some(f) = scanner.next_frame()? {
         if f.header.seq >= log_next {
             break;
         }
-        batch.push(f.entry());
+        let mut entry = f.entry();
+        // Manifests name their chunks and audit events carry compliance state:
+        // both are inside the ciphertext, so they are read here.
+        if matches!(f.header.kind, FrameKind::Media | FrameKind::System) {
+            let at = shared.zones.location(f.zone, f.offset);
+            let plain = match shared.data_key(f.header.key_id, f.header.seq) {
+                Ok(key) => Some(
+                    frame::open(scanner.frame_bytes(&f), &f.header, &key, &shared.store_id)
+                        .map_err(|_| Error::Authentication {
+                            at: at.clone(),
+                            seq: f.header.seq,
+                        })?,
+                ),
+                // A shredded manifest protects nothing: its subject's retention is over.
+                Err(Error::Erased { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            if let Some(plain) = plain {
+                let env = open_envelope(&plain).map_err(|reason| Error::Corrupt {
+                    at: at.clone(),
+                    reason,
+                })?;
+                if f.header.kind == FrameKind::Media {
+                    let m = crate::blob::Manifest::decode(&env.body)
+                        .map_err(|reason| Error::Corrupt { at, reason })?;
+                    entry.refs = m.chunks;
+                } else if env.conversation_id == AUDIT_CONVERSATION {
+                    let e: AuditEvent =
+                        serde_json::from_slice(&env.body).map_err(|e| Error::Corrupt {
+                            at,
+                            reason: format!("audit event: {e}"),
+                        })?;
+                    events.push((f.header.seq, e));
+                }
+            }
+        }
+        batch.push(entry);
         n += 1;
         if batch.len() == 4096 {
             shared.index.insert(&batch, false)?;
@@ -1038,6 +1154,25 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
         }
     }
     shared.index.insert(&batch, true)?;
+    let state = crate::compliance::ComplianceState {
+        db: shared.index.db(),
+    };
+    for (seq, e) in events {
+        state.apply(seq, &e)?;
+        if let Action::ZoneReclaimed {
+            zone,
+            first_seq,
+            end_seq,
+            ..
+        } = e.action
+        {
+            // The reset may have been cut short by a crash; only drop the entries of a zone that was reset.
+            let st = shared.zones.state(zone)?;
+            if st.condition != ZoneCondition::Sealed || st.first_seq != first_seq {
+                shared.index.remove_range(first_seq, end_seq)?;
+            }
+        }
+    }
     let now = shared.index.next_seq()?;
     if now != log_next {
         return Err(Error::Index {

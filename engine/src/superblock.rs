@@ -7,13 +7,14 @@
 //! The byte layout is specified in docs/FORMAT.md.
 
 use crate::buffer::{align_up, AlignedBuf};
+use crate::clock::ClockReading;
 use crate::device::{Device, META_COPY_BYTES};
 use crate::error::{Error, Result};
 use crate::zone::{ZoneCondition, ZoneState};
 
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"STELESB\0";
 pub const FORMAT_VERSION: u32 = 1;
-const HEADER_LEN: usize = 160;
+const HEADER_LEN: usize = 224;
 const DEVICE_ENTRY_LEN: usize = 24;
 const ZONE_ENTRY_LEN: usize = 24;
 /// `active_zone` value when no zone has been opened yet.
@@ -43,6 +44,10 @@ pub struct Superblock {
     pub active_zone: u32,
     pub created_us: i64,
     pub checkpoint_us: i64,
+    /// The compliance clock at the checkpoint ([`crate::clock`]).
+    pub clock: ClockReading,
+    /// HMAC (root-derived key) over the store id and `clock`, so the clock cannot be edited on disk.
+    pub clock_mac: [u8; 16],
     pub devices: Vec<DeviceEntry>,
     /// One entry per global zone; the write pointer is the checkpointed (durable) one.
     pub zones: Vec<ZoneState>,
@@ -82,6 +87,8 @@ impl Superblock {
         b[124..128].copy_from_slice(&(self.zones.len() as u32).to_le_bytes());
         b[128..136].copy_from_slice(&self.created_us.to_le_bytes());
         b[136..144].copy_from_slice(&self.checkpoint_us.to_le_bytes());
+        b[144..176].copy_from_slice(&self.clock.to_bytes());
+        b[176..192].copy_from_slice(&self.clock_mac);
         let mut p = HEADER_LEN;
         for d in &self.devices {
             b[p..p + 16].copy_from_slice(&d.device_id);
@@ -178,6 +185,12 @@ impl Superblock {
             active_zone: u32_at(120),
             created_us: u64_at(128) as i64,
             checkpoint_us: u64_at(136) as i64,
+            clock: ClockReading {
+                compliance_us: u64_at(144) as i64,
+                boot_id: b[152..168].try_into().expect("16 bytes"),
+                boottime_ns: u64_at(168),
+            },
+            clock_mac: b[176..192].try_into().expect("16 bytes"),
             devices,
             zones,
         }))
@@ -246,6 +259,12 @@ mod tests {
             active_zone: 1,
             created_us: 5,
             checkpoint_us: 6,
+            clock: ClockReading {
+                compliance_us: 77,
+                boot_id: [4; 16],
+                boottime_ns: 88,
+            },
+            clock_mac: [5; 16],
             devices: vec![DeviceEntry {
                 device_id: [9; 16],
                 zone_count: 3,

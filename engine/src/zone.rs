@@ -14,13 +14,17 @@ use crate::buffer::BLOCK_SIZE;
 use crate::device::{Device, Geometry, Immutability, ZoneWrite};
 use crate::error::{Error, Result, WormViolation};
 
-/// The life of a zone: empty → open → sealed. Only zone reset (by retention) goes back to empty.
+/// The life of a zone: empty → open → sealed. Only zone reset (by
+/// retention, once every record in the zone has left retention and is
+/// unheld) takes a sealed zone on: sealed → resetting → empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ZoneCondition {
     Empty = 0,
     Open = 1,
     Sealed = 2,
+    /// Being erased by a zone reset; never written or read as part of the log.
+    Resetting = 3,
 }
 
 impl ZoneCondition {
@@ -29,6 +33,7 @@ impl ZoneCondition {
             0 => Some(ZoneCondition::Empty),
             1 => Some(ZoneCondition::Open),
             2 => Some(ZoneCondition::Sealed),
+            3 => Some(ZoneCondition::Resetting),
             _ => None,
         }
     }
@@ -158,7 +163,10 @@ impl ZonedDevice {
         let Some(state) = zones.get(zone as usize) else {
             return Err(self.no_such_zone(zone));
         };
-        if state.condition == ZoneCondition::Sealed {
+        if matches!(
+            state.condition,
+            ZoneCondition::Sealed | ZoneCondition::Resetting
+        ) {
             return Err(self.violation(zone, WormViolation::Sealed));
         }
         if !offset.is_multiple_of(BLOCK_SIZE as u64)
@@ -289,6 +297,39 @@ impl ZonedDevice {
         self.device
             .seal_zone(zone)
             .map_err(|e| Error::io(self.name(), "mark zone immutable", Some(zone), None, e))
+    }
+
+    /// Begin a reset: a sealed zone becomes `Resetting` (checkpoint it before erasing).
+    pub(crate) fn begin_reset(&self, zone: u32) -> Result<()> {
+        let mut zones = self.lock();
+        let Some(z) = zones.get_mut(zone as usize) else {
+            return Err(self.no_such_zone(zone));
+        };
+        assert_eq!(
+            z.condition,
+            ZoneCondition::Sealed,
+            "only a sealed zone is reset"
+        );
+        *z = ZoneState {
+            condition: ZoneCondition::Resetting,
+            write_pointer: 0,
+            first_seq: 0,
+        };
+        Ok(())
+    }
+
+    /// Finish a reset: erase a `Resetting` zone on the medium and make it `Empty`.
+    pub(crate) fn finish_reset(&self, zone: u32) -> Result<()> {
+        assert_eq!(
+            self.zone(zone)?.condition,
+            ZoneCondition::Resetting,
+            "the reset was begun"
+        );
+        self.device
+            .reset_zone(zone, &crate::device::ResetAuthority::retention_engine())
+            .map_err(|e| Error::io(self.name(), "reset zone", Some(zone), None, e))?;
+        self.lock()[zone as usize] = ZoneState::EMPTY;
+        Ok(())
     }
 
     /// Set the write pointer found by recovery. Only used while opening, before any append.
@@ -439,6 +480,16 @@ impl ZoneSet {
             .locate(zone)
             .expect("recovery and the writer restore only existing zones");
         dev.restore(local, state)
+    }
+
+    pub(crate) fn begin_reset(&self, zone: u32) -> Result<()> {
+        let (dev, local) = self.locate(zone)?;
+        dev.begin_reset(local)
+    }
+
+    pub(crate) fn finish_reset(&self, zone: u32) -> Result<()> {
+        let (dev, local) = self.locate(zone)?;
+        dev.finish_reset(local)
     }
 
     pub fn poisoned(&self) -> Option<String> {

@@ -151,13 +151,27 @@ fn media_blobs_stream_verify_and_deduplicate() {
     assert!(!a.deduplicated);
     assert_eq!(a.len, data.len() as u64);
     let used = store.next_seq();
-    let b = store.put_blob(&data[..], "conv-2", 6).unwrap();
-    assert!(b.deduplicated, "identical media is stored once");
-    assert_eq!(b.seq, a.seq);
+    let b = store.put_blob(&data[..], "conv-1", 6).unwrap();
+    assert!(
+        b.deduplicated,
+        "identical media is stored once per data subject"
+    );
+    assert_ne!(b.seq, a.seq, "each use gets its own manifest");
     assert_eq!(
         store.next_seq(),
-        used,
-        "nothing new was written for the duplicate"
+        used + 1,
+        "only a manifest was written for the duplicate"
+    );
+    let mut out = Vec::new();
+    store.read_blob(b.seq, &mut out).unwrap();
+    assert_eq!(out, data);
+    // Another data subject never shares chunks (so erasing one cannot take the other's media).
+    let other = store.put_blob(&data[..], "conv-2", 6).unwrap();
+    assert!(!other.deduplicated);
+    assert_eq!(
+        store.next_seq(),
+        used + 1 + used,
+        "the second subject stores its own chunks and manifest"
     );
     let mut out = Vec::new();
     assert_eq!(store.read_blob(a.seq, &mut out).unwrap(), data.len() as u64);
@@ -170,6 +184,10 @@ fn media_blobs_stream_verify_and_deduplicate() {
     };
     assert_eq!(a.sha256, sha);
     assert_eq!(store.find_blob(&sha).unwrap(), Some(a.seq));
+    assert_eq!(
+        store.find_blobs(&sha, 10).unwrap(),
+        vec![a.seq, b.seq, other.seq]
+    );
     // A blob differing in one byte shares all other chunks and is stored as a new blob.
     let mut data2 = data.clone();
     data2[100_000] ^= 1;

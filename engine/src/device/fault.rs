@@ -371,4 +371,14 @@ impl Device for FaultDevice {
     fn seal_zone(&self, _zone: u32) -> io::Result<Immutability> {
         Ok(Immutability::NotApplicable)
     }
+
+    fn reset_zone(&self, zone: u32, _authority: &super::ResetAuthority) -> io::Result<()> {
+        self.flush()?;
+        let first = self.zone_abs(zone, 0) / BLOCK_SIZE as u64;
+        let blocks = self.geometry().zone_size / BLOCK_SIZE as u64;
+        let mut s = self.lock();
+        s.durable
+            .retain(|b, _| !(first..first + blocks).contains(b));
+        Ok(())
+    }
 }

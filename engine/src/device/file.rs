@@ -191,4 +191,17 @@ impl Device for FileDevice {
     fn seal_zone(&self, _zone: u32) -> io::Result<Immutability> {
         Ok(Immutability::NotApplicable)
     }
+
+    fn reset_zone(&self, zone: u32, _authority: &super::ResetAuthority) -> io::Result<()> {
+        // Write zeros over the zone (a block device has no holes to punch), then flush.
+        let g = self.geometry();
+        let zeros = crate::buffer::AlignedBuf::zeroed((1 << 20).min(g.zone_size as usize));
+        let mut off = 0u64;
+        while off < g.zone_size {
+            let n = (zeros.len() as u64).min(g.zone_size - off) as usize;
+            self.write_zone(zone, off, &zeros[..n])?;
+            off += n as u64;
+        }
+        self.flush()
+    }
 }

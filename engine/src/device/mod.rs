@@ -120,6 +120,23 @@ pub trait Device: Send + Sync {
 
     /// Called once a zone is sealed and flushed: make it immutable below the store where the medium allows.
     fn seal_zone(&self, zone: u32) -> io::Result<Immutability>;
+
+    /// Erase a zone so it reads as zeros and can be written from offset 0 again
+    /// (lifting the immutable flag where one was set). Only the retention
+    /// engine can call this: the [`ResetAuthority`] cannot be made outside the engine.
+    fn reset_zone(&self, zone: u32, authority: &ResetAuthority) -> io::Result<()>;
+}
+
+/// Proof that a zone reset comes from the retention engine, which resets a
+/// zone only after every record in it has left retention and is unheld, and
+/// after writing an audit record with the zone's hash. Nothing outside the
+/// engine can construct one.
+pub struct ResetAuthority(());
+
+impl ResetAuthority {
+    pub(crate) fn retention_engine() -> Self {
+        ResetAuthority(())
+    }
 }
 
 /// Open the device at `path`: a directory is a [`ZoneDirDevice`], anything else a [`FileDevice`].

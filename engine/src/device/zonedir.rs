@@ -176,7 +176,10 @@ fn get_flags(f: &File) -> io::Result<libc::c_int> {
 }
 
 fn set_immutable(f: &File) -> io::Result<()> {
-    let flags = get_flags(f)? | FS_IMMUTABLE_FL;
+    set_flags(f, get_flags(f)? | FS_IMMUTABLE_FL)
+}
+
+fn set_flags(f: &File, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, which points
     // at a live local; the fd is open for the duration of the call.
     let r = unsafe {
@@ -284,6 +287,26 @@ impl Device for ZoneDirDevice {
                 Ok(Immutability::Unavailable(why))
             }
         }
+    }
+
+    fn reset_zone(&self, zone: u32, _authority: &super::ResetAuthority) -> io::Result<()> {
+        self.zones
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&zone);
+        let path = self.zone_path(zone);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let flags = get_flags(&f)?;
+        if flags & FS_IMMUTABLE_FL != 0 {
+            set_flags(&f, flags & !FS_IMMUTABLE_FL)?;
+        }
+        drop(f);
+        std::fs::remove_file(&path)?;
+        self.dir_file()?.sync_all()
     }
 }
 

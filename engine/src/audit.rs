@@ -1,0 +1,198 @@
+//! The audit trail: what was done to the archive, by whom, why, and what
+//! was refused.
+//!
+//! Every event is a `System` frame in the log itself (conversation id
+//! [`AUDIT_CONVERSATION`], record id the action's name, JSON body, encrypted
+//! under the root data key), so it is as immutable, checksummed and chained
+//! as the records it speaks of. Holds, retention extensions, erasure
+//! requests and reclaimed zones are rebuilt from these events
+//! ([`crate::compliance`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::ClockAnomaly;
+use stele_config::Role;
+
+/// The conversation id every audit event is filed under.
+pub const AUDIT_CONVERSATION: &str = "stele/audit";
+
+/// Who acts: a name and the roles the caller authenticated it for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>, roles: &[Role]) -> Actor {
+        Actor {
+            name: name.into(),
+            roles: roles.to_vec(),
+        }
+    }
+
+    /// The store itself (clock anomalies, creation).
+    pub fn system() -> Actor {
+        Actor::new("stele", &[])
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// Which records a hold or a retention extension covers: every given field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Criteria {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custodian: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+    /// Records with timestamp at or after this (UTC µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_us: Option<i64>,
+    /// Records with timestamp before this (UTC µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_us: Option<i64>,
+    /// One record, by sequence number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// A saved search's text query. Until full-text search is available the
+    /// hold covers every record the other fields match (a wider hold, never a narrower one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+impl Criteria {
+    pub fn is_empty(&self) -> bool {
+        self.custodian.is_none()
+            && self.conversation.is_none()
+            && self.from_us.is_none()
+            && self.to_us.is_none()
+            && self.seq.is_none()
+            && self.query.is_none()
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Action {
+    StoreOpened {
+        epoch: u32,
+    },
+    HoldPlaced {
+        name: String,
+        criteria: Criteria,
+    },
+    HoldReleased {
+        hold: u64,
+    },
+    RetentionExtended {
+        criteria: Criteria,
+        until_us: i64,
+    },
+    RetentionShortened {
+        criteria: Criteria,
+        until_us: i64,
+    },
+    RecordDeleted {
+        seq: u64,
+    },
+    RecordModified {
+        seq: u64,
+    },
+    ZoneReset {
+        zone: u32,
+    },
+    ErasureRequested {
+        subject_kind: String,
+        subject: String,
+    },
+    ErasureDeferred {
+        request: u64,
+        why: String,
+        /// Compliance time at which the subject's last record leaves retention, if no hold keeps it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        earliest_us: Option<i64>,
+    },
+    ErasureExecuted {
+        request: u64,
+        key_ids: Vec<u32>,
+        records: u64,
+    },
+    ZoneReclaimed {
+        zone: u32,
+        first_seq: u64,
+        end_seq: u64,
+        /// SHA-256 of the zone's last frame, so the hash chain can be checked across the gap.
+        last_hash: String,
+        /// SHA-256 of every byte the zone held, taken before the reset.
+        zone_sha256: String,
+        bytes: u64,
+        records: u64,
+    },
+    DataKeyRotated {
+        subject_tag: String,
+        key_id: u32,
+    },
+    KekRotated {
+        from_generation: u32,
+        to_generation: u32,
+        rewrapped: u64,
+    },
+    ClockAnomaly(ClockAnomaly),
+}
+
+impl Action {
+    /// The short name the event is filed under (its record id).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::StoreOpened { .. } => "store-opened",
+            Action::HoldPlaced { .. } => "hold-placed",
+            Action::HoldReleased { .. } => "hold-released",
+            Action::RetentionExtended { .. } => "retention-extended",
+            Action::RetentionShortened { .. } => "retention-shortened",
+            Action::RecordDeleted { .. } => "record-deleted",
+            Action::RecordModified { .. } => "record-modified",
+            Action::ZoneReset { .. } => "zone-reset",
+            Action::ErasureRequested { .. } => "erasure-requested",
+            Action::ErasureDeferred { .. } => "erasure-deferred",
+            Action::ErasureExecuted { .. } => "erasure-executed",
+            Action::ZoneReclaimed { .. } => "zone-reclaimed",
+            Action::DataKeyRotated { .. } => "data-key-rotated",
+            Action::KekRotated { .. } => "kek-rotated",
+            Action::ClockAnomaly(_) => "clock-anomaly",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    Done,
+    Refused { why: String },
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Compliance clock time.
+    pub at_us: i64,
+    /// System clock time, for comparison.
+    pub system_us: i64,
+    pub actor: String,
+    pub action: Action,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The reason the actor gave.
+    pub reason: String,
+}
+
+/// An audit event as stored, with its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}

@@ -1,0 +1,351 @@
+//! The compliance clock: the time retention decisions are made by.
+//!
+//! It never goes backwards, and it moves forward no faster than the time
+//! that really elapsed (the kernel's CLOCK_BOOTTIME, which no one can set)
+//! plus a drift budget, while following the system clock when it can. So:
+//! * winding the system clock forward does not expire records early: the
+//!   compliance clock catches up at most `drift_budget_ppm` faster than real
+//!   time;
+//! * winding it back does not un-expire anything or move the clock back: the
+//!   compliance clock holds until the system clock is ahead of it again;
+//! * time while the machine was off is not counted (it cannot be measured);
+//!   the clock catches up within the drift budget afterwards.
+//!
+//! Its value, the boot it was taken in and the boot-time reading are
+//! persisted in the superblock at every checkpoint, authenticated with a key
+//! derived from the store's root key, so editing the device cannot move it.
+//! Anomalies (jumps, restarts) are kept for the audit trail and counted.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// Where time comes from. The real source reads the system clock,
+/// CLOCK_BOOTTIME and the kernel's boot id.
+pub trait TimeSource: Send + Sync {
+    /// The system (wall) clock, UTC microseconds.
+    fn system_us(&self) -> i64;
+    /// Nanoseconds since boot, counting suspend; cannot be set.
+    fn boottime_ns(&self) -> u64;
+    /// Identifies the current boot.
+    fn boot_id(&self) -> [u8; 16];
+}
+
+/// The machine's clocks.
+pub struct SystemTimeSource;
+
+impl TimeSource for SystemTimeSource {
+    fn system_us(&self) -> i64 {
+        crate::store::now_us()
+    }
+
+    fn boottime_ns(&self) -> u64 {
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+            .unwrap_or(0)
+    }
+
+    fn boot_id(&self) -> [u8; 16] {
+        let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
+        let mut out = [0u8; 16];
+        if let Ok(b) = hex::decode(hex) {
+            if b.len() == 16 {
+                out.copy_from_slice(&b);
+            }
+        }
+        out
+    }
+}
+
+/// What the superblock keeps of the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClockReading {
+    pub compliance_us: i64,
+    pub boot_id: [u8; 16],
+    pub boottime_ns: u64,
+}
+
+impl ClockReading {
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&self.compliance_us.to_le_bytes());
+        b[8..24].copy_from_slice(&self.boot_id);
+        b[24..32].copy_from_slice(&self.boottime_ns.to_le_bytes());
+        b
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnomalyKind {
+    /// The system clock moved ahead of elapsed time by more than the budget.
+    ForwardJump,
+    /// The system clock fell behind the compliance clock.
+    BackwardJump,
+    /// The store was opened in a new boot: the downtime could not be measured.
+    Restart,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockAnomaly {
+    pub kind: AnomalyKind,
+    pub system_us: i64,
+    pub compliance_us: i64,
+    /// System minus compliance time when it was noticed.
+    pub gap_us: i64,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct ClockStats {
+    pub forward_jumps: AtomicU64,
+    pub backward_jumps: AtomicU64,
+    pub restarts: AtomicU64,
+    /// System minus compliance time at the last reading.
+    pub gap_us: AtomicI64,
+}
+
+#[derive(Debug)]
+struct State {
+    value_us: i64,
+    at_ns: u64,
+    boot_id: [u8; 16],
+    ahead: bool,
+    behind: bool,
+}
+
+/// Gaps below this are ordinary clock discipline, not anomalies.
+const TOLERANCE_US: i64 = 2_000_000;
+
+pub struct ComplianceClock {
+    src: Arc<dyn TimeSource>,
+    drift_ppm: u32,
+    state: Mutex<State>,
+    pending: Mutex<Vec<ClockAnomaly>>,
+    pub stats: ClockStats,
+}
+
+impl ComplianceClock {
+    /// A clock starting at the system time (a new store).
+    pub fn start(src: Arc<dyn TimeSource>, drift_ppm: u32) -> ComplianceClock {
+        let reading = ClockReading {
+            compliance_us: src.system_us(),
+            boot_id: src.boot_id(),
+            boottime_ns: src.boottime_ns(),
+        };
+        ComplianceClock::resume(src, drift_ppm, reading)
+    }
+
+    /// Resume from a persisted reading.
+    pub fn resume(src: Arc<dyn TimeSource>, drift_ppm: u32, r: ClockReading) -> ComplianceClock {
+        let boot = src.boot_id();
+        let now_ns = src.boottime_ns();
+        let same_boot = boot == r.boot_id && now_ns >= r.boottime_ns;
+        let clock = ComplianceClock {
+            drift_ppm,
+            state: Mutex::new(State {
+                value_us: r.compliance_us,
+                // In the same boot the time since the reading is real elapsed time; otherwise none is counted.
+                at_ns: if same_boot { r.boottime_ns } else { now_ns },
+                boot_id: boot,
+                ahead: false,
+                behind: false,
+            }),
+            pending: Mutex::new(Vec::new()),
+            stats: ClockStats::default(),
+            src,
+        };
+        if !same_boot {
+            let sys = clock.src.system_us();
+            clock.stats.restarts.fetch_add(1, Ordering::Relaxed);
+            clock.record(ClockAnomaly {
+                kind: AnomalyKind::Restart,
+                system_us: sys,
+                compliance_us: r.compliance_us,
+                gap_us: sys - r.compliance_us,
+            });
+        }
+        clock.now_us();
+        clock
+    }
+
+    fn record(&self, a: ClockAnomaly) {
+        tracing::warn!(?a, "compliance clock anomaly");
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(a);
+    }
+
+    /// The compliance time now, UTC microseconds.
+    pub fn now_us(&self) -> i64 {
+        let sys = self.src.system_us();
+        let now_ns = self.src.boottime_ns();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed_us = (now_ns.saturating_sub(st.at_ns) / 1000) as i64;
+        let allowed =
+            elapsed_us.saturating_add(elapsed_us.saturating_mul(self.drift_ppm as i64) / 1_000_000);
+        let gap = sys - st.value_us;
+        if gap > 0 {
+            st.value_us += gap.min(allowed);
+        }
+        st.at_ns = st.at_ns.max(now_ns);
+        let left = sys - st.value_us;
+        self.stats.gap_us.store(left, Ordering::Relaxed);
+        let value = st.value_us;
+        if left > TOLERANCE_US {
+            if !st.ahead {
+                st.ahead = true;
+                self.stats.forward_jumps.fetch_add(1, Ordering::Relaxed);
+                drop(st);
+                self.record(ClockAnomaly {
+                    kind: AnomalyKind::ForwardJump,
+                    system_us: sys,
+                    compliance_us: value,
+                    gap_us: left,
+                });
+                return value;
+            }
+        } else if left < -TOLERANCE_US {
+            if !st.behind {
+                st.behind = true;
+                self.stats.backward_jumps.fetch_add(1, Ordering::Relaxed);
+                drop(st);
+                self.record(ClockAnomaly {
+                    kind: AnomalyKind::BackwardJump,
+                    system_us: sys,
+                    compliance_us: value,
+                    gap_us: left,
+                });
+                return value;
+            }
+        } else {
+            st.ahead = false;
+            st.behind = false;
+        }
+        value
+    }
+
+    /// The reading to persist.
+    pub fn reading(&self) -> ClockReading {
+        let v = self.now_us();
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        ClockReading {
+            compliance_us: v,
+            boot_id: st.boot_id,
+            boottime_ns: st.at_ns,
+        }
+    }
+
+    /// Anomalies not yet written to the audit trail.
+    pub fn take_anomalies(&self) -> Vec<ClockAnomaly> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn drift_ppm(&self) -> u32 {
+        self.drift_ppm
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A time source the test winds by hand.
+    #[derive(Default)]
+    pub struct TestTime {
+        pub system_us: AtomicI64,
+        pub boottime_ns: AtomicU64,
+        pub boot: Mutex<[u8; 16]>,
+    }
+
+    impl TimeSource for TestTime {
+        fn system_us(&self) -> i64 {
+            self.system_us.load(Ordering::SeqCst)
+        }
+        fn boottime_ns(&self) -> u64 {
+            self.boottime_ns.load(Ordering::SeqCst)
+        }
+        fn boot_id(&self) -> [u8; 16] {
+            *self.boot.lock().unwrap()
+        }
+    }
+
+    const DAY_US: i64 = 86_400_000_000;
+
+    fn setup() -> (Arc<TestTime>, ComplianceClock) {
+        let t = Arc::new(TestTime::default());
+        t.system_us.store(1_000 * DAY_US, Ordering::SeqCst);
+        t.boottime_ns.store(5_000_000_000, Ordering::SeqCst);
+        let c = ComplianceClock::start(t.clone(), 1000);
+        (t, c)
+    }
+
+    fn tick(t: &TestTime, real_us: i64, system_us: i64) {
+        t.boottime_ns
+            .fetch_add(real_us as u64 * 1000, Ordering::SeqCst);
+        t.system_us.fetch_add(system_us, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn follows_the_system_clock_in_normal_time() {
+        let (t, c) = setup();
+        let start = c.now_us();
+        tick(&t, 3_600_000_000, 3_600_000_000);
+        assert_eq!(c.now_us() - start, 3_600_000_000);
+        assert!(c.take_anomalies().is_empty());
+    }
+
+    #[test]
+    fn a_forward_jump_advances_no_faster_than_elapsed_time_plus_budget() {
+        let (t, c) = setup();
+        let start = c.now_us();
+        // The system clock jumps ten years; one real second passes.
+        tick(&t, 1_000_000, 3650 * DAY_US);
+        let after = c.now_us();
+        assert!(after - start <= 1_001_000, "moved {} µs", after - start);
+        let a = c.take_anomalies();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].kind, AnomalyKind::ForwardJump);
+        // A day of real time later it has caught up by at most a day plus 1000 ppm.
+        tick(&t, DAY_US, DAY_US);
+        let later = c.now_us();
+        assert!(later - after <= DAY_US + DAY_US / 1000);
+        assert!(later - after >= DAY_US);
+        assert!(c.take_anomalies().is_empty(), "one jump, one anomaly");
+    }
+
+    #[test]
+    fn a_rollback_never_moves_it_back() {
+        let (t, c) = setup();
+        tick(&t, 1_000_000, 1_000_000);
+        let before = c.now_us();
+        tick(&t, 1_000_000, -365 * DAY_US);
+        let after = c.now_us();
+        assert!(after >= before);
+        assert_eq!(after, before, "it holds while the system clock is behind");
+        assert_eq!(c.take_anomalies()[0].kind, AnomalyKind::BackwardJump);
+        assert_eq!(c.stats.backward_jumps.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_restart_counts_no_downtime_and_a_reading_resumes() {
+        let (t, c) = setup();
+        tick(&t, 10_000_000, 10_000_000);
+        let r = c.reading();
+        // Same boot: the real time since the reading counts.
+        tick(&t, 5_000_000, 5_000_000);
+        let same = ComplianceClock::resume(t.clone(), 1000, r);
+        assert_eq!(same.now_us(), r.compliance_us + 5_000_000);
+        // A new boot a week later: the week is not counted.
+        *t.boot.lock().unwrap() = [9; 16];
+        t.boottime_ns.store(1_000_000_000, Ordering::SeqCst);
+        tick(&t, 0, 7 * DAY_US);
+        let rebooted = ComplianceClock::resume(t.clone(), 1000, r);
+        assert_eq!(rebooted.now_us(), r.compliance_us);
+        let kinds: Vec<_> = rebooted.take_anomalies().iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, vec![AnomalyKind::Restart, AnomalyKind::ForwardJump]);
+    }
+}

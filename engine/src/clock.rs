@@ -249,29 +249,55 @@ impl ComplianceClock {
     }
 }
 
+/// A time source wound by hand: for simulations of years of retention in
+/// seconds, and for tests. `advance` moves real (boot) time and the system
+/// clock separately, so a wound or rolled-back system clock can be staged.
+#[derive(Default)]
+pub struct ManualTime {
+    pub system_us: AtomicI64,
+    pub boottime_ns: AtomicU64,
+    pub boot: Mutex<[u8; 16]>,
+}
+
+impl ManualTime {
+    /// Starting at system time `system_us`, boot time 1 s.
+    pub fn starting_at(system_us: i64) -> Arc<ManualTime> {
+        let t = ManualTime::default();
+        t.system_us.store(system_us, Ordering::SeqCst);
+        t.boottime_ns.store(1_000_000_000, Ordering::SeqCst);
+        Arc::new(t)
+    }
+
+    /// Let `real_us` of real time pass while the system clock moves by `system_us`.
+    pub fn advance(&self, real_us: i64, system_us: i64) {
+        self.boottime_ns
+            .fetch_add(real_us.max(0) as u64 * 1000, Ordering::SeqCst);
+        self.system_us.fetch_add(system_us, Ordering::SeqCst);
+    }
+
+    /// Both clocks move together by `us`.
+    pub fn pass(&self, us: i64) {
+        self.advance(us, us);
+    }
+}
+
+impl TimeSource for ManualTime {
+    fn system_us(&self) -> i64 {
+        self.system_us.load(Ordering::SeqCst)
+    }
+    fn boottime_ns(&self) -> u64 {
+        self.boottime_ns.load(Ordering::SeqCst)
+    }
+    fn boot_id(&self) -> [u8; 16] {
+        *self.boot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// A time source the test winds by hand.
-    #[derive(Default)]
-    pub struct TestTime {
-        pub system_us: AtomicI64,
-        pub boottime_ns: AtomicU64,
-        pub boot: Mutex<[u8; 16]>,
-    }
-
-    impl TimeSource for TestTime {
-        fn system_us(&self) -> i64 {
-            self.system_us.load(Ordering::SeqCst)
-        }
-        fn boottime_ns(&self) -> u64 {
-            self.boottime_ns.load(Ordering::SeqCst)
-        }
-        fn boot_id(&self) -> [u8; 16] {
-            *self.boot.lock().unwrap()
-        }
-    }
+    type TestTime = ManualTime;
 
     const DAY_US: i64 = 86_400_000_000;
 

@@ -121,11 +121,15 @@ impl Store {
         let mut latest = i64::MIN;
         let mut held = Vec::new();
         let mut records = 0u64;
+        let mut manifests = Vec::new();
         for s in seqs {
             let Some(loc) = index.location(s)? else {
                 continue;
             };
             records += 1;
+            if loc.kind == crate::frame::FrameKind::Media {
+                manifests.push(s);
+            }
             latest = latest.max(self.effective_until(&loc, &extensions));
             for h in self.holds_on(&loc, &holds) {
                 if !held.contains(&h) {
@@ -166,6 +170,8 @@ impl Store {
         })?;
         let before = ring.provider();
         let key_ids = ring.destroy_subject(&self.subject_tag(&req.subject), now, req.id)?;
+        // The shredded manifests no longer protect their chunks (and a rebuilt index could not read them).
+        index.remove_chunk_refs_of(&manifests)?;
         tracing::info!(
             request = req.id,
             keys = key_ids.len(),

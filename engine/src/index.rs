@@ -197,10 +197,8 @@ impl Index {
                 if e.loc.seq < next {
                     continue; // already indexed (replay after a crash)
                 }
-                assert_eq!(
-                    e.loc.seq, next,
-                    "index entries arrive in sequence order without gaps"
-                );
+                // In order; a gap only where reclaimed zones were (the scanner checks the chain).
+                assert!(e.loc.seq >= next, "index entries arrive in sequence order");
                 let mut v = [0u8; LOCATION_LEN];
                 v[0..4].copy_from_slice(&e.loc.zone.to_le_bytes());
                 v[4..12].copy_from_slice(&e.loc.offset.to_le_bytes());
@@ -388,6 +386,29 @@ impl Index {
     /// Sequence numbers of records in the conversation with tag `tag`, oldest first.
     pub fn by_conversation_tag(&self, tag: &[u8; TAG_LEN], limit: usize) -> Result<Vec<u64>> {
         self.tag_seqs(CONVERSATIONS, tag, limit)
+    }
+
+    /// Forget which chunks the manifests `manifests` use.
+    pub(crate) fn remove_chunk_refs_of(&self, manifests: &[u64]) -> Result<()> {
+        if manifests.is_empty() {
+            return Ok(());
+        }
+        let set: std::collections::HashSet<u64> = manifests.iter().copied().collect();
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+            let doomed: Vec<Vec<u8>> = t
+                .iter()
+                .map_err(|e| self.err(e))?
+                .filter_map(|i| i.ok())
+                .filter(|(k, _)| set.contains(&seq_of(k.value())))
+                .map(|(k, _)| k.value().to_vec())
+                .collect();
+            for k in doomed {
+                t.remove(&k[..]).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 
     /// The manifests that reference chunk `chunk`.

@@ -690,7 +690,12 @@ impl Store {
             record_tag: self.tag_or_zero(TagDomain::RecordId, &rec.record_id),
             conversation_tag: self.tag_or_zero(TagDomain::Conversation, &rec.conversation_id),
             custodian_tag: self.shared.keys.custodian_tag(&rec.custodian),
-            key: self.key_for(self.subject_of(&rec.conversation_id, &rec.custodian))?,
+            // The store's own records use the root data key; everything else its subject's key.
+            key: if rec.kind == FrameKind::System {
+                self.shared.keys.data.clone()
+            } else {
+                self.key_for(self.subject_of(&rec.conversation_id, &rec.custodian))?
+            },
             plaintext,
             refs: Vec::new(),
             done,
@@ -767,6 +772,7 @@ impl Store {
 
     /// Write any clock anomalies noticed since the last call to the audit trail.
     pub fn record_clock_anomalies(&self) -> Result<usize> {
+        self.shared.clock.now_us();
         let anomalies = self.shared.clock.take_anomalies();
         let n = anomalies.len();
         for a in anomalies {
@@ -1063,16 +1069,23 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
     if have == log_next {
         return Ok(0);
     }
-    let mut scanner = if have == 0 {
-        Scanner::whole_log(&shared.zones)
+    let prev = if have == 0 {
+        None
     } else {
-        let prev = shared
-            .index
-            .location(have - 1)?
-            .ok_or_else(|| Error::Index {
-                path: "index".into(),
-                reason: format!("seq {} missing", have - 1),
-            })?;
+        shared.index.location(have - 1)?
+    };
+    if have > 0 && prev.is_none() {
+        tracing::warn!(
+            seq = have - 1,
+            "the index lost its last entry; rebuilding it"
+        );
+        shared.index.clear()?;
+        have = 0;
+    }
+    let mut scanner = if have == 0 {
+        Scanner::whole_log(&shared.zones).allowing_zone_gaps()
+    } else {
+        let prev = prev.expect("present when the index is not empty");
         let st = shared.zones.state(prev.zone)?;
         let mut stretches = vec![Stretch {
             zone: prev.zone,
@@ -1099,7 +1112,7 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
             durable_end: s.write_pointer,
             scan_end: s.write_pointer,
         }));
-        let mut sc = Scanner::new(&shared.zones, stretches, have - 1, None);
+        let mut sc = Scanner::new(&shared.zones, stretches, have - 1, None).allowing_zone_gaps();
         sc.next_frame()?; // the frame the index already has
         sc
     };

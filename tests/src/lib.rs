@@ -116,3 +116,124 @@ pub fn fill(store: &Store, n: u64, len: usize) {
             .unwrap_or_else(|e| panic!("append m{i}: {e}"));
     }
 }
+
+/// A store with the full key hierarchy (a key-encryption key file and a
+/// keystore of per-conversation data keys), a retention policy, and a
+/// compliance clock driven by a hand-wound time source, in `dir`.
+pub struct Archive {
+    pub dir: std::path::PathBuf,
+    pub time: Arc<stele_engine::clock::ManualTime>,
+    pub rotation_days: u32,
+    pub subject: stele_config::DataSubject,
+}
+
+/// Records of custodian `ceo` are kept 6 years (FINRA 4511); everything else 10 days.
+pub fn short_retention() -> stele_config::RetentionPolicy {
+    use stele_config::{RetentionClass, RetentionRule, RetentionSection};
+    stele_config::RetentionPolicy::from_config(&RetentionSection {
+        default_class: "short".into(),
+        classes: vec![
+            RetentionClass {
+                name: "short".into(),
+                preset: "custom".into(),
+                years: None,
+                days: Some(10),
+            },
+            RetentionClass {
+                name: "broker".into(),
+                preset: "finra-4511".into(),
+                years: None,
+                days: None,
+            },
+        ],
+        rules: vec![RetentionRule {
+            class: "broker".into(),
+            custodian: Some("ceo".into()),
+            ..Default::default()
+        }],
+    })
+    .expect("valid policy")
+}
+
+pub const DAY_US: i64 = 86_400_000_000;
+/// 2026-01-01T00:00:00Z.
+pub const EPOCH_2026_US: i64 = 1_767_225_600_000_000;
+
+impl Archive {
+    pub fn new(dir: &Path) -> Archive {
+        Archive {
+            dir: dir.to_path_buf(),
+            time: stele_engine::clock::ManualTime::starting_at(EPOCH_2026_US),
+            rotation_days: 90,
+            subject: stele_config::DataSubject::Conversation,
+        }
+    }
+
+    fn options(&self, keyring: Arc<stele_engine::Keyring>) -> StoreOptions {
+        let mut o = small_options(&self.dir.join("index.redb"));
+        o.keyring = Some(keyring);
+        o.retention = short_retention();
+        o.time = self.time.clone();
+        o.subject = self.subject;
+        o
+    }
+
+    pub fn key_path(&self) -> std::path::PathBuf {
+        self.dir.join("keys/kek.key")
+    }
+
+    pub fn create(&self, zones: u32) -> Store {
+        let provider = stele_engine::FileKek::create(&self.key_path()).expect("key file");
+        let ring = Arc::new(
+            stele_engine::Keyring::create(
+                Box::new(provider),
+                &self.dir.join("keys/keystore.redb"),
+                self.rotation_days,
+            )
+            .expect("keystore"),
+        );
+        let opts = self.options(ring.clone());
+        let dev = ZoneDirDevice::create(
+            &self.dir.join("data"),
+            Geometry {
+                zone_size: opts.zone_size,
+                zone_count: zones,
+            },
+        )
+        .expect("create device");
+        Store::create(vec![Arc::new(dev)], ring.root_keys(), opts).expect("create store")
+    }
+
+    pub fn open(&self) -> stele_engine::Result<Store> {
+        let provider = stele_engine::FileKek::load(&self.key_path())?;
+        let ring = Arc::new(stele_engine::Keyring::open(
+            Box::new(provider),
+            &self.dir.join("keys/keystore.redb"),
+            self.rotation_days,
+        )?);
+        let dev = ZoneDirDevice::open(&self.dir.join("data"))?;
+        Store::open(vec![Arc::new(dev)], ring.root_keys(), self.options(ring))
+    }
+
+    /// Append a message at the archive's current system time.
+    pub fn put(
+        &self,
+        store: &Store,
+        id: &str,
+        conversation: &str,
+        custodian: &str,
+        len: usize,
+    ) -> u64 {
+        let ts = self
+            .time
+            .system_us
+            .load(std::sync::atomic::Ordering::SeqCst);
+        store
+            .append(
+                stele_engine::NewRecord::message(id, conversation, ts, body(ts as u64, len))
+                    .with_custodian(custodian),
+            )
+            .unwrap_or_else(|e| panic!("append {id}: {e}"))
+            .seq
+    }
+}

@@ -1,0 +1,569 @@
+//! Compliance through the library: retention set at write time and never
+//! shortened, holds, refused and recorded attempts, zone reclaim, the
+//! compliance clock, key rotation and crypto-shredding.
+
+use std::sync::atomic::Ordering;
+
+use stele_config::Role;
+use stele_engine::audit::{Action, Actor, Criteria, Outcome};
+use stele_engine::erasure::ErasureState;
+use stele_engine::zone::ZoneCondition;
+use stele_engine::{Error, Store};
+use stele_tests::{Archive, Scratch, DAY_US};
+
+fn legal() -> Actor {
+    Actor::new("lena (legal)", &[Role::LegalHold])
+}
+fn records_officer() -> Actor {
+    Actor::new("rob (records)", &[Role::Retention])
+}
+fn operator() -> Actor {
+    Actor::new("olga (storage)", &[Role::Operator])
+}
+fn dpo() -> Actor {
+    Actor::new("dora (DPO)", &[Role::Erasure])
+}
+fn key_admin() -> Actor {
+    Actor::new("kai (keys)", &[Role::KeyAdmin])
+}
+fn intruder() -> Actor {
+    Actor::new("mallory", &[Role::Auditor])
+}
+
+fn refusals(store: &Store) -> Vec<(String, String)> {
+    store
+        .audit_trail(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.event.outcome, Outcome::Refused { .. }))
+        .map(|e| (e.event.actor.clone(), e.event.action.name().to_string()))
+        .collect()
+}
+
+fn sealed_zones(store: &Store) -> Vec<u32> {
+    store
+        .zones()
+        .states()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.condition == ZoneCondition::Sealed)
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+#[test]
+fn retention_is_set_at_write_time_and_never_shortened() {
+    let dir = Scratch::new();
+    let a = Archive::new(dir.path());
+    let store = a.create(32);
+    let now = store.compliance_now_us();
+    let s1 = a.put(&store, "m1", "chat-1", "alice", 100);
+    let s2 = a.put(&store, "m2", "chat-2", "ceo", 100);
+    let r1 = store.get(s1).unwrap();
+    assert_eq!(
+        r1.retain_until_us,
+        now + 10 * DAY_US,
+        "the default class: 10 days"
+    );
+    let r2 = store.get(s2).unwrap();
+    assert_eq!(
+        r2.retain_until_us,
+        now + 2192 * DAY_US,
+        "custodian ceo: FINRA 4511, 6 years"
+    );
+
+    // Event-based retention: alice left; her records are kept 30 days more.
+    let until = now + 30 * DAY_US;
+    let alice = Criteria {
+        custodian: Some("alice".into()),
+        ..Default::default()
+    };
+    store
+        .extend_retention(
+            &records_officer(),
+            alice.clone(),
+            until,
+            "alice left the firm",
+        )
+        .unwrap();
+    let st = store.retention_status(s1).unwrap();
+    assert_eq!(
+        st.stored_until_us,
+        now + 10 * DAY_US,
+        "the frame is never rewritten"
+    );
+    assert_eq!(st.effective_until_us, until);
+    assert_eq!(
+        store.retention_status(s2).unwrap().effective_until_us,
+        r2.retain_until_us
+    );
+
+    // Every way to shorten, delete or modify is refused and recorded.
+    let one = Criteria {
+        seq: Some(s2),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.extend_retention(
+            &records_officer(),
+            one.clone(),
+            now + 20 * DAY_US,
+            "try to cut the ceo's record"
+        ),
+        Err(Error::Refused { .. })
+    ));
+    assert!(matches!(
+        store.extend_retention(
+            &records_officer(),
+            alice.clone(),
+            now - DAY_US,
+            "a date in the past"
+        ),
+        Err(Error::Refused { .. })
+    ));
+    assert!(matches!(
+        store.shorten_retention(
+            &records_officer(),
+            alice.clone(),
+            now + DAY_US,
+            "shorter please"
+        ),
+        Err(Error::Refused { .. })
+    ));
+    assert!(matches!(
+        store.delete_record(&legal(), s1, "delete it"),
+        Err(Error::Refused { .. })
+    ));
+    assert!(matches!(
+        store.modify_record(&legal(), s1, "edit it"),
+        Err(Error::Refused { .. })
+    ));
+    assert!(matches!(
+        store.reset_zone(&operator(), 0, "wipe zone 0"),
+        Err(Error::Refused { .. })
+    ));
+    assert!(matches!(
+        store.extend_retention(&intruder(), alice.clone(), until + DAY_US, "no role"),
+        Err(Error::Unauthorized { .. })
+    ));
+    assert!(matches!(
+        store.extend_retention(&records_officer(), alice.clone(), until + DAY_US, "  "),
+        Err(Error::InvalidInput { .. })
+    ));
+    let refused = refusals(&store);
+    for (who, what) in [
+        ("rob (records)", "retention-shortened"),
+        ("lena (legal)", "record-deleted"),
+        ("lena (legal)", "record-modified"),
+        ("olga (storage)", "zone-reset"),
+        ("mallory", "retention-extended"),
+    ] {
+        assert!(
+            refused.contains(&(who.to_string(), what.to_string())),
+            "{who} {what} not in {refused:?}"
+        );
+    }
+    // The records are untouched.
+    assert_eq!(store.get(s1).unwrap().body, r1.body);
+    // Extensions live in the log: a rebuilt index has them again.
+    let digest = store.index_digest().unwrap();
+    store.reindex().unwrap();
+    assert_eq!(store.index_digest().unwrap(), digest);
+    assert_eq!(
+        store.retention_status(s1).unwrap().effective_until_us,
+        until
+    );
+    store.close().unwrap();
+    let store = a.open().unwrap();
+    assert_eq!(
+        store.retention_status(s1).unwrap().effective_until_us,
+        until
+    );
+}
+
+#[test]
+fn holds_need_authority_and_keep_zones_from_reclaim() {
+    let dir = Scratch::new();
+    let a = Archive::new(dir.path());
+    // Sequential appends are one batch (one 4 KiB block) each: 16 records per 64 KiB zone.
+    let store = a.create(96);
+    let mut b_seqs = Vec::new();
+    for i in 0..300 {
+        b_seqs.push(a.put(&store, &format!("b{i}"), "chat-B", "bob", 300));
+    }
+    let mut a_seqs = Vec::new();
+    for i in 0..300 {
+        a_seqs.push(a.put(&store, &format!("a{i}"), "chat-A", "ann", 300));
+    }
+    let matter = Criteria {
+        conversation: Some("chat-A".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.place_hold(&intruder(), "M-1", matter.clone(), "I want it"),
+        Err(Error::Unauthorized { .. })
+    ));
+    assert!(matches!(
+        store.place_hold(&legal(), "M-1", matter.clone(), ""),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        store.place_hold(&legal(), "M-1", Criteria::default(), "everything?"),
+        Err(Error::InvalidInput { .. })
+    ));
+    let hold = store
+        .place_hold(&legal(), "M-1", matter.clone(), "SEC inquiry 2026-17")
+        .unwrap();
+    assert_eq!(
+        store.retention_status(a_seqs[0]).unwrap().held_by,
+        vec![hold]
+    );
+    assert!(store
+        .retention_status(b_seqs[0])
+        .unwrap()
+        .held_by
+        .is_empty());
+
+    // Nothing is reclaimable before retention ends.
+    let sealed = sealed_zones(&store);
+    assert!(sealed.len() >= 6, "{sealed:?}");
+    let v = store.reclaim(&operator(), "daily reclaim").unwrap();
+    assert!(v.iter().all(|z| z.kept_because.is_some()), "{v:?}");
+    assert!(matches!(
+        store.reclaim(&intruder(), "free space"),
+        Err(Error::Unauthorized { .. })
+    ));
+
+    // Eleven days later the B zones go; the held A zones stay.
+    a.time.pass(11 * DAY_US);
+    let zone_file = |z: u32| dir.path().join(format!("data/zone-{z:06}"));
+    let first_b_zone = store
+        .zones()
+        .states()
+        .iter()
+        .position(|s| s.first_seq == 0)
+        .unwrap() as u32;
+    let wp = store.zones().state(first_b_zone).unwrap().write_pointer as usize;
+    let expect_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            &std::fs::read(zone_file(first_b_zone)).unwrap()[..wp],
+        ))
+    };
+    let v = store.reclaim(&operator(), "daily reclaim").unwrap();
+    let reclaimed: Vec<_> = v.iter().filter(|z| z.kept_because.is_none()).collect();
+    let kept: Vec<_> = v.iter().filter(|z| z.kept_because.is_some()).collect();
+    assert!(!reclaimed.is_empty() && !kept.is_empty(), "{v:?}");
+    assert!(
+        kept.iter().any(|z| z
+            .kept_because
+            .as_deref()
+            .unwrap()
+            .contains(&format!("legal hold {hold}"))),
+        "{kept:?}"
+    );
+    for z in &reclaimed {
+        assert!(
+            z.end_seq <= a_seqs[0] + 1,
+            "only zones of chat-B frames (and the boundary) go: {z:?}"
+        );
+        assert!(!zone_file(z.zone).exists(), "the zone file is erased");
+        assert_eq!(
+            store.zones().state(z.zone).unwrap().condition,
+            ZoneCondition::Empty
+        );
+    }
+    // The audit record names the zone's hash, taken before the reset.
+    let trail = store.audit_trail(usize::MAX).unwrap();
+    let rec = trail
+        .iter()
+        .find_map(|e| match &e.event.action {
+            Action::ZoneReclaimed {
+                zone, zone_sha256, ..
+            } if *zone == first_b_zone => Some(zone_sha256.clone()),
+            _ => None,
+        })
+        .expect("a zone-reclaimed audit record");
+    assert_eq!(rec, expect_sha);
+    // Reclaimed records are gone from the index; held ones read back; the chain verifies across the gap.
+    assert!(matches!(store.get(b_seqs[0]), Err(Error::NotFound { .. })));
+    assert_eq!(store.get(a_seqs[0]).unwrap().record_id, "a0");
+    let report = store.verify().unwrap();
+    assert!(report.reclaimed_ranges >= 1, "{report:?}");
+
+    // Release needs the role and a reason; then the A zones go too.
+    assert!(matches!(
+        store.release_hold(&intruder(), hold, "done"),
+        Err(Error::Unauthorized { .. })
+    ));
+    assert!(store.retention_status(a_seqs[0]).unwrap().held_by == vec![hold]);
+    store
+        .release_hold(&legal(), hold, "inquiry closed")
+        .unwrap();
+    assert!(matches!(
+        store.release_hold(&legal(), hold, "again"),
+        Err(Error::InvalidInput { .. })
+    ));
+    let v = store.reclaim(&operator(), "after release").unwrap();
+    assert!(v.iter().any(|z| z.kept_because.is_none()), "{v:?}");
+    assert!(matches!(store.get(a_seqs[0]), Err(Error::NotFound { .. })));
+
+    // Reopen: recovery, index and chain hold; reclaimed zones take new data.
+    let digest = store.index_digest().unwrap();
+    store.close().unwrap();
+    let store = a.open().unwrap();
+    assert_eq!(store.index_digest().unwrap(), digest);
+    store.reindex().unwrap();
+    assert_eq!(
+        store.index_digest().unwrap(),
+        digest,
+        "the rebuilt index forgets the same zones"
+    );
+    store.verify().unwrap();
+    let before = store.next_seq();
+    for i in 0..900 {
+        a.put(&store, &format!("n{i}"), "chat-N", "nina", 300);
+    }
+    let reused = reclaimed.iter().any(|z| {
+        let s = store.zones().state(z.zone).unwrap();
+        s.condition != ZoneCondition::Empty && s.first_seq >= before
+    });
+    assert!(reused, "a reclaimed zone was written again");
+    store.verify().unwrap();
+    let refused = refusals(&store);
+    assert!(refused.contains(&("mallory".into(), "hold-placed".into())));
+    assert!(refused.contains(&("mallory".into(), "hold-released".into())));
+}
+
+#[test]
+fn the_compliance_clock_cannot_be_wound() {
+    let dir = Scratch::new();
+    let a = Archive::new(dir.path());
+    let store = a.create(64);
+    for i in 0..800 {
+        a.put(&store, &format!("m{i}"), "chat", "carl", 300);
+    }
+    let c0 = store.compliance_now_us();
+    // The system clock is wound ten years forward; one real second passes.
+    a.time.advance(1_000_000, 3650 * DAY_US);
+    let v = store
+        .reclaim(&operator(), "try after winding the clock")
+        .unwrap();
+    assert!(v.iter().all(|z| z.kept_because.is_some()), "{v:?}");
+    assert!(store.compliance_now_us() - c0 < 2_000_000);
+    assert!(!store.retention_status(0).unwrap().expired);
+    let anomalies: Vec<_> = store
+        .audit_trail(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.event.action, Action::ClockAnomaly(_)))
+        .collect();
+    assert_eq!(anomalies.len(), 1, "the jump is in the audit trail");
+    assert_eq!(store.clock().stats.forward_jumps.load(Ordering::Relaxed), 1);
+    // Rolled back: the compliance clock does not move back.
+    let c1 = store.compliance_now_us();
+    a.time.advance(1_000_000, -2 * 3650 * DAY_US);
+    assert!(store.compliance_now_us() >= c1);
+    store.close().unwrap();
+    // A restart (same boot) resumes from the persisted clock, not the system clock.
+    let store = a.open().unwrap();
+    assert!(store.compliance_now_us() >= c1 && store.compliance_now_us() - c1 < 10_000_000);
+    store.close().unwrap();
+    // A new boot with the system clock ten years ahead: still not expired.
+    *a.time.boot.lock().unwrap() = [7; 16];
+    a.time.advance(0, 3 * 3650 * DAY_US);
+    let store = a.open().unwrap();
+    assert!(!store.retention_status(0).unwrap().expired);
+    assert!(store
+        .reclaim(&operator(), "after a reboot")
+        .unwrap()
+        .iter()
+        .all(|z| z.kept_because.is_some()));
+    // Eleven real days later the records have really left retention.
+    a.time.pass(11 * DAY_US);
+    assert!(store.retention_status(0).unwrap().expired);
+    assert!(store
+        .reclaim(&operator(), "for real")
+        .unwrap()
+        .iter()
+        .any(|z| z.kept_because.is_none()));
+    store.close().unwrap();
+
+    // Editing the persisted clock on the device is detected.
+    let dev = stele_engine::device::ZoneDirDevice::open(&dir.path().join("data")).unwrap();
+    let mut copies = stele_engine::superblock::Superblock::read_copies(&dev).unwrap();
+    copies.sort_by_key(|s| s.generation);
+    let mut sb = copies.pop().unwrap();
+    sb.clock.compliance_us += 3650 * DAY_US;
+    sb.write_all(&[&dev]).unwrap();
+    drop(dev);
+    match a.open() {
+        Err(Error::NotAStore { reason, .. }) => {
+            assert!(reason.contains("compliance clock"), "{reason}")
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a store with an edited clock opened"),
+    }
+}
+
+#[test]
+fn data_keys_rotate_and_the_kek_rotates_without_rewriting_records() {
+    let dir = Scratch::new();
+    let mut a = Archive::new(dir.path());
+    a.rotation_days = 1;
+    let store = a.create(64);
+    let mut seqs = Vec::new();
+    for day in 0..40 {
+        seqs.push(a.put(&store, &format!("d{day}"), "chat-rot", "ria", 200));
+        seqs.push(a.put(&store, &format!("e{day}"), "chat-other", "ria", 200));
+        a.time.pass(DAY_US + 1);
+    }
+    let keys = store.keyring().unwrap().keys().unwrap();
+    assert_eq!(keys.len(), 80, "a key per subject per rotation period");
+    let ids: std::collections::HashSet<u32> =
+        seqs.iter().map(|&s| store.get(s).unwrap().key_id).collect();
+    assert_eq!(
+        ids.len(),
+        80,
+        "every period's records use that period's key"
+    );
+    let sealed_before: Vec<(u32, Vec<u8>)> = sealed_zones(&store)
+        .into_iter()
+        .map(|z| {
+            (
+                z,
+                std::fs::read(dir.path().join(format!("data/zone-{z:06}"))).unwrap(),
+            )
+        })
+        .collect();
+    assert!(!sealed_before.is_empty());
+    assert!(matches!(
+        store.rotate_kek(&intruder(), "rotate"),
+        Err(Error::Unauthorized { .. })
+    ));
+    for round in 0..3 {
+        let r = store
+            .rotate_kek(&key_admin(), "quarterly KEK rotation")
+            .unwrap();
+        assert_eq!(r.to_generation, r.from_generation + 1, "round {round}");
+        assert_eq!(r.rewrapped, 81, "80 data keys and the root key");
+    }
+    let kek = std::fs::read_to_string(a.key_path()).unwrap();
+    assert!(
+        kek.contains("kek 4:") && !kek.contains("kek 1:") && !kek.contains("kek 3:"),
+        "{kek}"
+    );
+    for (z, bytes) in &sealed_before {
+        let now = std::fs::read(dir.path().join(format!("data/zone-{z:06}"))).unwrap();
+        assert!(now == *bytes, "zone {z} was rewritten");
+    }
+    store.close().unwrap();
+    let store = a.open().unwrap();
+    for (i, &s) in seqs.iter().enumerate() {
+        let r = store.get(s).unwrap();
+        assert_eq!(
+            r.record_id,
+            format!("{}{}", if i % 2 == 0 { "d" } else { "e" }, i / 2)
+        );
+    }
+    store.verify().unwrap();
+    let rotations = store
+        .audit_trail(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| {
+            matches!(e.event.action, Action::KekRotated { .. }) && e.event.outcome == Outcome::Done
+        })
+        .count();
+    assert_eq!(rotations, 3);
+}
+
+#[test]
+fn crypto_shredding_waits_for_retention_and_holds_then_destroys_keys() {
+    let dir = Scratch::new();
+    let a = Archive::new(dir.path());
+    let store = a.create(64);
+    let p1: Vec<u64> = (0..50)
+        .map(|i| a.put(&store, &format!("p1-{i}"), "patient-1", "dr-x", 200))
+        .collect();
+    let p2: Vec<u64> = (0..50)
+        .map(|i| a.put(&store, &format!("p2-{i}"), "patient-2", "dr-x", 200))
+        .collect();
+    let scan = vec![7u8; 100_000];
+    let blob = store.put_blob(&scan[..], "patient-1", 0).unwrap();
+
+    assert!(matches!(
+        store.request_erasure(&intruder(), "patient-1", "please"),
+        Err(Error::Unauthorized { .. })
+    ));
+    let (req, state) = store
+        .request_erasure(&dpo(), "patient-1", "GDPR Art. 17 request #88")
+        .unwrap();
+    assert!(
+        matches!(
+            state,
+            ErasureState::Waiting {
+                earliest_us: Some(_),
+                ..
+            }
+        ),
+        "{state:?}"
+    );
+    let hold = store
+        .place_hold(
+            &legal(),
+            "MAL-9",
+            Criteria {
+                conversation: Some("patient-1".into()),
+                ..Default::default()
+            },
+            "malpractice claim",
+        )
+        .unwrap();
+    a.time.pass(11 * DAY_US);
+    let st = store.process_erasures(&dpo()).unwrap();
+    assert!(
+        matches!(&st[0].1, ErasureState::Waiting { why, .. } if why.contains("legal hold")),
+        "{st:?}"
+    );
+    assert!(store.get(p1[0]).is_ok(), "nothing is destroyed while held");
+    store.release_hold(&legal(), hold, "claim settled").unwrap();
+    let st = store.process_erasures(&dpo()).unwrap();
+    let ErasureState::Executed { key_ids, records } = &st[0].1 else {
+        panic!("{st:?}");
+    };
+    assert!(!key_ids.is_empty());
+    assert_eq!(*records, 51, "50 messages and the blob's manifest");
+    for &s in &p1 {
+        assert!(matches!(store.get(s), Err(Error::Erased { request, .. }) if request == req));
+    }
+    assert!(matches!(
+        store.read_blob(blob.seq, Vec::new()),
+        Err(Error::Erased { .. })
+    ));
+    for &s in &p2 {
+        assert!(store.get(s).is_ok(), "another subject is untouched");
+    }
+    let v = store.verify().unwrap();
+    assert!(v.shredded >= 51, "{v:?}");
+    // The request, the wait and the execution are audited.
+    let names: Vec<String> = store
+        .audit_trail(usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.event.action.name().to_string())
+        .collect();
+    for n in ["erasure-requested", "erasure-deferred", "erasure-executed"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+    let erasure = store.erasures().unwrap().pop().unwrap();
+    assert!(erasure.executed.is_some());
+    // The keys stay destroyed after a restart and a rebuild; the log was not rewritten.
+    let digest = store.index_digest().unwrap();
+    store.close().unwrap();
+    let store = a.open().unwrap();
+    assert!(matches!(store.get(p1[3]), Err(Error::Erased { .. })));
+    store.reindex().unwrap();
+    assert_eq!(store.index_digest().unwrap(), digest);
+    assert!(store.get(p2[3]).is_ok());
+}

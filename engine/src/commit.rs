@@ -328,6 +328,13 @@ fn builder(
             continue;
         }
         let frame_len = FRAME_OVERHEAD + sub.plaintext.len();
+        if align_up(frame_len as u64) > zone_size {
+            let _ = sub.done.send(Err(Error::invalid(
+                "frame",
+                format!("a {frame_len}-byte frame does not fit in a {zone_size}-byte zone"),
+            )));
+            continue;
+        }
         // Hand over a full batch.
         if let Some(b) = &batch {
             if b.len + frame_len > b.buf.len() || b.entries.len() >= opts.batch_records_max {

@@ -144,7 +144,11 @@ impl Store {
             ))
         } else if latest > now {
             Some((
-                format!("records of the subject are retained until {latest} (compliance clock {now}); a legal retention duty overrides erasure (GDPR Art. 17(3)(b))"),
+                format!(
+                    "records of the subject are retained until {} (compliance clock {}); a legal retention duty overrides erasure (GDPR Art. 17(3)(b))",
+                    crate::clock::utc(latest),
+                    crate::clock::utc(now)
+                ),
                 Some(latest),
             ))
         } else {

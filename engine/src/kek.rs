@@ -324,8 +324,15 @@ impl Pkcs11Kek {
         }
         let ctx =
             Pkcs11::new(&config.module).map_err(|e| err(format!("cannot load the module: {e}")))?;
-        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .map_err(|e| err(format!("cannot initialise the module: {e}")))?;
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) => {}
+            // Another handle in this process initialised the module already.
+            Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::CryptokiAlreadyInitialized,
+                _,
+            )) => {}
+            Err(e) => return Err(err(format!("cannot initialise the module: {e}"))),
+        }
         let slots = ctx
             .get_slots_with_initialized_token()
             .map_err(|e| err(format!("cannot list slots: {e}")))?;
@@ -357,13 +364,15 @@ impl Pkcs11Kek {
             .map_err(|e| err(format!("cannot open a session: {e}")))?;
         let pin = AuthPin::new(config.pin.as_str().into());
         session.login(UserType::User, Some(&pin)).map_err(|e| {
-            let text = e.to_string();
-            if text.contains("PIN_INCORRECT") {
-                err("wrong PIN for the token (CKR_PIN_INCORRECT)".into())
-            } else if text.contains("PIN_LOCKED") {
-                err("the token's user PIN is locked (CKR_PIN_LOCKED)".into())
-            } else {
-                err(format!("login failed: {text}"))
+            use cryptoki::error::{Error as Ck, RvError};
+            match e {
+                Ck::Pkcs11(RvError::PinIncorrect, _) => {
+                    err("wrong PIN for the token (CKR_PIN_INCORRECT)".into())
+                }
+                Ck::Pkcs11(RvError::PinLocked, _) => {
+                    err("the token's user PIN is locked (CKR_PIN_LOCKED)".into())
+                }
+                other => err(format!("login failed: {other}")),
             }
         })?;
         Ok(Pkcs11Kek {

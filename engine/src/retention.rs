@@ -123,7 +123,9 @@ impl Store {
         };
         if until_us <= now {
             return refuse(format!(
-                "{until_us} is not after the compliance clock's now ({now}); retention is never shortened"
+                "{} is not after the compliance clock's now ({}); retention is never shortened",
+                crate::clock::utc(until_us),
+                crate::clock::utc(now)
             ));
         }
         if let Some(seq) = criteria.seq {
@@ -132,7 +134,9 @@ impl Store {
                 let current = self.effective_until(&loc, &self.compliance().extensions()?);
                 if until_us < current {
                     return refuse(format!(
-                        "record {seq} is retained until {current}; {until_us} would shorten it"
+                        "record {seq} is retained until {}; {} would shorten it",
+                        crate::clock::utc(current),
+                        crate::clock::utc(until_us)
                     ));
                 }
             }
@@ -235,8 +239,10 @@ impl Store {
         let until = self.effective_until(loc, &c.extensions);
         if until > now {
             return Ok(Some(format!(
-                "seq {} is retained until {until} (compliance clock {now})",
-                loc.seq
+                "seq {} is retained until {} (compliance clock {})",
+                loc.seq,
+                crate::clock::utc(until),
+                crate::clock::utc(now)
             )));
         }
         let held = self.holds_on(loc, &c.holds);

@@ -547,7 +547,8 @@ impl Store {
             input: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
             report,
-            chunk_bytes: options.chunk_bytes.max(4096),
+            // A chunk frame must fit in a zone with room to spare.
+            chunk_bytes: options.chunk_bytes.min((zone_size / 4) as usize).max(4096),
             policy: options.retention.clone(),
             subject: options.subject,
             compliance_lock: Mutex::new(()),
@@ -705,6 +706,18 @@ impl Store {
     pub(crate) fn submit_raw(&self, mut sub: Submission) -> Result<PendingAppend> {
         if let Some(reason) = self.shared.poisoned() {
             return Err(Error::Poisoned { reason });
+        }
+        let frame_len = FRAME_OVERHEAD + sub.plaintext.len();
+        if frame_len > crate::frame::FRAME_LEN_MAX
+            || frame_len as u64 > self.shared.zones.zone_size()
+        {
+            return Err(Error::invalid(
+                "frame",
+                format!(
+                    "a {frame_len}-byte frame does not fit in a {}-byte zone",
+                    self.shared.zones.zone_size()
+                ),
+            ));
         }
         let (done, rx) = oneshot::channel();
         sub.done = done;

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: stores on simulated and real devices.
 
+pub mod softhsm;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

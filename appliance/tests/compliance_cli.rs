@@ -1,0 +1,472 @@
+//! Compliance through the `stele` command line: configuration checks,
+//! authority (principals and tokens), refused and recorded attempts, a
+//! wound system clock (libfaketime), and the key hierarchy on SoftHSM2.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use stele_tests::softhsm::{module, SoftHsm};
+use stele_tests::Scratch;
+
+fn stele_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stele"));
+    c.args(args).env_remove("STELE_TOKEN");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run stele")
+}
+
+fn ok_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let o = stele_env(args, env);
+    assert!(
+        o.status.success(),
+        "stele {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    ok_env(args, &[])
+}
+
+/// Runs and must fail; returns stderr.
+fn fails(args: &[&str], env: &[(&str, &str)]) -> String {
+    let o = stele_env(args, env);
+    assert!(
+        !o.status.success(),
+        "stele {args:?} succeeded: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stderr).unwrap()
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let cfg = format!(
+        r#"[store]
+devices = ["data"]
+zone_size_mib = 1
+zones_per_device = 32
+
+[retention]
+default_class = "short"
+
+[[retention.classes]]
+name = "short"
+preset = "custom"
+days = 1
+
+[[retention.classes]]
+name = "broker"
+preset = "sec-17a-4"
+
+[[retention.rules]]
+class = "broker"
+channel = "whatsapp"
+
+[[access.principals]]
+name = "lena"
+roles = ["legal-hold"]
+token_sha256 = "{}"
+
+[[access.principals]]
+name = "olga"
+roles = ["operator"]
+token_sha256 = "{}"
+{extra}"#,
+        sha256_hex("lena-token"),
+        sha256_hex("olga-token")
+    );
+    let p = dir.join("appliance.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+#[test]
+fn config_check_show_and_presets() {
+    let dir = Scratch::new();
+    let good = write_config(dir.path(), "");
+    let out = ok(&["config", "check", good.to_str().unwrap()]);
+    assert!(
+        out.contains("valid") && out.contains("2 principals"),
+        "{out}"
+    );
+    let eff = ok(&["config", "show", "--effective", good.to_str().unwrap()]);
+    assert!(
+        eff.contains("class \"broker\": 2192 days") && eff.contains("17 CFR 240.17a-4"),
+        "{eff}"
+    );
+    // A class shorter than its regulation, named by line and column.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[store]\ndevices = [\"data\"]\nzone_size_mib = 1\nzones_per_device = 4\n\n[retention]\ndefault_class = \"c\"\n\n[[retention.classes]]\nname = \"c\"\npreset = \"mifid-ii\"\nyears = 2\n",
+    )
+    .unwrap();
+    let err = fails(&["config", "check", bad.to_str().unwrap()], &[]);
+    assert!(
+        err.contains("bad.toml:12:9") && err.contains("shorter than the 5 years"),
+        "{err}"
+    );
+    let err = fails(
+        &[
+            "config",
+            "check",
+            dir.path().join("missing.toml").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(err.contains("cannot read"), "{err}");
+    let presets = ok(&["config", "presets"]);
+    for id in [
+        "sec-17a-4",
+        "finra-4511",
+        "cftc-1-31",
+        "mifid-ii",
+        "fca",
+        "hipaa",
+        "singapore-pdpa",
+        "gdpr",
+        "custom",
+    ] {
+        assert!(presets.contains(&format!("\"id\":\"{id}\"")), "{id}");
+    }
+    for name in ["embedded", "bank", "hospital"] {
+        let text = ok(&["config", "example", name]);
+        let f = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&f, text).unwrap();
+        ok(&["config", "check", f.to_str().unwrap()]);
+    }
+}
+
+#[test]
+fn refusals_are_enforced_and_recorded() {
+    let dir = Scratch::new();
+    let cfg = write_config(dir.path(), "");
+    let store = dir.path().join("s");
+    let s = store.to_str().unwrap();
+    ok(&["init", s, "--config", cfg.to_str().unwrap()]);
+    let put = ok(&[
+        "put",
+        "--store",
+        s,
+        "--record-id",
+        "w1",
+        "--conversation",
+        "deal-7",
+        "--custodian",
+        "trader-1",
+        "--channel",
+        "whatsapp",
+        "--body",
+        "buy 100",
+    ]);
+    assert!(put.contains("\"seq\":0"), "{put}");
+    let status = ok(&["retention", "status", "--store", s, "--seq", "0"]);
+    assert!(status.contains("\"expired\":false"), "{status}");
+    // The whatsapp rule gives SEC 17a-4's six years.
+    let year: i32 = status.split("\"stored_until\":\"").nth(1).unwrap()[..4]
+        .parse()
+        .unwrap();
+    let now: i32 = ok(&["clock", "--store", s])
+        .split("\"compliance_now\":\"")
+        .nth(1)
+        .unwrap()[..4]
+        .parse()
+        .unwrap();
+    assert_eq!(year - now, 6, "{status}");
+
+    let lena = [("STELE_TOKEN", "lena-token")];
+    let err = fails(
+        &[
+            "delete", "--store", s, "--seq", "0", "--as", "lena", "--reason", "cleanup",
+        ],
+        &lena,
+    );
+    assert!(
+        err.contains("refused") && err.contains("write-once"),
+        "{err}"
+    );
+    // No token: the name acts with no roles.
+    let err = fails(
+        &[
+            "hold",
+            "place",
+            "--store",
+            s,
+            "--name",
+            "M-1",
+            "--conversation",
+            "deal-7",
+            "--as",
+            "lena",
+            "--reason",
+            "inquiry",
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("may not") && err.contains("legal-hold"),
+        "{err}"
+    );
+    let err = fails(
+        &[
+            "hold",
+            "place",
+            "--store",
+            s,
+            "--name",
+            "M-1",
+            "--conversation",
+            "deal-7",
+            "--as",
+            "lena",
+            "--reason",
+            "inquiry",
+        ],
+        &[("STELE_TOKEN", "guess")],
+    );
+    assert!(err.contains("may not"), "{err}");
+    let placed = ok_env(
+        &[
+            "hold",
+            "place",
+            "--store",
+            s,
+            "--name",
+            "M-1",
+            "--conversation",
+            "deal-7",
+            "--as",
+            "lena",
+            "--reason",
+            "SEC inquiry",
+        ],
+        &lena,
+    );
+    let hold: u64 = placed
+        .split("\"hold\":")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let h = hold.to_string();
+    // The operator has a token but not the role.
+    let err = fails(
+        &[
+            "hold", "release", "--store", s, "--hold", &h, "--as", "olga", "--reason", "space",
+        ],
+        &[("STELE_TOKEN", "olga-token")],
+    );
+    assert!(err.contains("olga may not hold-released"), "{err}");
+    let err = fails(
+        &[
+            "retention",
+            "shorten",
+            "--store",
+            s,
+            "--conversation",
+            "deal-7",
+            "--until",
+            "2027-01-01",
+            "--as",
+            "lena",
+            "--reason",
+            "too long",
+        ],
+        &lena,
+    );
+    assert!(err.contains("never shortened"), "{err}");
+    let err = fails(
+        &["reclaim", "--store", s, "--as", "lena", "--reason", "space"],
+        &lena,
+    );
+    assert!(err.contains("operator"), "{err}");
+    assert!(ok(&["hold", "list", "--store", s]).contains("\"released\":null"));
+    ok_env(
+        &[
+            "hold",
+            "release",
+            "--store",
+            s,
+            "--hold",
+            &h,
+            "--as",
+            "lena",
+            "--reason",
+            "inquiry closed",
+        ],
+        &lena,
+    );
+    // The trail names every refused attempt and who made it.
+    let audit = ok(&["audit", "--store", s]);
+    for needle in [
+        "\"actor\":\"lena\",\"action\":{\"type\":\"record-deleted\"",
+        "\"actor\":\"lena (token not accepted)\",\"action\":{\"type\":\"hold-placed\"",
+        "\"actor\":\"olga\",\"action\":{\"type\":\"hold-released\"",
+        "\"type\":\"retention-shortened\"",
+        "\"type\":\"hold-released\",\"hold\":",
+    ] {
+        assert!(audit.contains(needle), "{needle} not in\n{audit}");
+    }
+    assert!(
+        audit.matches("\"outcome\":\"refused\"").count() >= 6,
+        "{audit}"
+    );
+    // The record is untouched and the log verifies.
+    assert!(ok(&["get", "--store", s, "--seq", "0"]).contains("\"body\":\"buy 100\""));
+    assert!(ok(&["verify", "--store", s]).starts_with("ok:"));
+}
+
+#[test]
+fn a_wound_system_clock_expires_nothing() {
+    let dir = Scratch::new();
+    let cfg = write_config(dir.path(), "");
+    let store = dir.path().join("s");
+    let s = store.to_str().unwrap();
+    ok(&["init", s, "--config", cfg.to_str().unwrap()]);
+    // Enough records (one-day class) to seal several 1 MiB zones.
+    ok(&["demo", "--store", s, "--messages", "20000"]);
+    let olga = ("STELE_TOKEN", "olga-token");
+    let wound = [
+        (
+            "LD_PRELOAD",
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        ),
+        ("FAKETIME", "+3650d"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        olga,
+    ];
+    assert!(
+        Path::new(wound[0].1).exists(),
+        "libfaketime is installed (scripts/test-all installs the faketime package)"
+    );
+    let clock = ok_env(&["clock", "--store", s], &wound);
+    assert!(
+        clock.contains("\"system_now\":\"203"),
+        "the system clock is wound ten years: {clock}"
+    );
+    assert!(clock.contains("\"forward_jumps\":1"), "{clock}");
+    let out = ok_env(
+        &[
+            "reclaim",
+            "--store",
+            s,
+            "--as",
+            "olga",
+            "--reason",
+            "after winding the clock",
+        ],
+        &wound,
+    );
+    assert!(out.lines().count() >= 3, "{out}");
+    assert!(
+        out.lines().all(|l| l.contains("\"kept_because\":\"seq")),
+        "nothing is reclaimed: {out}"
+    );
+    // Wound back: nothing moves back either.
+    let back = [
+        ("LD_PRELOAD", wound[0].1),
+        ("FAKETIME", "-3650d"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        olga,
+    ];
+    let out = ok_env(
+        &[
+            "reclaim",
+            "--store",
+            s,
+            "--as",
+            "olga",
+            "--reason",
+            "after rolling the clock back",
+        ],
+        &back,
+    );
+    assert!(out.lines().all(|l| l.contains("\"kept_because\"")), "{out}");
+    let audit = ok(&["audit", "--store", s]);
+    assert!(
+        audit.contains("\"kind\":\"forward-jump\"") && audit.contains("\"kind\":\"backward-jump\""),
+        "{audit}"
+    );
+    assert!(ok(&["get", "--store", s, "--seq", "0"]).contains("\"seq\":0"));
+}
+
+#[test]
+fn pkcs11_key_provider_through_the_cli() {
+    let dir = Scratch::new();
+    let hsm = SoftHsm::new(dir.path(), "stele-cli", "2468");
+    let pin = dir.path().join("hsm.pin");
+    std::fs::write(&pin, "2468\n").unwrap();
+    std::fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let extra = format!(
+        "\n[keys]\nprovider = \"pkcs11\"\nrotation_days = 90\n\n[keys.pkcs11]\nmodule = \"{}\"\ntoken_label = \"stele-cli\"\npin_file = \"{}\"\n\n[[access.principals]]\nname = \"kai\"\nroles = [\"key-admin\"]\ntoken_sha256 = \"{}\"\n",
+        module().display(),
+        pin.display(),
+        sha256_hex("kai-token")
+    );
+    let cfg = write_config(dir.path(), &extra);
+    let conf = hsm.conf.to_str().unwrap().to_string();
+    let env = [("SOFTHSM2_CONF", conf.as_str())];
+    let store = dir.path().join("s");
+    let s = store.to_str().unwrap();
+    let out = ok_env(&["init", s, "--config", cfg.to_str().unwrap()], &env);
+    assert!(out.contains("pkcs11 token \"stele-cli\""), "{out}");
+    assert!(
+        !store.join("keys/stele.key").exists(),
+        "no key file: the KEK is in the HSM"
+    );
+    for i in 0..5 {
+        ok_env(
+            &[
+                "put",
+                "--store",
+                s,
+                "--record-id",
+                &format!("r{i}"),
+                "--conversation",
+                &format!("c{i}"),
+                "--body",
+                "x",
+            ],
+            &env,
+        );
+    }
+    let rot = ok_env(
+        &[
+            "keys",
+            "rotate-kek",
+            "--store",
+            s,
+            "--as",
+            "kai",
+            "--reason",
+            "drill",
+        ],
+        &[env[0], ("STELE_TOKEN", "kai-token")],
+    );
+    assert!(
+        rot.contains("\"to_generation\":2") && rot.contains("\"rewrapped\":6"),
+        "{rot}"
+    );
+    assert!(ok_env(&["get", "--store", s, "--conversation", "c3"], &env)
+        .contains("\"record_id\":\"r3\""));
+    assert!(ok_env(&["verify", "--store", s], &env).starts_with("ok:"));
+    // A wrong PIN and a PIN file others can read are clear errors.
+    std::fs::write(&pin, "1357\n").unwrap();
+    let err = fails(&["info", "--store", s], &env);
+    assert!(err.contains("wrong PIN"), "{err}");
+    std::fs::write(&pin, "2468\n").unwrap();
+    std::fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let err = fails(&["info", "--store", s], &env);
+    assert!(err.contains("readable by group or others"), "{err}");
+}

@@ -2,6 +2,7 @@
 
 mod access;
 mod demo;
+mod metrics;
 mod store_dir;
 mod when;
 
@@ -193,6 +194,11 @@ enum Command {
     },
     /// The compliance clock.
     Clock {
+        #[arg(long)]
+        store: PathBuf,
+    },
+    /// The store's metrics in the Prometheus text format.
+    Metrics {
         #[arg(long)]
         store: PathBuf,
     },
@@ -714,6 +720,11 @@ fn run(cli: Cli) -> Result<()> {
                 "backward_jumps": c.stats.backward_jumps.load(Relaxed),
                 "restarts": c.stats.restarts.load(Relaxed),
             }));
+            s.close()?;
+        }
+        Command::Metrics { store } => {
+            let (_, s) = StoreDir::open(&store)?;
+            print!("{}", metrics::text(&metrics::registry(&s)?)?);
             s.close()?;
         }
         Command::Audit { store, limit } => {

@@ -325,6 +325,35 @@ fn refusals_are_enforced_and_recorded() {
     // The record is untouched and the log verifies.
     assert!(ok(&["get", "--store", s, "--seq", "0"]).contains("\"body\":\"buy 100\""));
     assert!(ok(&["verify", "--store", s]).starts_with("ok:"));
+    // A configuration change does not shorten what is stored: only new records follow it.
+    let toml_path = store.join("stele.toml");
+    let text = std::fs::read_to_string(&toml_path).unwrap();
+    let changed = text.replace("class = \"broker\"\nchannel", "class = \"short\"\nchannel");
+    assert_ne!(text, changed, "the rule is in the store's configuration");
+    std::fs::write(&toml_path, changed).unwrap();
+    let after = ok(&["retention", "status", "--store", s, "--seq", "0"]);
+    assert_eq!(
+        after.split("\"stored_until\":").nth(1).unwrap()[..22],
+        status.split("\"stored_until\":").nth(1).unwrap()[..22],
+        "{after}"
+    );
+    let put = ok(&[
+        "put",
+        "--store",
+        s,
+        "--record-id",
+        "w2",
+        "--conversation",
+        "deal-7",
+        "--channel",
+        "whatsapp",
+        "--body",
+        "sell",
+    ]);
+    let y: i32 = put.split("\"retain_until\":\"").nth(1).unwrap()[..4]
+        .parse()
+        .unwrap();
+    assert!(y - now <= 1, "new records follow the new rule: {put}");
 }
 
 #[test]

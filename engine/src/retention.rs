@@ -218,6 +218,11 @@ impl Store {
     pub(crate) fn bridges(&self) -> Result<BTreeMap<u64, (u64, [u8; 32])>> {
         let mut out = BTreeMap::new();
         for r in self.compliance().reclaimed()? {
+            // A reset a crash cut short before the zone was marked: the frames are still there.
+            let z = self.shared.zones.state(r.zone)?;
+            if z.condition == ZoneCondition::Sealed && z.first_seq == r.first_seq {
+                continue;
+            }
             let mut h = [0u8; 32];
             hex::decode_to_slice(&r.last_hash, &mut h).map_err(|_| Error::Index {
                 path: "index (compliance state)".into(),

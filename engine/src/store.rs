@@ -488,8 +488,18 @@ impl Store {
                 }
             }
         }
-        // 7. The index catches up with the log.
+        // 7. The index catches up with the log, and forgets zones whose reset a crash interrupted.
         let replayed = catch_up_index(&shared, next_seq)?;
+        let state = crate::compliance::ComplianceState {
+            db: shared.index.db(),
+        };
+        for r in state.reclaimed()? {
+            let z = shared.zones.state(r.zone)?;
+            let still_there = z.condition == ZoneCondition::Sealed && z.first_seq == r.first_seq;
+            if !still_there && shared.index.location(r.first_seq)?.is_some() {
+                shared.index.remove_range(r.first_seq, r.end_seq)?;
+            }
+        }
         shared
             .indexed
             .lock()

@@ -357,16 +357,20 @@ impl Index {
         }))
     }
 
-    fn tag_seqs(
+    /// Sequence numbers (the keys' last 8 bytes) of the keys in `table` that
+    /// start with `prefix`, in key order, at most `limit`.
+    fn prefixed_seqs(
         &self,
         table: TableDefinition<&[u8], ()>,
-        tag: &[u8; TAG_LEN],
+        prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<u64>> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(table).map_err(|e| self.err(e))?;
-        let lo = tag_key(tag, 0);
-        let hi = tag_key(tag, u64::MAX);
+        let mut lo = prefix.to_vec();
+        lo.extend_from_slice(&[0; 8]);
+        let mut hi = prefix.to_vec();
+        hi.extend_from_slice(&[0xff; 8]);
         let mut out = Vec::new();
         for item in t.range(&lo[..]..=&hi[..]).map_err(|e| self.err(e))? {
             let (k, _) = item.map_err(|e| self.err(e))?;
@@ -376,6 +380,15 @@ impl Index {
             }
         }
         Ok(out)
+    }
+
+    fn tag_seqs(
+        &self,
+        table: TableDefinition<&[u8], ()>,
+        tag: &[u8; TAG_LEN],
+        limit: usize,
+    ) -> Result<Vec<u64>> {
+        self.prefixed_seqs(table, tag, limit)
     }
 
     /// Sequence numbers of frames whose record tag is `tag`, oldest first.
@@ -413,16 +426,7 @@ impl Index {
 
     /// The manifests that reference chunk `chunk`.
     pub fn chunk_users(&self, chunk: u64) -> Result<Vec<u64>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
-        let lo = pair_key(chunk, 0);
-        let hi = pair_key(chunk, u64::MAX);
-        let mut out = Vec::new();
-        for item in t.range(&lo[..]..=&hi[..]).map_err(|e| self.err(e))? {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            out.push(seq_of(k.value()));
-        }
-        Ok(out)
+        self.prefixed_seqs(CHUNK_REFS, &chunk.to_be_bytes(), usize::MAX)
     }
 
     /// Sequence numbers of records of the custodian with tag `tag`, oldest first.
@@ -431,19 +435,7 @@ impl Index {
         tag: &[u8; CUSTODIAN_TAG_LEN],
         limit: usize,
     ) -> Result<Vec<u64>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
-        let lo = custodian_key(tag, 0);
-        let hi = custodian_key(tag, u64::MAX);
-        let mut out = Vec::new();
-        for item in t.range(&lo[..]..=&hi[..]).map_err(|e| self.err(e))? {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            out.push(seq_of(k.value()));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        self.prefixed_seqs(CUSTODIANS, tag, limit)
     }
 
     /// Sequence numbers of records with `from_us <= timestamp < to_us`, in time order.

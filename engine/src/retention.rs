@@ -144,6 +144,22 @@ impl Store {
         self.write_audit(actor, action, Outcome::Done, reason)
     }
 
+    /// Record a refused attempt and return the error that says so.
+    fn refuse(
+        &self,
+        actor: &Actor,
+        action: Action,
+        what: String,
+        why: &str,
+        reason: &str,
+    ) -> Result<()> {
+        self.write_audit(actor, action, Outcome::Refused { why: why.into() }, reason)?;
+        Err(Error::Refused {
+            action: what,
+            reason: why.into(),
+        })
+    }
+
     /// Shortening retention is never allowed; the attempt is recorded.
     pub fn shorten_retention(
         &self,
@@ -152,66 +168,48 @@ impl Store {
         until_us: i64,
         reason: &str,
     ) -> Result<()> {
-        let why = "retention can be extended but never shortened (SEC 17a-4(f), WORM)".to_string();
-        self.write_audit(
+        self.refuse(
             actor,
             Action::RetentionShortened { criteria, until_us },
-            Outcome::Refused { why: why.clone() },
+            "shorten retention".into(),
+            "retention can be extended but never shortened (SEC 17a-4(f), WORM)",
             reason,
-        )?;
-        Err(Error::Refused {
-            action: "shorten retention".into(),
-            reason: why,
-        })
+        )
     }
 
     /// Deleting a record is never allowed; space comes back only by zone
     /// reclaim once retention ends. The attempt is recorded.
     pub fn delete_record(&self, actor: &Actor, seq: u64, reason: &str) -> Result<()> {
-        let why = "records are write-once: none is deleted; space returns only when a whole zone has left retention".to_string();
-        self.write_audit(
+        self.refuse(
             actor,
             Action::RecordDeleted { seq },
-            Outcome::Refused { why: why.clone() },
+            format!("delete record {seq}"),
+            "records are write-once: none is deleted; space returns only when a whole zone has left retention",
             reason,
-        )?;
-        Err(Error::Refused {
-            action: format!("delete record {seq}"),
-            reason: why,
-        })
+        )
     }
 
     /// Modifying a record is never allowed; an edit is a new record linked to
     /// the original. The attempt is recorded.
     pub fn modify_record(&self, actor: &Actor, seq: u64, reason: &str) -> Result<()> {
-        let why =
-            "records are write-once: store an edit as a new record that refers to the original"
-                .to_string();
-        self.write_audit(
+        self.refuse(
             actor,
             Action::RecordModified { seq },
-            Outcome::Refused { why: why.clone() },
+            format!("modify record {seq}"),
+            "records are write-once: store an edit as a new record that refers to the original",
             reason,
-        )?;
-        Err(Error::Refused {
-            action: format!("modify record {seq}"),
-            reason: why,
-        })
+        )
     }
 
     /// Resetting a chosen zone directly is never allowed; only [`Store::reclaim`] resets zones.
     pub fn reset_zone(&self, actor: &Actor, zone: u32, reason: &str) -> Result<()> {
-        let why = "zones are reset only by reclaim, once every record in them has left retention and is unheld".to_string();
-        self.write_audit(
+        self.refuse(
             actor,
             Action::ZoneReset { zone },
-            Outcome::Refused { why: why.clone() },
+            format!("reset zone {zone}"),
+            "zones are reset only by reclaim, once every record in them has left retention and is unheld",
             reason,
-        )?;
-        Err(Error::Refused {
-            action: format!("reset zone {zone}"),
-            reason: why,
-        })
+        )
     }
 
     /// Reclaimed ranges, for following the hash chain across them.

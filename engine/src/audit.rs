@@ -131,6 +131,11 @@ pub enum Action {
         zone_sha256: String,
         bytes: u64,
         records: u64,
+        /// The Merkle subtrees that cover the reclaimed leaves exactly
+        /// (`height:index:hash`), so proofs for the rest of the log can still
+        /// be made after the index is rebuilt from the log.
+        #[serde(default)]
+        merkle_nodes: Vec<String>,
     },
     DataKeyRotated {
         subject_tag: String,

@@ -116,8 +116,9 @@ impl Store {
         let retain_until_us = self.retain_until_for(owner);
         let conversation_tag = self.tag_or_zero(TagDomain::Conversation, &owner.conversation_id);
         let custodian_tag = keys.custodian_tag(&owner.custodian);
-        let frame = |kind, record_tag, plaintext| Submission {
+        let frame = |kind, record_tag, plaintext: Vec<u8>| Submission {
             kind,
+            content_hash: crate::frame::content_hash(&plaintext),
             timestamp_us: owner.timestamp_us,
             retain_until_us,
             record_tag,
@@ -178,7 +179,11 @@ impl Store {
                 continue;
             }
             let plaintext = envelope(["", "", "", "", "", ""], &chunk)?;
-            let p = self.submit_raw(frame(FrameKind::MediaChunk, tag, plaintext))?;
+            let salt: [u8; 16] = plaintext[1..17].try_into().expect("envelope salt");
+            let mut sub = frame(FrameKind::MediaChunk, tag, Vec::new());
+            sub.content_hash = crate::frame::chunk_content_hash(&salt, &digest);
+            sub.plaintext = plaintext;
+            let p = self.submit_raw(sub)?;
             local.insert(tag, chunks.len());
             pending.push_back((chunks.len(), p));
             chunks.push(0);

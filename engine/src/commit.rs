@@ -189,6 +189,7 @@ pub(crate) struct Submission {
     pub record_tag: [u8; TAG_LEN],
     pub conversation_tag: [u8; TAG_LEN],
     pub custodian_tag: [u8; CUSTODIAN_TAG_LEN],
+    pub content_hash: [u8; 32],
     pub key: Arc<DataKey>,
     pub plaintext: Vec<u8>,
     /// For a blob manifest: the chunks it references (kept in the index).
@@ -382,6 +383,7 @@ fn builder(
             record_tag: sub.record_tag,
             conversation_tag: sub.conversation_tag,
             prev_hash: head.prev_hash,
+            content_hash: sub.content_hash,
         };
         let (crc, hash) = frame::seal(
             &mut b.buf[off..off + frame_len],
@@ -390,7 +392,7 @@ fn builder(
             &sub.key,
             &shared.store_id,
         );
-        let mut entry = IndexEntry::of(&header, crc, b.zone, b.start + off as u64);
+        let mut entry = IndexEntry::of(&header, crc, &hash, b.zone, b.start + off as u64);
         entry.refs = sub.refs;
         b.entries.push(entry);
         b.waiters.push((sub.done, seq));

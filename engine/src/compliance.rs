@@ -104,6 +104,18 @@ pub struct Reclaimed {
     pub last_hash: String,
     pub zone_sha256: String,
     pub at_us: i64,
+    /// The Merkle subtrees covering the range (`height:index:hash`).
+    #[serde(default)]
+    pub merkle_nodes: Vec<String>,
+}
+
+impl Reclaimed {
+    pub fn cover(&self) -> Vec<(u8, u64, crate::merkle::Hash)> {
+        self.merkle_nodes
+            .iter()
+            .filter_map(|n| crate::merkle::parse_node(n))
+            .collect()
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> Error {
@@ -285,6 +297,7 @@ impl ComplianceState<'_> {
                 end_seq,
                 last_hash,
                 zone_sha256,
+                merkle_nodes,
                 ..
             } => self.put(
                 RECLAIMED,
@@ -297,6 +310,7 @@ impl ComplianceState<'_> {
                     last_hash: last_hash.clone(),
                     zone_sha256: zone_sha256.clone(),
                     at_us: e.at_us,
+                    merkle_nodes: merkle_nodes.clone(),
                 },
             ),
             _ => Ok(()),

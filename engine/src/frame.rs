@@ -3,7 +3,7 @@
 //! ```text
 //! offset size field
 //!      0    4 magic "STF1"
-//!      4    1 version (1)
+//!      4    1 version (2)
 //!      5    1 kind
 //!      6    2 flags (bit 0: first frame of a batch, which starts on a 4 KiB boundary)
 //!      8    4 frame_len: total bytes of the frame, header to checksum inclusive
@@ -16,9 +16,10 @@
 //!     64   16 record_tag: keyed tag of the record id
 //!     80   16 conversation_tag: keyed tag of the conversation id
 //!     96   32 prev_hash: SHA-256 of the previous frame, all of its bytes
-//!    128    n ciphertext of the payload (AES-256-GCM, AAD = store_id || bytes 0..128)
-//!  128+n   16 GCM tag
-//!  144+n    4 CRC32C of bytes 0..144+n
+//!    128   32 content_hash: salted SHA-256 of the plaintext (see [`content_hash`])
+//!    160    n ciphertext of the payload (AES-256-GCM, AAD = store_id || bytes 0..160)
+//!  160+n   16 GCM tag
+//!  176+n    4 CRC32C of bytes 0..176+n
 //! ```
 //! All integers are little-endian. A frame's hash, which the next frame
 //! carries as `prev_hash`, is SHA-256 over all `frame_len` bytes.
@@ -28,8 +29,8 @@ use sha2::{Digest, Sha256};
 use crate::keys::{DataKey, CUSTODIAN_TAG_LEN, TAG_LEN};
 
 pub const FRAME_MAGIC: [u8; 4] = *b"STF1";
-pub const FRAME_VERSION: u8 = 1;
-pub const HEADER_LEN: usize = 128;
+pub const FRAME_VERSION: u8 = 2;
+pub const HEADER_LEN: usize = 160;
 pub const GCM_TAG_LEN: usize = 16;
 pub const CRC_LEN: usize = 4;
 /// Bytes a frame adds to its payload.
@@ -86,6 +87,7 @@ pub struct FrameHeader {
     pub record_tag: [u8; TAG_LEN],
     pub conversation_tag: [u8; TAG_LEN],
     pub prev_hash: [u8; 32],
+    pub content_hash: [u8; 32],
 }
 
 /// Why bytes are not a valid frame.
@@ -144,6 +146,7 @@ impl FrameHeader {
         b[64..80].copy_from_slice(&self.record_tag);
         b[80..96].copy_from_slice(&self.conversation_tag);
         b[96..128].copy_from_slice(&self.prev_hash);
+        b[128..160].copy_from_slice(&self.content_hash);
     }
 
     /// Parse the header at the start of `b` without checking the CRC.
@@ -178,6 +181,7 @@ impl FrameHeader {
             record_tag: b[64..80].try_into().expect("16"),
             conversation_tag: b[80..96].try_into().expect("16"),
             prev_hash: b[96..128].try_into().expect("32"),
+            content_hash: b[128..160].try_into().expect("32"),
         })
     }
 }
@@ -208,6 +212,27 @@ pub fn check(b: &[u8]) -> Result<CheckedFrame, FrameError> {
         header,
         crc: stored,
     })
+}
+
+/// The salted content hash of a record's plaintext envelope, kept in the
+/// frame header outside the ciphertext: whoever holds the exported
+/// plaintext (which carries the random salt) can check it with no key, and
+/// nobody without the plaintext learns anything from it.
+pub fn content_hash(envelope: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"stele-content-v1");
+    h.update(envelope);
+    h.finalize().into()
+}
+
+/// The content hash of a media chunk, from its salt and the chunk's SHA-256
+/// (already computed for deduplication, so the chunk is hashed once).
+pub fn chunk_content_hash(salt: &[u8; 16], chunk_sha256: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"stele-chunk-v1");
+    h.update(salt);
+    h.update(chunk_sha256);
+    h.finalize().into()
 }
 
 /// SHA-256 of a whole frame: what the next frame's `prev_hash` holds.
@@ -285,6 +310,7 @@ mod tests {
             record_tag: [7; 16],
             conversation_tag: [8; 16],
             prev_hash: [9; 32],
+            content_hash: [4; 32],
         }
     }
 

@@ -8,6 +8,7 @@
 //! * `custodians`: custodian_tag[12] | seq u64 → ()
 //! * `times`: timestamp_us (sign bit flipped) u64 | seq u64 → ()
 //! * `chunk_refs`: chunk seq u64 | manifest seq u64 → () (which blob manifests use a chunk)
+//! * `merkle`: height u8 | index u64 → hash: every leaf and every complete node of height ≥ 3 ([`crate::merkle`])
 //! * `meta`: "next_seq" → the first sequence number not yet indexed
 //!
 //! The compliance state (holds, retention extensions, erasure requests,
@@ -35,6 +36,7 @@ const CONVERSATIONS: TableDefinition<&[u8], ()> = TableDefinition::new("conversa
 const CUSTODIANS: TableDefinition<&[u8], ()> = TableDefinition::new("custodians");
 const TIMES: TableDefinition<&[u8], ()> = TableDefinition::new("times");
 const CHUNK_REFS: TableDefinition<&[u8], ()> = TableDefinition::new("chunk_refs");
+const MERKLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("merkle");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
 const LOCATION_LEN: usize = 69;
@@ -63,11 +65,19 @@ pub struct IndexEntry {
     pub conversation_tag: [u8; TAG_LEN],
     /// A blob manifest's chunks.
     pub refs: Vec<u64>,
+    /// The frame's Merkle leaf hash.
+    pub leaf: crate::merkle::Hash,
 }
 
 impl IndexEntry {
     /// The entry for the frame with `header` and `crc` stored at `offset` of global zone `zone`.
-    pub fn of(header: &FrameHeader, crc: u32, zone: u32, offset: u64) -> IndexEntry {
+    pub fn of(
+        header: &FrameHeader,
+        crc: u32,
+        frame_sha256: &[u8; 32],
+        zone: u32,
+        offset: u64,
+    ) -> IndexEntry {
         IndexEntry {
             loc: FrameLocation {
                 seq: header.seq,
@@ -85,6 +95,7 @@ impl IndexEntry {
             record_tag: header.record_tag,
             conversation_tag: header.conversation_tag,
             refs: Vec::new(),
+            leaf: crate::merkle::LeafData::of(header, *frame_sha256).hash(),
         }
     }
 }
@@ -115,6 +126,57 @@ fn pair_key(a: u64, b: u64) -> [u8; 16] {
     k[..8].copy_from_slice(&a.to_be_bytes());
     k[8..].copy_from_slice(&b.to_be_bytes());
     k
+}
+
+fn node_key(height: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = height;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// A Merkle node from `t`: stored, or (below the stored heights, or where a
+/// rebuild left a gap) computed from its children. `None` if unavailable.
+fn merkle_get(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    height: u8,
+    index: u64,
+) -> std::result::Result<Option<crate::merkle::Hash>, redb::StorageError> {
+    if let Some(v) = t.get(&node_key(height, index)[..])? {
+        return Ok(v.value().try_into().ok());
+    }
+    if height == 0 {
+        return Ok(None);
+    }
+    let Some(l) = merkle_get(t, height - 1, index * 2)? else {
+        return Ok(None);
+    };
+    let Some(r) = merkle_get(t, height - 1, index * 2 + 1)? else {
+        return Ok(None);
+    };
+    Ok(Some(crate::merkle::node_hash(&l, &r)))
+}
+
+/// Add leaf `seq` and every node it completes.
+fn merkle_add(
+    t: &mut redb::Table<&'static [u8], &'static [u8]>,
+    seq: u64,
+    leaf: crate::merkle::Hash,
+) -> std::result::Result<(), redb::StorageError> {
+    t.insert(&node_key(0, seq)[..], &leaf[..])?;
+    let (mut height, mut index, mut cur) = (0u8, seq, leaf);
+    while index & 1 == 1 {
+        let Some(left) = merkle_get(t, height, index - 1)? else {
+            break; // a gap (reclaimed leaves during a rebuild): filled later from the reclaim record
+        };
+        cur = crate::merkle::node_hash(&left, &cur);
+        height += 1;
+        index >>= 1;
+        if height >= crate::merkle::STORED_FROM_HEIGHT {
+            t.insert(&node_key(height, index)[..], &cur[..])?;
+        }
+    }
+    Ok(())
 }
 
 fn seq_of(key: &[u8]) -> u64 {
@@ -148,6 +210,7 @@ impl Index {
             tx.open_table(CUSTODIANS).map_err(|e| err(&e))?;
             tx.open_table(TIMES).map_err(|e| err(&e))?;
             tx.open_table(CHUNK_REFS).map_err(|e| err(&e))?;
+            tx.open_table(MERKLE).map_err(|e| err(&e))?;
             tx.open_table(META).map_err(|e| err(&e))?;
         }
         tx.commit().map_err(|e| err(&e))?;
@@ -193,6 +256,7 @@ impl Index {
             let mut cust = tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
             let mut times = tx.open_table(TIMES).map_err(|e| self.err(e))?;
             let mut refs = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+            let mut merkle = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
             for e in entries {
                 if e.loc.seq < next {
                     continue; // already indexed (replay after a crash)
@@ -232,6 +296,7 @@ impl Index {
                     refs.insert(&pair_key(c, e.loc.seq)[..], ())
                         .map_err(|x| self.err(x))?;
                 }
+                merkle_add(&mut merkle, e.loc.seq, e.leaf).map_err(|x| self.err(x))?;
                 next = e.loc.seq + 1;
             }
             meta.insert(NEXT_SEQ, next).map_err(|e| self.err(e))?;
@@ -253,6 +318,7 @@ impl Index {
         tx.delete_table(CUSTODIANS).map_err(|e| self.err(e))?;
         tx.delete_table(TIMES).map_err(|e| self.err(e))?;
         tx.delete_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+        tx.delete_table(MERKLE).map_err(|e| self.err(e))?;
         tx.delete_table(META).map_err(|e| self.err(e))?;
         crate::compliance::delete_tables(&tx).map_err(|e| self.err(e))?;
         {
@@ -262,6 +328,7 @@ impl Index {
             tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
             tx.open_table(TIMES).map_err(|e| self.err(e))?;
             tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+            tx.open_table(MERKLE).map_err(|e| self.err(e))?;
             tx.open_table(META).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
@@ -274,9 +341,34 @@ impl Index {
     }
 
     /// Remove the entries of frames `from_seq..to_seq` (a reclaimed zone's).
-    pub(crate) fn remove_range(&self, from_seq: u64, to_seq: u64) -> Result<u64> {
+    /// Their Merkle leaves and inner nodes go too, replaced by `cover`: the
+    /// subtrees that cover the range exactly, which is all the tree needs of
+    /// it (and all an index rebuilt from the log can know).
+    pub(crate) fn remove_range(
+        &self,
+        from_seq: u64,
+        to_seq: u64,
+        cover: &[(u8, u64, crate::merkle::Hash)],
+    ) -> Result<u64> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut n = 0;
+        {
+            let mut merkle = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+            let mut h = 0u32;
+            while h < 64 && (1u64 << h) <= to_seq - from_seq {
+                for i in from_seq.div_ceil(1 << h)..(to_seq >> h) {
+                    merkle
+                        .remove(&node_key(h as u8, i)[..])
+                        .map_err(|e| self.err(e))?;
+                }
+                h += 1;
+            }
+            for (h, i, hash) in cover {
+                merkle
+                    .insert(&node_key(*h, *i)[..], &hash[..])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
         {
             let mut loc = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
             let mut rec = tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
@@ -424,6 +516,47 @@ impl Index {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Merkle nodes for proofs, read in one transaction.
+    pub fn merkle(&self) -> Result<MerkleView> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+        Ok(MerkleView { table })
+    }
+
+    /// Store nodes recorded when their leaves were reclaimed, then fill in
+    /// every complete node of a tree of `size` leaves that a rebuild could not
+    /// compute across the gap.
+    pub(crate) fn merkle_restore(
+        &self,
+        nodes: &[(u8, u64, crate::merkle::Hash)],
+        size: u64,
+    ) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+            for (h, i, hash) in nodes {
+                t.insert(&node_key(*h, *i)[..], &hash[..])
+                    .map_err(|e| self.err(e))?;
+            }
+            let mut h = crate::merkle::STORED_FROM_HEIGHT;
+            while h < 64 && (1u64 << h) <= size {
+                for i in 0..(size >> h) {
+                    if t.get(&node_key(h, i)[..])
+                        .map_err(|e| self.err(e))?
+                        .is_none()
+                    {
+                        if let Some(v) = merkle_get(&t, h, i).map_err(|e| self.err(e))? {
+                            t.insert(&node_key(h, i)[..], &v[..])
+                                .map_err(|e| self.err(e))?;
+                        }
+                    }
+                }
+                h += 1;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// The manifests that reference chunk `chunk`.
     pub fn chunk_users(&self, chunk: u64) -> Result<Vec<u64>> {
         self.prefixed_seqs(CHUNK_REFS, &chunk.to_be_bytes(), usize::MAX)
@@ -477,6 +610,13 @@ impl Index {
                 h.update(k.value());
             }
         }
+        let t = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+        h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
+        for item in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            h.update(k.value());
+            h.update(v.value());
+        }
         let m = tx.open_table(META).map_err(|e| self.err(e))?;
         h.update(
             m.get(NEXT_SEQ)
@@ -485,5 +625,37 @@ impl Index {
                 .to_le_bytes(),
         );
         Ok(h.finalize().into())
+    }
+}
+
+/// A read-only view of the Merkle nodes.
+pub struct MerkleView {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl crate::merkle::Nodes for MerkleView {
+    fn node(&self, height: u8, index: u64) -> Result<crate::merkle::Hash> {
+        merkle_get(&self.table, height, index)
+            .map_err(|e| Error::Index {
+                path: "index (merkle)".into(),
+                reason: e.to_string(),
+            })?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("Merkle node (height {height}, index {index}): its leaves were reclaimed before it was recorded"),
+            })
+    }
+}
+
+impl MerkleView {
+    /// The leaf hash of `seq`, if the index holds it.
+    pub fn leaf(&self, seq: u64) -> Result<Option<crate::merkle::Hash>> {
+        Ok(self
+            .table
+            .get(&node_key(0, seq)[..])
+            .map_err(|e| Error::Index {
+                path: "index (merkle)".into(),
+                reason: e.to_string(),
+            })?
+            .and_then(|v| v.value().try_into().ok()))
     }
 }

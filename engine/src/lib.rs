@@ -17,6 +17,7 @@ pub mod index;
 pub mod kek;
 pub mod keyring;
 pub mod keys;
+pub mod merkle;
 pub mod record;
 pub mod retention;
 pub mod scan;

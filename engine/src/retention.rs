@@ -357,6 +357,16 @@ impl Store {
                 off += n as u64;
             }
             let zone_sha256: [u8; 32] = sha.finalize().into();
+            let merkle = self.shared.index.merkle()?;
+            let mut cover = Vec::new();
+            for (h, i) in crate::merkle::cover(st.first_seq, end_seq) {
+                cover.push((h, i, crate::merkle::Nodes::node(&merkle, h, i)?));
+            }
+            drop(merkle);
+            let merkle_nodes = cover
+                .iter()
+                .map(|(h, i, x)| crate::merkle::format_node(*h, *i, x))
+                .collect();
             // 1. The audit record, durable before anything is erased.
             self.write_audit(
                 actor,
@@ -368,6 +378,7 @@ impl Store {
                     zone_sha256: hex::encode(zone_sha256),
                     bytes: st.write_pointer,
                     records: frames.len() as u64,
+                    merkle_nodes,
                 },
                 Outcome::Done,
                 reason,
@@ -384,7 +395,9 @@ impl Store {
             }
             zones.finish_reset(zone)?;
             // 4. The index forgets the zone's frames; the zone joins the free list.
-            self.shared.index.remove_range(st.first_seq, end_seq)?;
+            self.shared
+                .index
+                .remove_range(st.first_seq, end_seq, &cover)?;
             self.shared
                 .free
                 .lock()

@@ -31,7 +31,7 @@ pub struct ScannedFrame {
 impl ScannedFrame {
     /// The index entry for this frame.
     pub fn entry(&self) -> IndexEntry {
-        IndexEntry::of(&self.header, self.crc, self.zone, self.offset)
+        IndexEntry::of(&self.header, self.crc, &self.hash, self.zone, self.offset)
     }
 }
 

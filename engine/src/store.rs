@@ -497,7 +497,9 @@ impl Store {
             let z = shared.zones.state(r.zone)?;
             let still_there = z.condition == ZoneCondition::Sealed && z.first_seq == r.first_seq;
             if !still_there && shared.index.location(r.first_seq)?.is_some() {
-                shared.index.remove_range(r.first_seq, r.end_seq)?;
+                shared
+                    .index
+                    .remove_range(r.first_seq, r.end_seq, &r.cover())?;
             }
         }
         shared
@@ -701,6 +703,7 @@ impl Store {
             record_tag: self.tag_or_zero(TagDomain::RecordId, &rec.record_id),
             conversation_tag: self.tag_or_zero(TagDomain::Conversation, &rec.conversation_id),
             custodian_tag: self.shared.keys.custodian_tag(&rec.custodian),
+            content_hash: frame::content_hash(&plaintext),
             // The store's own records use the root data key; everything else its subject's key.
             key: if rec.kind == FrameKind::System {
                 self.shared.keys.data.clone()
@@ -1193,21 +1196,31 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
     let state = crate::compliance::ComplianceState {
         db: shared.index.db(),
     };
+    let mut restore = Vec::new();
     for (seq, e) in events {
         state.apply(seq, &e)?;
         if let Action::ZoneReclaimed {
             zone,
             first_seq,
             end_seq,
+            merkle_nodes,
             ..
         } = e.action
         {
+            let cover: Vec<_> = merkle_nodes
+                .iter()
+                .filter_map(|n| crate::merkle::parse_node(n))
+                .collect();
+            restore.extend(cover.iter().copied());
             // The reset may have been cut short by a crash; only drop the entries of a zone that was reset.
             let st = shared.zones.state(zone)?;
             if st.condition != ZoneCondition::Sealed || st.first_seq != first_seq {
-                shared.index.remove_range(first_seq, end_seq)?;
+                shared.index.remove_range(first_seq, end_seq, &cover)?;
             }
         }
+    }
+    if !restore.is_empty() {
+        shared.index.merkle_restore(&restore, log_next)?;
     }
     let now = shared.index.next_seq()?;
     if now != log_next {

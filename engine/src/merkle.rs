@@ -103,7 +103,7 @@ pub trait Nodes {
 pub fn subtree_root(nodes: &impl Nodes, lo: u64, hi: u64) -> Result<Hash> {
     let n = hi - lo;
     assert!(n > 0, "an empty range has no root");
-    if n.is_power_of_two() && lo % n == 0 {
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
         return nodes.node(n.trailing_zeros() as u8, lo / n);
     }
     let k = split(n);

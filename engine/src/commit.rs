@@ -106,6 +106,8 @@ pub(crate) struct Shared {
     pub log: Mutex<LogState>,
     /// Empty zones in the order they will be opened.
     pub free: Mutex<VecDeque<u32>>,
+    /// Where the writer announces sealed zones (zone, first seq, end seq) to the tree-head signer.
+    pub seals: Mutex<Option<Sender<(u32, u64, u64)>>>,
     pub zones: ZoneSet,
     pub index: Index,
     pub options: CommitOptions,
@@ -492,6 +494,10 @@ fn writer(
                 ));
             } else {
                 shared.stats.zones_sealed.fetch_add(1, Ordering::Relaxed);
+                let first = shared.zones.state(sealed).map(|z| z.first_seq).unwrap_or(0);
+                if let Some(tx) = &*shared.seals.lock().unwrap_or_else(|p| p.into_inner()) {
+                    let _ = tx.try_send((sealed, first, log.durable.0));
+                }
                 match shared.zones.make_immutable(sealed) {
                     Ok(state) => tracing::info!(zone = sealed, ?state, "zone sealed"),
                     Err(e) => tracing::warn!(

@@ -103,6 +103,7 @@ pub struct Keys {
     pub data: std::sync::Arc<DataKey>,
     tag_mac: Hmac<Sha256>,
     check_key: Zeroizing<[u8; 32]>,
+    tree_head_seed: Zeroizing<[u8; 32]>,
 }
 
 /// Authentication of a frame payload failed.
@@ -119,6 +120,7 @@ impl Keys {
             tag_mac: <Hmac<Sha256> as KeyInit>::new_from_slice(&tag_key[..])
                 .expect("HMAC takes any key length"),
             check_key: derive(master, "stele/v1/check-key"),
+            tree_head_seed: derive(master, "stele/v1/tree-head-signing-key"),
         }
     }
 
@@ -142,6 +144,11 @@ impl Keys {
         let mut out = [0u8; 16];
         out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
         out
+    }
+
+    /// The Ed25519 seed of the tree-head signing key.
+    pub(crate) fn tree_head_seed(&self) -> &Zeroizing<[u8; 32]> {
+        &self.tree_head_seed
     }
 
     /// A keyed tag of a custodian id, short enough for the frame header.

@@ -11,6 +11,7 @@ pub mod compliance;
 pub mod device;
 pub mod erasure;
 pub mod error;
+pub mod export;
 pub mod frame;
 pub mod hold;
 pub mod index;
@@ -23,6 +24,7 @@ pub mod retention;
 pub mod scan;
 pub mod store;
 pub mod superblock;
+pub mod treehead;
 pub mod zone;
 
 pub use error::{Error, Location, Result, WormViolation};

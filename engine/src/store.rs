@@ -57,6 +57,9 @@ pub struct StoreOptions {
     pub drift_budget_ppm: u32,
     /// Where the compliance clock reads time.
     pub time: Arc<dyn TimeSource>,
+    /// Sign a tree head this often while the log grows, and at every zone
+    /// seal. `None`: only on request ([`Store::sign_tree_head`]).
+    pub tree_head_interval: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -89,6 +92,7 @@ impl StoreOptions {
                 .expect("the default retention section resolves"),
             drift_budget_ppm: 1000,
             time: Arc::new(SystemTimeSource),
+            tree_head_interval: None,
         }
     }
 }
@@ -160,6 +164,8 @@ pub struct Store {
     pub(crate) subject: DataSubject,
     /// Serialises compliance operations (holds, extensions, erasures, reclaim).
     pub(crate) compliance_lock: Mutex<()>,
+    /// The background tree-head signer and its stop flag.
+    notary: Mutex<Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
 impl Store {
@@ -462,6 +468,7 @@ impl Store {
                 active,
             }),
             free: Mutex::new(VecDeque::new()),
+            seals: Mutex::new(None),
             zones,
             index,
             options: options.commit.clone(),
@@ -554,6 +561,20 @@ impl Store {
             );
         }
         let (tx, threads) = commit::start(shared.clone(), head);
+        let notary = match options.tree_head_interval {
+            Some(interval) => {
+                let (seal_tx, seal_rx) = crossbeam_channel::bounded(64);
+                *shared.seals.lock().unwrap_or_else(|p| p.into_inner()) = Some(seal_tx);
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (s, input, flag) = (shared.clone(), tx.clone(), stop.clone());
+                let handle = std::thread::Builder::new()
+                    .name("stele-notary".into())
+                    .spawn(move || crate::treehead::notary(s, input, seal_rx, interval, flag))
+                    .expect("spawn tree-head signer");
+                Some((handle, stop))
+            }
+            None => None,
+        };
         let store = Store {
             shared,
             input: Mutex::new(Some(tx)),
@@ -564,6 +585,7 @@ impl Store {
             policy: options.retention.clone(),
             subject: options.subject,
             compliance_lock: Mutex::new(()),
+            notary: Mutex::new(notary),
         };
         store.record_clock_anomalies()?;
         Ok(store)
@@ -843,7 +865,12 @@ impl Store {
 
     /// Read and verify the frame at `loc`: the frame found there must be the
     /// one the index expects (seq and CRC), pass its CRC and its GCM tag.
-    fn read_frame(&self, loc: &FrameLocation) -> Result<(frame::FrameHeader, Vec<u8>)> {
+    /// Read the frame at `loc` and check it is the one the index expects
+    /// there (seq, CRC, length) and that its CRC matches. No key is used.
+    pub(crate) fn read_checked(
+        &self,
+        loc: &FrameLocation,
+    ) -> Result<(frame::FrameHeader, Vec<u8>)> {
         let zones = &self.shared.zones;
         let at = zones.location(loc.zone, loc.offset);
         // A damaged index must give an error, not a huge allocation or a read outside the zone.
@@ -882,10 +909,26 @@ impl Store {
                 ),
             });
         }
-        let key = self.key_by_id(checked.header.key_id, loc.seq)?;
-        let plain = frame::open(bytes, &checked.header, &key, &self.shared.store_id)
-            .map_err(|_| Error::Authentication { at, seq: loc.seq })?;
-        Ok((checked.header, plain))
+        Ok((checked.header, bytes.to_vec()))
+    }
+
+    /// Read, check and decrypt the frame at `loc`.
+    fn read_frame(&self, loc: &FrameLocation) -> Result<(frame::FrameHeader, Vec<u8>)> {
+        let (header, bytes) = self.read_checked(loc)?;
+        let key = self.key_by_id(header.key_id, loc.seq)?;
+        let plain = frame::open(&bytes, &header, &key, &self.shared.store_id).map_err(|_| {
+            Error::Authentication {
+                at: self.shared.zones.location(loc.zone, loc.offset),
+                seq: loc.seq,
+            }
+        })?;
+        Ok((header, plain))
+    }
+
+    /// The stored bytes of frame `seq`, checked but not decrypted.
+    pub fn frame_bytes(&self, seq: u64) -> Result<(frame::FrameHeader, Vec<u8>)> {
+        let loc = self.locate(seq)?;
+        self.read_checked(&loc)
     }
 
     fn locate(&self, seq: u64) -> Result<FrameLocation> {
@@ -900,6 +943,11 @@ impl Store {
 
     /// The record at `seq`.
     pub fn get(&self, seq: u64) -> Result<Record> {
+        self.envelope_of(seq).map(|(_, r)| r)
+    }
+
+    /// The record at `seq` and its plaintext envelope (what its content hash covers).
+    pub fn envelope_of(&self, seq: u64) -> Result<(Vec<u8>, Record)> {
         let loc = self.locate(seq)?;
         let (header, plain) = self.read_frame(&loc)?;
         let at = self.shared.zones.location(loc.zone, loc.offset);
@@ -907,7 +955,7 @@ impl Store {
             at: at.clone(),
             reason,
         })?;
-        Ok(Record {
+        let record = Record {
             seq,
             kind: header.kind,
             timestamp_us: header.timestamp_us,
@@ -922,7 +970,8 @@ impl Store {
             message_type: e.message_type,
             body: e.body,
             location: at,
-        })
+        };
+        Ok((plain, record))
     }
 
     fn records(&self, seqs: Vec<u64>, keep: impl Fn(&Record) -> bool) -> Result<Vec<Record>> {
@@ -1061,7 +1110,26 @@ impl Store {
         }
     }
 
+    /// A handle on the submission queue (for the store's own writers).
+    pub(crate) fn input_sender(&self) -> Result<Sender<Submission>> {
+        self.input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(Error::Closed)
+    }
+
     fn shutdown(&self) {
+        // The signer holds a submission handle: stop it first so the pipeline can drain.
+        if let Some((handle, stop)) = self.notary.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            stop.store(true, Ordering::Release);
+            let _ = handle.join();
+        }
+        self.shared
+            .seals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         self.input.lock().unwrap_or_else(|p| p.into_inner()).take();
         for t in self
             .threads

@@ -207,6 +207,11 @@ impl Archive {
     }
 
     pub fn open(&self) -> stele_engine::Result<Store> {
+        self.open_with(|_| {})
+    }
+
+    /// Open with changed options.
+    pub fn open_with(&self, change: impl FnOnce(&mut StoreOptions)) -> stele_engine::Result<Store> {
         let provider = stele_engine::FileKek::load(&self.key_path())?;
         let ring = Arc::new(stele_engine::Keyring::open(
             Box::new(provider),
@@ -214,7 +219,9 @@ impl Archive {
             self.rotation_days,
         )?);
         let dev = ZoneDirDevice::open(&self.dir.join("data"))?;
-        Store::open(vec![Arc::new(dev)], ring.root_keys(), self.options(ring))
+        let mut opts = self.options(ring.clone());
+        change(&mut opts);
+        Store::open(vec![Arc::new(dev)], ring.root_keys(), opts)
     }
 
     /// Append a message at the archive's current system time.

@@ -8,7 +8,7 @@ mod when;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use stele_config::Config;
 use stele_engine::audit::{Actor, Criteria};
@@ -147,9 +147,50 @@ enum Command {
         limit: usize,
     },
     /// Check every frame of the log: CRC, sequence, hash chain, authentication.
+    /// Check a live store end to end (CRC, sequence, hash chain, GCM, Merkle
+    /// root), or with --offline an export bundle with no key, server or network.
     Verify {
+        #[arg(long, required_unless_present = "offline", conflicts_with = "offline")]
+        store: Option<PathBuf>,
+        /// An export bundle to check offline.
+        #[arg(long, value_name = "BUNDLE")]
+        offline: Option<PathBuf>,
+        /// The store's tree-head public key (hex) as you know it.
+        #[arg(long, requires = "offline")]
+        public_key: Option<String>,
+        /// A signed tree head you kept earlier: the bundle must prove the log only grew since.
+        #[arg(long, requires = "offline")]
+        previous_tree_head: Option<PathBuf>,
+    },
+    /// Sign a Merkle tree head now, store it in the log, and print it (keep it to check later exports).
+    TreeHead {
         #[arg(long)]
         store: PathBuf,
+        /// Print only the store's tree-head public key.
+        #[arg(long)]
+        public_key: bool,
+    },
+    /// Write an export bundle: records with their plaintext, inclusion proofs and a signed tree head.
+    Export {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        conversation: Option<String>,
+        #[arg(long)]
+        record_id: Option<String>,
+        /// Records by sequence number (repeatable).
+        #[arg(long = "seq")]
+        seqs: Vec<u64>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Consistency proofs from up to this many earlier tree heads.
+        #[arg(long, default_value_t = 1000)]
+        history: usize,
+    },
+    /// Merkle proofs as JSON.
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
     },
     /// Configuration files: check, show, presets.
     Config {
@@ -218,6 +259,28 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProofCommand {
+    /// Record SEQ's inclusion in the tree of SIZE records (default: the whole log).
+    Inclusion {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        seq: u64,
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// That the tree of FROM records is a prefix of the tree of TO records.
+    Consistency {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        to: Option<u64>,
     },
 }
 
@@ -514,15 +577,130 @@ fn run(cli: Cli) -> Result<()> {
             }
             s.close()?;
         }
-        Command::Verify { store } => {
+        Command::Verify {
+            store,
+            offline,
+            public_key,
+            previous_tree_head,
+        } => match (store, offline) {
+            (_, Some(bundle)) => {
+                let text = std::fs::read_to_string(&bundle)
+                    .with_context(|| format!("reading {}", bundle.display()))?;
+                let b: stele_engine::export::Bundle = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not an export bundle", bundle.display()))?;
+                let previous = match &previous_tree_head {
+                    Some(p) => Some(
+                        serde_json::from_str::<stele_engine::treehead::SignedTreeHead>(
+                            &std::fs::read_to_string(p)
+                                .with_context(|| format!("reading {}", p.display()))?,
+                        )
+                        .with_context(|| format!("{} is not a signed tree head", p.display()))?,
+                    ),
+                    None => None,
+                };
+                let r = stele_engine::export::verify_bundle(
+                    &b,
+                    public_key.as_deref(),
+                    previous.as_ref(),
+                )
+                .map_err(|why| {
+                    anyhow::anyhow!("{}: verification failed: {why}", bundle.display())
+                })?;
+                println!(
+                    "ok: {} records included in the tree head of size {} signed by {}{} ({} with content checked against their hash, {} erased); {} consistency proofs checked{}",
+                    r.records,
+                    r.tree_size,
+                    &b.tree_head.public_key[..16],
+                    if public_key.is_some() { " (the pinned key)" } else { " (key not pinned: pass --public-key)" },
+                    r.with_content,
+                    r.erased,
+                    r.consistency_checked,
+                    if r.previous_head_linked { "; the log only grew since the tree head you kept" } else { "" }
+                );
+            }
+            (Some(store), None) => {
+                let (_, s) = StoreDir::open(&store)?;
+                let v = s.verify()?;
+                let root = s.merkle_root(v.next_seq)?;
+                println!(
+                    "ok: {} frames ({} bytes), seq {}..{}, chain head {}; Merkle root {}; {} shredded frames checked without their key; {} reclaimed ranges crossed",
+                    v.frames, v.bytes, v.first_seq, v.next_seq, v.chain_head, hex::encode(root), v.shredded, v.reclaimed_ranges
+                );
+                s.close()?;
+            }
+            (None, None) => bail!("give --store DIR or --offline BUNDLE"),
+        },
+        Command::TreeHead { store, public_key } => {
             let (_, s) = StoreDir::open(&store)?;
-            let v = s.verify()?;
+            if public_key {
+                println!("{}", s.tree_head_public_key()?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&s.sign_tree_head()?)?);
+            }
+            s.close()?;
+        }
+        Command::Export {
+            store,
+            conversation,
+            record_id,
+            seqs,
+            out,
+            history,
+        } => {
+            let (_, s) = StoreDir::open(&store)?;
+            let mut wanted = seqs;
+            if let Some(c) = conversation {
+                wanted.extend(s.by_conversation(&c, usize::MAX)?.iter().map(|r| r.seq));
+            }
+            if let Some(r) = record_id {
+                wanted.extend(s.by_record_id(&r, usize::MAX)?.iter().map(|r| r.seq));
+            }
+            wanted.sort_unstable();
+            wanted.dedup();
+            if wanted.is_empty() {
+                bail!("nothing to export: give --conversation, --record-id or --seq");
+            }
+            let b = s.export_bundle(&wanted, history)?;
+            std::fs::write(&out, serde_json::to_vec_pretty(&b)?)
+                .with_context(|| format!("writing {}", out.display()))?;
             println!(
-                "ok: {} frames ({} bytes), seq {}..{}, chain head {}; {} shredded frames checked without their key; {} reclaimed ranges crossed",
-                v.frames, v.bytes, v.first_seq, v.next_seq, v.chain_head, v.shredded, v.reclaimed_ranges
+                "exported {} records to {} (tree size {}, {} consistency proofs); check it with `stele verify --offline {} --public-key {}`",
+                b.records.len(),
+                out.display(),
+                b.tree_head.head.tree_size,
+                b.consistency.len(),
+                out.display(),
+                b.tree_head.public_key
             );
             s.close()?;
         }
+        Command::Proof { command } => match command {
+            ProofCommand::Inclusion { store, seq, size } => {
+                let (_, s) = StoreDir::open(&store)?;
+                let size = size.unwrap_or(s.next_seq());
+                let proof = s.inclusion_proof(seq, size)?;
+                json(serde_json::json!({
+                    "seq": seq, "tree_size": size,
+                    "leaf": s.leaf_data(seq)?,
+                    "leaf_hash": hex::encode(s.leaf_data(seq)?.hash()),
+                    "root": hex::encode(s.merkle_root(size)?),
+                    "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+                }));
+                s.close()?;
+            }
+            ProofCommand::Consistency { store, from, to } => {
+                let (_, s) = StoreDir::open(&store)?;
+                let to = to.unwrap_or(s.next_seq());
+                let proof = s.consistency_proof(from, to)?;
+                json(serde_json::json!({
+                    "from": from, "to": to,
+                    "from_root": hex::encode(s.merkle_root(from)?),
+                    "to_root": hex::encode(s.merkle_root(to)?),
+                    "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+                }));
+                s.close()?;
+            }
+        },
         Command::Config { command } => match command {
             ConfigCommand::Check { file } => {
                 let c = Config::load(&file)?;

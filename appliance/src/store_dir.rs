@@ -87,6 +87,7 @@ impl StoreDir {
         o.subject = c.keys.subject;
         o.retention = c.retention_policy();
         o.drift_budget_ppm = c.clock.drift_budget_ppm;
+        o.tree_head_interval = Some(Duration::from_secs(c.integrity.tree_head_interval_s));
         o
     }
 

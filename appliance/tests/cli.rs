@@ -90,3 +90,90 @@ fn init_put_get_verify_reindex() {
     );
     assert!(Path::new(&store).join("stele.toml").exists());
 }
+
+#[test]
+fn tree_heads_exports_and_the_offline_verifier() {
+    let dir = Scratch::new();
+    let store = dir.path().join("s");
+    let s = store.to_str().unwrap();
+    ok(&["init", s, "--zone-size-mib", "1", "--zones", "16"]);
+    for i in 0..10 {
+        ok(&[
+            "put",
+            "--store",
+            s,
+            "--record-id",
+            &format!("m{i}"),
+            "--conversation",
+            "deal-9",
+            "--body",
+            &format!("offer {i}"),
+        ]);
+    }
+    let kept = dir.path().join("kept.json");
+    std::fs::write(&kept, ok(&["tree-head", "--store", s])).unwrap();
+    let pk = ok(&["tree-head", "--store", s, "--public-key"])
+        .trim()
+        .to_string();
+    assert_eq!(pk.len(), 64);
+    for i in 10..15 {
+        ok(&[
+            "put",
+            "--store",
+            s,
+            "--record-id",
+            &format!("m{i}"),
+            "--conversation",
+            "deal-9",
+            "--body",
+            &format!("offer {i}"),
+        ]);
+    }
+    let bundle = dir.path().join("bundle.json");
+    let out = ok(&[
+        "export",
+        "--store",
+        s,
+        "--conversation",
+        "deal-9",
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(out.contains("exported 15 records"), "{out}");
+    // Offline: no store, no key file.
+    let b = bundle.to_str().unwrap();
+    let k = kept.to_str().unwrap();
+    let v = ok(&[
+        "verify",
+        "--offline",
+        b,
+        "--public-key",
+        &pk,
+        "--previous-tree-head",
+        k,
+    ]);
+    assert!(
+        v.contains("ok: 15 records") && v.contains("the log only grew"),
+        "{v}"
+    );
+    let inc = ok(&["proof", "inclusion", "--store", s, "--seq", "3"]);
+    assert!(inc.contains("\"proof\":["), "{inc}");
+    let con = ok(&["proof", "consistency", "--store", s, "--from", "5"]);
+    assert!(con.contains("\"from_root\""), "{con}");
+    // One changed character in the exported text is caught.
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let tampered = text.replacen("offer 7", "offer 8", 1);
+    assert_ne!(text, tampered);
+    std::fs::write(&bundle, tampered).unwrap();
+    let o = stele(&["verify", "--offline", b, "--public-key", &pk]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("verification failed"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Another store's key is not accepted.
+    std::fs::write(&bundle, &text).unwrap();
+    let o = stele(&["verify", "--offline", b, "--public-key", &"ab".repeat(32)]);
+    assert!(!o.status.success());
+}

@@ -23,6 +23,8 @@ pub struct Config {
     #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
+    pub integrity: IntegritySection,
+    #[serde(default)]
     pub scrub: ScrubSection,
     #[serde(default)]
     pub smart: SmartSection,
@@ -271,6 +273,21 @@ impl Default for ServerSection {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegritySection {
+    /// Sign a Merkle tree head this often while the log grows (also at every zone seal).
+    pub tree_head_interval_s: u64,
+}
+
+impl Default for IntegritySection {
+    fn default() -> Self {
+        IntegritySection {
+            tree_head_interval_s: 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScrubMode {
@@ -287,6 +304,8 @@ pub struct ScrubSection {
     pub interval_hours: u32,
     /// Share of device read bandwidth a scrub may use.
     pub bandwidth_percent: u32,
+    /// The devices' read bandwidth, MB/s, that the share is taken of.
+    pub device_read_mb_s: u32,
 }
 
 impl Default for ScrubSection {
@@ -297,6 +316,7 @@ impl Default for ScrubSection {
             sample_min_records: 100_000,
             interval_hours: 24,
             bandwidth_percent: 10,
+            device_read_mb_s: 2000,
         }
     }
 }

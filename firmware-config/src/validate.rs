@@ -338,6 +338,20 @@ pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), Con
             "1 to 100",
         ));
     }
+    if sc.device_read_mb_s == 0 {
+        return Err(c.fail(
+            &[Key("scrub"), Key("device_read_mb_s")],
+            "0".into(),
+            "the devices' sequential read bandwidth, e.g. 2000",
+        ));
+    }
+    if !(1..=86_400).contains(&cfg.integrity.tree_head_interval_s) {
+        return Err(c.fail(
+            &[Key("integrity"), Key("tree_head_interval_s")],
+            format!("{} s", cfg.integrity.tree_head_interval_s),
+            "1 s to a day; 60 is usual",
+        ));
+    }
     if sc.interval_hours == 0 {
         return Err(c.fail(
             &[Key("scrub"), Key("interval_hours")],

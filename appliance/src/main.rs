@@ -187,6 +187,20 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         history: usize,
     },
+    /// Scrub stored frames: CRC, misdirection, re-hashed payloads against their
+    /// Merkle leaves, the hash chain, GCM tags, and (full) roots against signed tree heads.
+    Scrub {
+        #[arg(long)]
+        store: PathBuf,
+        /// full, sampled (scrub.sample_percent, at least scrub.sample_min_records) or zone
+        #[arg(long, default_value = "sampled")]
+        mode: String,
+        #[arg(long, required_if_eq("mode", "zone"))]
+        zone: Option<u32>,
+        /// Ignore the configured bandwidth share.
+        #[arg(long)]
+        unlimited: bool,
+    },
     /// Merkle proofs as JSON.
     Proof {
         #[command(subcommand)]
@@ -673,6 +687,45 @@ fn run(cli: Cli) -> Result<()> {
                 b.tree_head.public_key
             );
             s.close()?;
+        }
+        Command::Scrub {
+            store,
+            mode,
+            zone,
+            unlimited,
+        } => {
+            use stele_engine::scrub::ScrubMode;
+            let (sd, s) = StoreDir::open(&store)?;
+            let sc = &sd.config.scrub;
+            let mode = match (mode.as_str(), zone) {
+                ("full", _) => ScrubMode::Full,
+                ("sampled", _) => ScrubMode::Sampled {
+                    percent: sc.sample_percent,
+                    min_records: sc.sample_min_records,
+                },
+                ("zone", Some(z)) => ScrubMode::Zone { zone: z },
+                (other, _) => bail!("unknown scrub mode {other:?}: full, sampled or zone"),
+            };
+            let rate = (!unlimited).then(|| {
+                sc.device_read_mb_s as u64 * 1_000_000 * sc.bandwidth_percent as u64 / 100
+            });
+            let r = s.scrub(mode, rate)?;
+            json(serde_json::json!({
+                "mode": r.mode, "frames": r.frames_checked, "bytes": r.bytes_checked,
+                "authenticated": r.authenticated, "shredded": r.shredded,
+                "tree_heads_checked": r.tree_heads_checked, "seconds": r.seconds,
+                "mb_per_s": r.mb_per_s(), "damage_count": r.damage_count,
+            }));
+            for d in &r.damage {
+                json(d);
+            }
+            s.close()?;
+            if r.damage_count > 0 {
+                bail!(
+                    "scrub found {} damaged frames (listed above; recorded in the log for repair)",
+                    r.damage_count
+                );
+            }
         }
         Command::Proof { command } => match command {
             ProofCommand::Inclusion { store, seq, size } => {

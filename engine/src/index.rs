@@ -428,13 +428,28 @@ impl Index {
         let Some(v) = t.get(seq).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        let v = v.value();
+        self.decode_location(seq, v.value()).map(Some)
+    }
+
+    /// Every location with `from <= seq < to`, in order (one read transaction).
+    pub fn locations(&self, from: u64, to: u64) -> Result<Vec<FrameLocation>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in t.range(from..to).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push(self.decode_location(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn decode_location(&self, seq: u64, v: &[u8]) -> Result<FrameLocation> {
         if v.len() != LOCATION_LEN {
             return Err(self.err(format!("location of seq {seq} has {} bytes", v.len())));
         }
         let kind = FrameKind::from_u8(v[20])
             .ok_or_else(|| self.err(format!("location of seq {seq} has kind {}", v[20])))?;
-        Ok(Some(FrameLocation {
+        Ok(FrameLocation {
             seq,
             zone: u32::from_le_bytes(v[0..4].try_into().expect("4")),
             offset: u64::from_le_bytes(v[4..12].try_into().expect("8")),
@@ -446,7 +461,7 @@ impl Index {
             key_id: u32::from_le_bytes(v[37..41].try_into().expect("4")),
             custodian_tag: v[41..53].try_into().expect("12"),
             conversation_tag: v[53..69].try_into().expect("16"),
-        }))
+        })
     }
 
     /// Sequence numbers (the keys' last 8 bytes) of the keys in `table` that
@@ -647,6 +662,30 @@ impl crate::merkle::Nodes for MerkleView {
 }
 
 impl MerkleView {
+    /// The recorded leaves with `from <= seq < to`.
+    pub fn leaves(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<std::collections::HashMap<u64, crate::merkle::Hash>> {
+        let err = |e: redb::StorageError| Error::Index {
+            path: "index (merkle)".into(),
+            reason: e.to_string(),
+        };
+        let (lo, hi) = (node_key(0, from), node_key(0, to));
+        let mut out = std::collections::HashMap::new();
+        for item in self.table.range(&lo[..]..&hi[..]).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            if let Ok(h) = v.value().try_into() {
+                out.insert(
+                    u64::from_be_bytes(k.value()[1..9].try_into().expect("8")),
+                    h,
+                );
+            }
+        }
+        Ok(out)
+    }
+
     /// The leaf hash of `seq`, if the index holds it.
     pub fn leaf(&self, seq: u64) -> Result<Option<crate::merkle::Hash>> {
         Ok(self

@@ -22,6 +22,7 @@ pub mod merkle;
 pub mod record;
 pub mod retention;
 pub mod scan;
+pub mod scrub;
 pub mod store;
 pub mod superblock;
 pub mod treehead;

@@ -304,6 +304,58 @@ pub fn parse_node(s: &str) -> Option<(u8, u64, Hash)> {
     Some((h, i, hash))
 }
 
+/// The right edge of a tree being built leaf by leaf: its complete subtrees,
+/// largest first. Gives the root of everything pushed so far in O(log n).
+#[derive(Debug, Clone, Default)]
+pub struct Frontier {
+    stack: Vec<(u8, Hash)>,
+    size: u64,
+}
+
+impl Frontier {
+    /// Append leaf `seq` (which must be the next one).
+    pub fn push_leaf(&mut self, seq: u64, leaf: Hash) {
+        debug_assert_eq!(seq, self.size, "leaves arrive in order");
+        self.push_node(0, seq, leaf);
+    }
+
+    /// Append a complete subtree `(height, index)` that starts where the tree ends.
+    pub fn push_node(&mut self, height: u8, index: u64, hash: Hash) {
+        debug_assert_eq!(
+            index << height,
+            self.size,
+            "the subtree starts at the end of the tree"
+        );
+        let (mut h, mut x) = (height, hash);
+        while let Some(&(top, left)) = self.stack.last() {
+            if top != h {
+                break;
+            }
+            self.stack.pop();
+            x = node_hash(&left, &x);
+            h += 1;
+        }
+        self.stack.push((h, x));
+        self.size += 1 << height;
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root of the tree so far.
+    pub fn root(&self) -> Hash {
+        let mut it = self.stack.iter().rev();
+        let Some(&(_, mut r)) = it.next() else {
+            return Sha256::digest([]).into();
+        };
+        for (_, left) in it {
+            r = node_hash(left, &r);
+        }
+        r
+    }
+}
+
 /// Leaves in memory: for tests, exports and small verifications.
 pub struct MemoryTree(pub Vec<Hash>);
 
@@ -364,6 +416,22 @@ mod tests {
                 assert_eq!(at, hi);
             }
         }
+    }
+
+    #[test]
+    fn the_frontier_gives_every_prefix_root() {
+        let t = leaves(100);
+        let mut f = Frontier::default();
+        for (i, l) in t.0.iter().enumerate() {
+            f.push_leaf(i as u64, *l);
+            assert_eq!(f.root(), mth(&t.0[..=i]), "size {}", i + 1);
+        }
+        // Subtrees pushed whole give the same roots as their leaves.
+        let mut g = Frontier::default();
+        for (h, i) in cover(0, 37) {
+            g.push_node(h, i, t.node(h, i).unwrap());
+        }
+        assert_eq!(g.root(), mth(&t.0[..37]));
     }
 
     #[test]

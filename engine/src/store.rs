@@ -810,12 +810,18 @@ impl Store {
         );
         rec.kind = FrameKind::System;
         rec.channel = "audit".into();
+        let seq = self.append_system(rec)?;
+        self.compliance().apply(seq, &event)?;
+        Ok(seq)
+    }
+
+    /// Append one of the store's own records (root data key, kept as long as the longest class).
+    pub(crate) fn append_system(&self, rec: NewRecord) -> Result<u64> {
+        assert_eq!(rec.kind, FrameKind::System, "only the store's own records");
         let mut sub = self.prepare(&rec)?;
         sub.retain_until_us = self.audit_retain_until();
         sub.key = self.shared.keys.data.clone();
-        let seq = self.submit_raw(sub)?.wait()?.seq;
-        self.compliance().apply(seq, &event)?;
-        Ok(seq)
+        Ok(self.submit_raw(sub)?.wait()?.seq)
     }
 
     /// Write any clock anomalies noticed since the last call to the audit trail.

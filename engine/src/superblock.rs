@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::zone::{ZoneCondition, ZoneState};
 
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"STELESB\0";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 224;
 const DEVICE_ENTRY_LEN: usize = 24;
 const ZONE_ENTRY_LEN: usize = 24;
@@ -128,6 +128,12 @@ impl Superblock {
                 path: path.to_string(),
                 found: version,
                 supported: FORMAT_VERSION,
+            });
+        }
+        if version < FORMAT_VERSION {
+            return Err(Error::NotAStore {
+                path: path.to_string(),
+                reason: format!("store format version {version} predates this build's version {FORMAT_VERSION}, which it does not read"),
             });
         }
         let bad = |why: &str| Error::NotAStore {

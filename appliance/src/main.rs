@@ -636,9 +636,18 @@ fn run(cli: Cli) -> Result<()> {
                 let (_, s) = StoreDir::open(&store)?;
                 let v = s.verify()?;
                 let root = s.merkle_root(v.next_seq)?;
+                // And every frame against its recorded Merkle leaf, every root against the signed tree heads.
+                let scrub = s.scrub(stele_engine::scrub::ScrubMode::Full, None)?;
+                if scrub.damage_count > 0 {
+                    for d in &scrub.damage {
+                        json(d);
+                    }
+                    s.close()?;
+                    bail!("{} damaged frames (listed above)", scrub.damage_count);
+                }
                 println!(
-                    "ok: {} frames ({} bytes), seq {}..{}, chain head {}; Merkle root {}; {} shredded frames checked without their key; {} reclaimed ranges crossed",
-                    v.frames, v.bytes, v.first_seq, v.next_seq, v.chain_head, hex::encode(root), v.shredded, v.reclaimed_ranges
+                    "ok: {} frames ({} bytes), seq {}..{}, chain head {}; Merkle root {}; every frame matches its Merkle leaf and {} signed tree heads match the rebuilt roots; {} shredded frames checked without their key; {} reclaimed ranges crossed",
+                    v.frames, v.bytes, v.first_seq, v.next_seq, v.chain_head, hex::encode(root), scrub.tree_heads_checked, v.shredded, v.reclaimed_ranges
                 );
                 s.close()?;
             }

@@ -34,4 +34,6 @@ pub use kek::{FileKek, KeyProvider, Pkcs11Config, Pkcs11Kek};
 pub use keyring::Keyring;
 pub use keys::{DataKey, Keys};
 pub use record::{NewRecord, Receipt, Record};
-pub use store::{BlobRef, OpenReport, PendingAppend, Store, StoreOptions, VerifyReport};
+pub use store::{
+    BackgroundScrub, BlobRef, OpenReport, PendingAppend, Store, StoreOptions, VerifyReport,
+};

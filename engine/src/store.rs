@@ -62,6 +62,15 @@ pub struct StoreOptions {
     pub tree_head_interval: Option<std::time::Duration>,
 }
 
+/// A background scrub schedule ([`Store::start_background_scrub`]): every
+/// `interval`, in `mode`, at most `bytes_per_sec`.
+#[derive(Debug, Clone, Copy)]
+pub struct BackgroundScrub {
+    pub interval: std::time::Duration,
+    pub mode: crate::scrub::ScrubMode,
+    pub bytes_per_sec: Option<u64>,
+}
+
 impl std::fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreOptions")
@@ -166,6 +175,8 @@ pub struct Store {
     pub(crate) compliance_lock: Mutex<()>,
     /// The background tree-head signer and its stop flag.
     notary: Mutex<Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
+    /// The background scrubber's schedule and stop flag (its thread holds a weak handle).
+    scrubber: Mutex<Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
 impl Store {
@@ -586,6 +597,7 @@ impl Store {
             subject: options.subject,
             compliance_lock: Mutex::new(()),
             notary: Mutex::new(notary),
+            scrubber: Mutex::new(None),
         };
         store.record_clock_anomalies()?;
         Ok(store)
@@ -1125,7 +1137,61 @@ impl Store {
             .ok_or(Error::Closed)
     }
 
+    /// Start scrubbing in the background on `schedule` (the store must be in
+    /// an `Arc`; the scrubber stops when the store closes or is dropped).
+    pub fn start_background_scrub(self: &Arc<Self>, schedule: BackgroundScrub) {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let weak = Arc::downgrade(self);
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("stele-scrub".into())
+            .spawn(move || {
+                let mut last = std::time::Instant::now();
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    if last.elapsed() < schedule.interval {
+                        continue;
+                    }
+                    let Some(store) = weak.upgrade() else { break };
+                    match store.scrub(schedule.mode, schedule.bytes_per_sec) {
+                        Ok(r) if r.damage_count > 0 => {
+                            tracing::error!(
+                                damage = r.damage_count,
+                                "background scrub found damage"
+                            )
+                        }
+                        Ok(r) => {
+                            tracing::info!(frames = r.frames_checked, "background scrub clean")
+                        }
+                        Err(e) => tracing::warn!("background scrub failed: {e}"),
+                    }
+                    last = std::time::Instant::now();
+                }
+            })
+            .expect("spawn scrubber");
+        if let Some((h, s)) = self
+            .scrubber
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace((handle, stop))
+        {
+            s.store(true, Ordering::Release);
+            let _ = h.join();
+        }
+    }
+
     fn shutdown(&self) {
+        if let Some((handle, stop)) = self
+            .scrubber
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            stop.store(true, Ordering::Release);
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
         // The signer holds a submission handle: stop it first so the pipeline can drain.
         if let Some((handle, stop)) = self.notary.lock().unwrap_or_else(|p| p.into_inner()).take() {
             stop.store(true, Ordering::Release);

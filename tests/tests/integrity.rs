@@ -190,3 +190,30 @@ fn tree_heads_are_signed_at_zone_seals_with_the_zone_root() {
         assert_eq!(store.merkle_root(h.head.tree_size).unwrap(), h.head.root);
     }
 }
+
+#[test]
+fn background_scrub_runs_on_its_schedule() {
+    let dir = Scratch::new();
+    let a = Archive::new(dir.path());
+    let store = std::sync::Arc::new(a.create(64));
+    for i in 0..50 {
+        a.put(&store, &format!("m{i}"), "c", "x", 200);
+    }
+    store.start_background_scrub(stele_engine::BackgroundScrub {
+        interval: Duration::from_millis(200),
+        mode: stele_engine::scrub::ScrubMode::Full,
+        bytes_per_sec: Some(50_000_000),
+    });
+    let mut reports = Vec::new();
+    for _ in 0..100 {
+        reports = store.scrub_reports(10).unwrap();
+        if reports.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(reports.len() >= 2, "{} reports", reports.len());
+    assert!(reports
+        .iter()
+        .all(|r| r.damage_count == 0 && r.frames_checked >= 50));
+}

@@ -2,8 +2,11 @@
 
 mod access;
 mod demo;
+mod ingest;
 mod metrics;
+mod serve;
 mod store_dir;
+mod whatsapp;
 mod when;
 
 use std::path::{Path, PathBuf};
@@ -100,6 +103,12 @@ enum Command {
         messages: u64,
         #[arg(long, default_value_t = 4)]
         producers: u64,
+    },
+    /// Run the daemon: HTTP API over TLS, capture endpoints, health and metrics.
+    Serve {
+        /// The store's stele.toml (the store lives beside it).
+        #[arg(long)]
+        config: PathBuf,
     },
     /// What the store is and what opening it found.
     Info {
@@ -520,6 +529,7 @@ fn run(cli: Cli) -> Result<()> {
             messages,
             producers,
         } => demo::run(store, messages, producers)?,
+        Command::Serve { config } => serve::run(&config)?,
         Command::Info { store } => {
             let (sd, s) = StoreDir::open(&store)?;
             let r = s.open_report();

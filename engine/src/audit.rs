@@ -147,6 +147,11 @@ pub enum Action {
         rewrapped: u64,
     },
     ClockAnomaly(ClockAnomaly),
+    /// A capture delivery refused before anything of it was stored (e.g. a bad webhook signature).
+    DeliveryRefused {
+        source: String,
+        body_sha256: String,
+    },
 }
 
 impl Action {
@@ -168,6 +173,7 @@ impl Action {
             Action::DataKeyRotated { .. } => "data-key-rotated",
             Action::KekRotated { .. } => "kek-rotated",
             Action::ClockAnomaly(_) => "clock-anomaly",
+            Action::DeliveryRefused { .. } => "delivery-refused",
         }
     }
 }

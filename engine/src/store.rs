@@ -836,6 +836,30 @@ impl Store {
         Ok(self.submit_raw(sub)?.wait()?.seq)
     }
 
+    /// Record a capture delivery refused before anything of it was stored
+    /// (only its SHA-256 is kept, never its content).
+    pub fn record_refused_delivery(
+        &self,
+        source: &str,
+        body_sha256: &str,
+        signed: bool,
+    ) -> Result<u64> {
+        let why = if signed {
+            "the signature does not match the body"
+        } else {
+            "the delivery carries no signature"
+        };
+        self.write_audit(
+            &Actor::new(format!("{source} webhook sender"), &[]),
+            Action::DeliveryRefused {
+                source: source.into(),
+                body_sha256: body_sha256.into(),
+            },
+            Outcome::Refused { why: why.into() },
+            "signature check",
+        )
+    }
+
     /// Write any clock anomalies noticed since the last call to the audit trail.
     pub fn record_clock_anomalies(&self) -> Result<usize> {
         self.shared.clock.now_us();

@@ -324,7 +324,15 @@ mod tests {
         b[len - 4..len].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(
             Superblock::decode("t", &b),
-            Err(Error::NewerFormat { found: 2, .. })
+            Err(Error::NewerFormat { found, .. }) if found == FORMAT_VERSION + 1
+        ));
+        // An older format is refused too, by name.
+        b[8..12].copy_from_slice(&(FORMAT_VERSION - 1).to_le_bytes());
+        let crc = crc32c::crc32c(&b[..len - 4]);
+        b[len - 4..len].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            Superblock::decode("t", &b),
+            Err(Error::NotAStore { reason, .. }) if reason.contains("predates")
         ));
     }
 }

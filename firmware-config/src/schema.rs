@@ -30,6 +30,59 @@ pub struct Config {
     pub smart: SmartSection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationSection>,
+    #[serde(default)]
+    pub capture: CaptureSection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentPolicy {
+    /// Capture without checking the consent registry.
+    Off,
+    /// Archive, and flag records of custodians with no consent on file.
+    Flag,
+    /// Refuse to archive records of custodians with no consent on file.
+    Refuse,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSection {
+    pub consent: ConsentPolicy,
+    /// Largest request body accepted, in KiB.
+    pub max_body_kib: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<WhatsAppSection>,
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        CaptureSection {
+            consent: ConsentPolicy::Flag,
+            max_body_kib: 4096,
+            whatsapp: None,
+        }
+    }
+}
+
+/// WhatsApp Business Platform (Cloud API) webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsAppSection {
+    /// File holding the verify token entered in the App Dashboard (mode 0600).
+    pub verify_token_file: String,
+    /// File holding the app secret that signs deliveries (mode 0600).
+    pub app_secret_file: String,
+    /// Graph API base URL for media downloads.
+    #[serde(default = "graph_default")]
+    pub graph_base_url: String,
+    /// File holding the access token for media downloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_file: Option<String>,
+}
+
+fn graph_default() -> String {
+    "https://graph.facebook.com/v21.0".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

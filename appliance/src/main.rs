@@ -1,6 +1,7 @@
 //! `stele`: the Stele appliance's command line.
 
 mod access;
+mod chat_export;
 mod demo;
 mod ingest;
 mod metrics;
@@ -109,6 +110,21 @@ enum Command {
         /// The store's stele.toml (the store lives beside it).
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Import a WhatsApp "Export chat" file (.txt, or .zip with attachments). Re-importing adds nothing.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        store: PathBuf,
+        /// The employee whose phone the export came from.
+        #[arg(long)]
+        custodian: String,
+        /// The conversation id (default: derived from the custodian and the file name).
+        #[arg(long)]
+        conversation: Option<String>,
+        /// The phone's UTC offset when it exported, e.g. +01:00 (exports carry local time).
+        #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
+        utc_offset: String,
     },
     /// What the store is and what opening it found.
     Info {
@@ -474,6 +490,23 @@ fn print_record(r: &stele_engine::Record) {
     );
 }
 
+/// `+HH:MM` / `-HH:MM` to seconds.
+fn parse_offset(s: &str) -> Result<i64> {
+    let (sign, rest) = match s.split_at_checked(1) {
+        Some(("+", r)) => (1, r),
+        Some(("-", r)) => (-1, r),
+        _ => bail!("--utc-offset {s:?}: expected +HH:MM or -HH:MM"),
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    let (Ok(h), Ok(m)) = (h.parse::<i64>(), m.parse::<i64>()) else {
+        bail!("--utc-offset {s:?}: expected +HH:MM or -HH:MM");
+    };
+    if h > 14 || m > 59 {
+        bail!("--utc-offset {s:?} is out of range");
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
 fn json(v: impl serde::Serialize) {
     println!("{}", serde_json::to_string(&v).expect("serialisable"));
 }
@@ -530,6 +563,32 @@ fn run(cli: Cli) -> Result<()> {
             producers,
         } => demo::run(store, messages, producers)?,
         Command::Serve { config } => serve::run(&config)?,
+        Command::Import {
+            file,
+            store,
+            custodian,
+            conversation,
+            utc_offset,
+        } => {
+            let offset = parse_offset(&utc_offset)?;
+            let (_, s) = StoreDir::open(&store)?;
+            let r = chat_export::import(&s, &file, &custodian, conversation.as_deref(), offset);
+            s.close()?;
+            let r = r?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            eprintln!(
+                "imported {}: {} messages, {} stored, {} already stored, {} attachments stored, {} lines fit no message{}; dates read {} ({})",
+                file.display(),
+                r.messages,
+                r.stored,
+                r.already_stored,
+                r.attachments_stored,
+                r.unparsed_lines.len(),
+                if r.unparsed_lines.is_empty() { String::new() } else { format!(" (lines {:?}, kept in the import report)", r.unparsed_lines) },
+                r.date_order,
+                r.date_order_reason
+            );
+        }
         Command::Info { store } => {
             let (sd, s) = StoreDir::open(&store)?;
             let r = s.open_report();

@@ -10,6 +10,7 @@
 mod crypto;
 mod ingest;
 mod integrity;
+mod loadgen;
 mod raw;
 
 use std::path::PathBuf;
@@ -40,6 +41,18 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         producers: usize,
     },
+    /// Drive `stele serve` with signed WhatsApp deliveries: latency at 1,000 msg/s, and saturation.
+    Loadgen {
+        #[arg(long, default_value = "target/release/stele")]
+        stele: PathBuf,
+        #[arg(long, default_value = "target/bench-scratch")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Connections at the fixed rate (four times as many at saturation).
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+    },
     /// Full scrub beside sha256sum and raw read bandwidth over the same bytes; proof rates.
     Integrity {
         #[arg(long, default_value = "target/bench-scratch")]
@@ -63,6 +76,17 @@ fn main() {
             producers,
         } => {
             if let Err(e) = ingest::run(&dir, seconds, paced_seconds, producers) {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
+        Command::Loadgen {
+            stele,
+            dir,
+            seconds,
+            connections,
+        } => {
+            if let Err(e) = loadgen::run(&stele, &dir, seconds, connections) {
                 eprintln!("error: {e}");
                 std::process::exit(1);
             }

@@ -4,6 +4,7 @@ mod access;
 mod chat_export;
 mod demo;
 mod ingest;
+mod media;
 mod metrics;
 mod serve;
 mod store_dir;

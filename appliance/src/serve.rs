@@ -46,8 +46,7 @@ pub struct CaptureMetrics {
     duplicates: IntCounterVec,
     errors: IntCounterVec,
     no_consent: IntCounterVec,
-    /// Media downloads waiting (media ids are recorded with their message; fetching is not built yet).
-    media_queue: IntGauge,
+    media: crate::media::MediaMetrics,
 }
 
 impl CaptureMetrics {
@@ -104,7 +103,14 @@ impl CaptureMetrics {
             ),
             &["action"],
         )?;
-        let media_queue = IntGauge::new("stele_media_queue_depth", "Media downloads waiting.")?;
+        let media = crate::media::MediaMetrics {
+            depth: IntGauge::new("stele_media_queue_depth", "Media downloads waiting.")?,
+            fetched: IntCounter::new("stele_media_fetched_total", "Media downloaded and stored.")?,
+            failures: IntCounter::new(
+                "stele_media_fetch_failures_total",
+                "Media download attempts that failed (each is retried).",
+            )?,
+        };
         for c in [
             Box::new(captured.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bytes.clone()),
@@ -114,7 +120,9 @@ impl CaptureMetrics {
             Box::new(duplicates.clone()),
             Box::new(errors.clone()),
             Box::new(no_consent.clone()),
-            Box::new(media_queue.clone()),
+            Box::new(media.depth.clone()),
+            Box::new(media.fetched.clone()),
+            Box::new(media.failures.clone()),
         ] {
             registry.register(c)?;
         }
@@ -128,7 +136,7 @@ impl CaptureMetrics {
             duplicates,
             errors,
             no_consent,
-            media_queue,
+            media,
         })
     }
 }
@@ -147,6 +155,8 @@ pub struct AppState {
     consented: Mutex<HashSet<String>>,
     /// Record ids being stored right now (so concurrent redeliveries store once).
     in_flight: Mutex<HashSet<String>>,
+    media_queue: Arc<crate::media::Queue>,
+    media_wake: crossbeam_channel::Sender<()>,
 }
 
 fn read_secret(root: &Path, p: &str, what: &str) -> Result<String> {
@@ -270,13 +280,51 @@ pub fn run(config: &Path) -> Result<()> {
         ),
     });
     let consented = load_consent(&store)?;
+    let media_queue = Arc::new(crate::media::Queue::open(&root)?);
+    let (media_wake, wake_rx) = crossbeam_channel::bounded(1);
+    let capture_metrics = CaptureMetrics::new()?;
+    let media_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fetcher = match sd
+        .config
+        .capture
+        .whatsapp
+        .as_ref()
+        .map(|w| (w.graph_base_url.clone(), w.access_token_file.clone()))
+    {
+        Some((base, Some(token_file))) => {
+            let token = read_secret(&root, &token_file, "Graph API access token")?;
+            let f = crate::media::Fetcher::new(&base, token);
+            let (s, q, m, stop) = (
+                store.clone(),
+                media_queue.clone(),
+                capture_metrics.media.clone(),
+                media_stop.clone(),
+            );
+            Some(
+                std::thread::Builder::new()
+                    .name("stele-media".into())
+                    .spawn(move || crate::media::run(s, q, f, m, stop, wake_rx))?,
+            )
+        }
+        Some((_, None)) => {
+            tracing::warn!("capture.whatsapp.access_token_file is not set: media ids are queued but not downloaded");
+            None
+        }
+        None => None,
+    };
+    capture_metrics
+        .media
+        .depth
+        .set(media_queue.items()?.len() as i64);
     let state = Arc::new(AppState {
         store: store.clone(),
-        metrics: CaptureMetrics::new()?,
+        metrics: capture_metrics,
         whatsapp,
         consent,
         consented: Mutex::new(consented),
         in_flight: Mutex::new(HashSet::new()),
+        media_queue,
+        media_wake,
     });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -322,6 +370,10 @@ pub fn run(config: &Path) -> Result<()> {
     })
     .context("serving")?;
     drop(rt);
+    media_stop.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(f) = fetcher {
+        let _ = f.join();
+    }
     // Every acknowledged record is already durable; closing checkpoints and stops the threads.
     match Arc::try_unwrap(store) {
         Ok(s) => s.close()?,
@@ -573,18 +625,54 @@ async fn wa_deliver(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
     .with_channel("whatsapp", "delivery");
     evidence.kind = FrameKind::Evidence;
     let mut records = vec![evidence];
+    let mut media = Vec::new();
     for n in normalized {
         let mut b = n.body;
         b["evidence"] = json!(format!("whatsapp-delivery:{digest}"));
         if let Some((id, mime)) = &n.media {
             b["media"] = json!({"id": id, "mime_type": mime, "fetch": "queued"});
-            st.metrics.media_queue.inc();
+            media.push(crate::media::Item {
+                media_id: id.clone(),
+                mime_type: mime.clone(),
+                message_id: n.record_id.clone(),
+                conversation: n.conversation.clone(),
+                custodian: n.custodian.clone(),
+                timestamp_us: n.timestamp_us,
+                attempts: 0,
+                last_error: None,
+            });
         }
         let r = NewRecord::message(n.record_id, n.conversation, n.timestamp_us, b.to_string())
             .with_custodian(n.custodian)
             .with_channel("whatsapp", n.message_type);
         if let Some(r) = consent_check(&st, r) {
             records.push(r);
+        }
+    }
+    // Media ids are queued durably before the delivery is acknowledged.
+    if !media.is_empty() {
+        let q = st.media_queue.clone();
+        let queued = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            let present = q.items()?;
+            let mut n = 0;
+            for item in &media {
+                if !present.iter().any(|i| i.media_id == item.media_id) {
+                    q.put(item)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await;
+        match queued {
+            Ok(Ok(n)) => {
+                st.metrics.media.depth.add(n as i64);
+                let _ = st.media_wake.try_send(());
+            }
+            _ => {
+                return (StatusCode::SERVICE_UNAVAILABLE, "media queue unavailable\n")
+                    .into_response()
+            }
         }
     }
     match store_once(&st, "whatsapp", records).await {

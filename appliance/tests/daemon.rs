@@ -51,6 +51,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, consent: &str) -> Daemon {
+        Daemon::start_with(dir, consent, "")
+    }
+
+    fn start_with(dir: &Path, consent: &str, whatsapp_extra: &str) -> Daemon {
         let store = dir.join("s");
         let tls = dir.join("tls");
         std::fs::create_dir_all(&tls).unwrap();
@@ -84,7 +88,7 @@ impl Daemon {
         std::fs::write(
             &cfg,
             format!(
-                "[store]\ndevices = [\"data\"]\nzone_size_mib = 4\nzones_per_device = 64\n\n[server]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n[capture]\nconsent = \"{consent}\"\n\n[capture.whatsapp]\nverify_token_file = \"{}\"\napp_secret_file = \"{}\"\n",
+                "[store]\ndevices = [\"data\"]\nzone_size_mib = 4\nzones_per_device = 64\n\n[server]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n[capture]\nconsent = \"{consent}\"\n\n[capture.whatsapp]\nverify_token_file = \"{}\"\napp_secret_file = \"{}\"\n{whatsapp_extra}\n",
                 cert.display(),
                 key.display(),
                 vt.display(),
@@ -99,6 +103,11 @@ impl Daemon {
             cfg.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Daemon::spawn(store, format!("https://127.0.0.1:{port}"), cert)
+    }
+
+    /// Run `stele serve` on an existing store and wait until it answers.
+    fn spawn(store: PathBuf, base: String, ca: PathBuf) -> Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_stele"))
             .args([
                 "serve",
@@ -111,8 +120,8 @@ impl Daemon {
             .unwrap();
         let d = Daemon {
             child,
-            base: format!("https://127.0.0.1:{port}"),
-            ca: cert,
+            base,
+            ca,
             store,
         };
         let t = Instant::now();
@@ -162,6 +171,26 @@ impl Daemon {
                 format!("X-Hub-Signature-256: {}", sign(body)),
             ],
         )
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let (_, m) = self.curl(&["/metrics"]);
+        m.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn wait_metric(&self, name: &str, at_least: f64) -> f64 {
+        let t = Instant::now();
+        loop {
+            let v = self.metric(name);
+            if v >= at_least || t.elapsed() > Duration::from_secs(20) {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn stop(self) -> String {
@@ -381,4 +410,155 @@ fn conformance_with_shared_cloud_api_fixtures() {
     // Every fixture yielded its evidence and at least one record.
     assert!(stored >= 2 * bodies.len() as u64);
     d.stop();
+}
+
+/// A stand-in for Meta's Graph API (an outside service that cannot be
+/// reached here): media info and downloads on loopback, one media id that
+/// always fails.
+struct Graph {
+    port: u16,
+    hits: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+}
+
+const IMAGE: &[u8] = b"\xff\xd8\xff\xe0 a small jpeg, as far as this test cares";
+
+impl Graph {
+    fn start() -> Graph {
+        use std::io::{BufRead, BufReader, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hits: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> =
+            Default::default();
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut w) = conn else { continue };
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(w.try_clone().unwrap());
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                        let mut authorized = false;
+                        loop {
+                            let mut hl = String::new();
+                            if r.read_line(&mut hl).unwrap_or(0) == 0 || hl == "\r\n" {
+                                break;
+                            }
+                            if hl
+                                .to_ascii_lowercase()
+                                .starts_with("authorization: bearer graph-token")
+                            {
+                                authorized = true;
+                            }
+                        }
+                        *h.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                        let (code, body): (u16, Vec<u8>) = match (authorized, path.as_str()) {
+                            (false, _) => (401, b"{}".to_vec()),
+                            (true, "/MID-OK") => (
+                                200,
+                                format!(
+                                    r#"{{"url":"http://127.0.0.1:{port}/download/MID-OK","mime_type":"image/jpeg","sha256":"{}","file_size":{}}}"#,
+                                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(IMAGE)),
+                                    IMAGE.len()
+                                )
+                                .into_bytes(),
+                            ),
+                            (true, "/download/MID-OK") => (200, IMAGE.to_vec()),
+                            _ => (500, b"{\"error\":\"unavailable\"}".to_vec()),
+                        };
+                        let head = format!(
+                            "HTTP/1.1 {code} X\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        if w.write_all(head.as_bytes())
+                            .and_then(|_| w.write_all(&body))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Graph { port, hits }
+    }
+
+    fn hits(&self, path: &str) -> u32 {
+        *self.hits.lock().unwrap().get(path).unwrap_or(&0)
+    }
+}
+
+fn image_delivery(id: &str, media: &str) -> Vec<u8> {
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"WABA1","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001111","phone_number_id":"PN1"}},"messages":[{{"from":"447700900001","id":"{id}","timestamp":"1764064800","type":"image","image":{{"id":"{media}","mime_type":"image/jpeg","caption":"the signed term sheet"}}}}]}}}}]}}]}}"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn media_is_fetched_retried_and_survives_a_restart() {
+    let dir = Scratch::new();
+    let graph = Graph::start();
+    let token = secret_file(dir.path(), "graph-token", "graph-token");
+    let d = Daemon::start_with(
+        dir.path(),
+        "off",
+        &format!(
+            "graph_base_url = \"http://127.0.0.1:{}\"\naccess_token_file = \"{}\"",
+            graph.port,
+            token.display()
+        ),
+    );
+    let s = d.store.to_str().unwrap().to_string();
+    assert_eq!(d.deliver(&image_delivery("wamid.IMG1", "MID-OK")).0, 200);
+    assert_eq!(d.wait_metric("stele_media_fetched_total", 1.0), 1.0);
+    // A download that keeps failing: the message is archived, the failures are counted, the item stays queued.
+    assert_eq!(d.deliver(&image_delivery("wamid.IMG2", "MID-BAD")).0, 200);
+    assert!(d.wait_metric("stele_media_fetch_failures_total", 2.0) >= 2.0);
+    assert_eq!(d.metric("stele_media_queue_depth"), 1.0);
+    let (base, ca, store) = (d.base.clone(), d.ca.clone(), d.store.clone());
+    d.stop();
+    assert_eq!(
+        std::fs::read_dir(store.join("media-queue"))
+            .unwrap()
+            .count(),
+        1,
+        "the queue is on disk"
+    );
+    let before = graph.hits("/MID-BAD");
+    let d = Daemon::spawn(store, base, ca);
+    let t = Instant::now();
+    while graph.hits("/MID-BAD") == before && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        graph.hits("/MID-BAD") > before,
+        "the queued download is retried after a restart"
+    );
+    assert_eq!(d.metric("stele_media_queue_depth"), 1.0);
+    d.stop();
+    let out = String::from_utf8(
+        stele(&[
+            "get",
+            "--store",
+            &s,
+            "--record-id",
+            "wamid.IMG1:media:MID-OK",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        out.contains("refers_to")
+            && out.contains("wamid.IMG1")
+            && out.contains(&format!("bytes\\\":{}", IMAGE.len())),
+        "{out}"
+    );
+    let out = String::from_utf8(stele(&["get", "--store", &s, "--record-id", "wamid.IMG2"]).stdout)
+        .unwrap();
+    assert!(out.contains("the signed term sheet"), "{out}");
 }

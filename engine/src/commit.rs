@@ -566,12 +566,20 @@ pub(crate) fn clock_mac(
     keys.state_mac(b"stele/v1/compliance-clock", &b)
 }
 
+/// The index is derived from the log and caught up on open, so its own fsync
+/// is paced for the log's sake: while appends flow, a durable index commit
+/// at most this often (each competes with the log's fdatasync for the disk)...
+const INDEX_PERSIST_BUSY: Duration = Duration::from_secs(10);
+/// ...and after this long without input, at once.
+const INDEX_PERSIST_IDLE: Duration = Duration::from_secs(1);
+/// How long the indexer gathers entries into one transaction.
+const INDEX_GATHER: Duration = Duration::from_millis(5);
+
 fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
-    const PERSIST_EVERY: Duration = Duration::from_secs(1);
     let mut last_persist = Instant::now();
     let mut dirty = false;
     loop {
-        let mut entries = match rx.recv_timeout(PERSIST_EVERY) {
+        let mut entries = match rx.recv_timeout(INDEX_PERSIST_IDLE) {
             Ok(v) => v,
             Err(RecvTimeoutError::Timeout) => {
                 if dirty {
@@ -585,13 +593,27 @@ fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        // Gather what else arrives within a few milliseconds: one index
+        // transaction per gathering instead of one per batch keeps the
+        // indexer from taking the cores the log's own threads need.
+        let gather_until = Instant::now() + INDEX_GATHER;
         while entries.len() < 262_144 {
             match rx.try_recv() {
                 Ok(more) => entries.extend(more),
-                Err(_) => break,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let left = gather_until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match rx.recv_timeout(left) {
+                        Ok(more) => entries.extend(more),
+                        Err(_) => break,
+                    }
+                }
             }
         }
-        let durable = last_persist.elapsed() >= PERSIST_EVERY;
+        let durable = last_persist.elapsed() >= INDEX_PERSIST_BUSY;
         let next = entries.last().map(|e| e.loc.seq + 1);
         let result = shared.index.insert(&entries, durable);
         let mut st = shared.indexed.lock().unwrap_or_else(|p| p.into_inner());

@@ -167,6 +167,7 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
     let m0 = Instant::now();
     let b1 = s.put_blob(&media[..], &format!("demo-{run_tag}-chat-0"), t0)?;
     let m1 = m0.elapsed();
+    s.sync_index()?;
     let b2 = s.put_blob(&media[..], &format!("demo-{run_tag}-chat-0"), t0)?;
     ensure!(
         b2.deduplicated && b2.seq > b1.seq,

@@ -108,8 +108,6 @@ impl Store {
         owner: &NewRecord,
     ) -> Result<BlobRef> {
         let keys = &self.shared.keys;
-        // Everything acknowledged before this blob is visible to its dedup lookups.
-        self.settle_index()?;
         let subject = self.subject_of(&owner.conversation_id, &owner.custodian);
         let subject_tag = self.subject_tag(subject);
         let key = self.key_for(subject)?;
@@ -157,7 +155,9 @@ impl Store {
             chunk.truncate(n);
             total += n as u64;
             content.update(&chunk);
-            let digest: [u8; 32] = Sha256::digest(&chunk).into();
+            // BLAKE3 (several times SHA-256's speed) names the chunk for
+            // dedup and its content hash; the blob's own SHA-256 is the standard one.
+            let digest: [u8; 32] = blake3::hash(&chunk).into();
             let mut scoped = subject_tag.to_vec();
             scoped.extend_from_slice(&digest);
             let tag = keys.tag(TagDomain::MediaChunk, &scoped);
@@ -166,7 +166,8 @@ impl Store {
                 chunks.push(0);
                 continue;
             }
-            // Best effort: chunks still in flight elsewhere may be stored twice, never lost.
+            // Best effort: chunks still in flight, or acknowledged but not yet
+            // indexed (call `Store::sync_index` first to see them), may be stored twice, never lost.
             let mut reused = None;
             for seq in self.shared.index.by_record_tag(&tag, 16)? {
                 if self.reusable(seq)? {

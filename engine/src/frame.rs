@@ -225,13 +225,14 @@ pub fn content_hash(envelope: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The content hash of a media chunk, from its salt and the chunk's SHA-256
-/// (already computed for deduplication, so the chunk is hashed once).
-pub fn chunk_content_hash(salt: &[u8; 16], chunk_sha256: &[u8; 32]) -> [u8; 32] {
+/// The content hash of a media chunk, from its salt and the chunk's BLAKE3
+/// digest (already computed for deduplication, so the chunk is hashed once
+/// more, not twice).
+pub fn chunk_content_hash(salt: &[u8; 16], chunk_blake3: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"stele-chunk-v1");
+    h.update(b"stele-chunk-v2");
     h.update(salt);
-    h.update(chunk_sha256);
+    h.update(chunk_blake3);
     h.finalize().into()
 }
 

@@ -1027,6 +1027,12 @@ impl Store {
         Ok(out)
     }
 
+    /// Wait until every acknowledged record is indexed (lookups, dedup and
+    /// proofs then see all of them).
+    pub fn sync_index(&self) -> Result<()> {
+        self.settle_index()
+    }
+
     pub(crate) fn settle_index(&self) -> Result<()> {
         let acked = self.shared.acked.load(Ordering::Acquire);
         if acked > 0 {

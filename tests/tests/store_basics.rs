@@ -151,6 +151,7 @@ fn media_blobs_stream_verify_and_deduplicate() {
     assert!(!a.deduplicated);
     assert_eq!(a.len, data.len() as u64);
     let used = store.next_seq();
+    store.sync_index().unwrap();
     let b = store.put_blob(&data[..], "conv-1", 6).unwrap();
     assert!(
         b.deduplicated,
@@ -192,6 +193,7 @@ fn media_blobs_stream_verify_and_deduplicate() {
     let mut data2 = data.clone();
     data2[100_000] ^= 1;
     let before = store.next_seq();
+    store.sync_index().unwrap();
     let c = store.put_blob(&data2[..], "conv-1", 7).unwrap();
     assert!(!c.deduplicated);
     assert_eq!(

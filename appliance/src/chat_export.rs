@@ -24,6 +24,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use stele_engine::{FrameKind, NewRecord, Store};
 
+use crate::when::days_from_civil;
+
 /// One parsed message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatMessage {
@@ -67,15 +69,6 @@ fn header() -> Regex {
         (?P<rest>.*)$",
     )
     .expect("valid header pattern")
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
 }
 
 struct Raw {

@@ -20,7 +20,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// Remove a scratch store. Its sealed zone files are immutable, so the flag is lifted first (needs root).
-fn remove_store(dir: &Path) {
+pub fn remove_store(dir: &Path) {
     if dir.exists() {
         let _ = std::process::Command::new("chattr")
             .arg("-R")
@@ -31,7 +31,8 @@ fn remove_store(dir: &Path) {
     }
 }
 
-fn new_store(dir: &Path) -> Result<Store, stele_engine::Error> {
+/// A fresh store in `dir`: a zone directory of 64 zones of 256 MiB, a random key.
+pub fn new_store(dir: &Path) -> Result<Store, stele_engine::Error> {
     remove_store(dir);
     let mut opts = StoreOptions::new(dir.join("index.redb"));
     opts.zone_size = 256 << 20;

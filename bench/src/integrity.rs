@@ -5,26 +5,15 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{Rng, RngExt};
 use stele_engine::buffer::AlignedBuf;
-use stele_engine::device::{Device, Geometry, ZoneDirDevice};
 use stele_engine::merkle;
 use stele_engine::scrub::ScrubMode;
-use stele_engine::{Keys, NewRecord, Store, StoreOptions};
+use stele_engine::NewRecord;
 
-fn remove_store(dir: &Path) {
-    if dir.exists() {
-        let _ = std::process::Command::new("chattr")
-            .arg("-R")
-            .arg("-i")
-            .arg(dir)
-            .status();
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
+use crate::ingest::{new_store, remove_store};
 
 fn zone_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
@@ -84,22 +73,7 @@ pub fn run(dir: &Path, message_mib: u64, media_mib: u64) -> Result<(), Box<dyn s
     std::fs::create_dir_all(dir)?;
     let dir = dir.join("integrity");
     remove_store(&dir);
-    let mut opts = StoreOptions::new(dir.join("index.redb"));
-    opts.zone_size = 256 << 20;
-    let dev = ZoneDirDevice::create(
-        &dir.join("data"),
-        Geometry {
-            zone_size: opts.zone_size,
-            zone_count: 64,
-        },
-    )?;
-    let mut master = [0u8; 32];
-    rand::rng().fill_bytes(&mut master);
-    let store = Store::create(
-        vec![Arc::new(dev) as Arc<dyn Device>],
-        Keys::from_master(1, &master),
-        opts,
-    )?;
+    let store = new_store(&dir)?;
     println!("== integrity benchmark (store in {})", dir.display());
     // 1 KiB messages, then media in 1 MiB chunks.
     let n_msgs = message_mib * 1024;

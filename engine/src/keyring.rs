@@ -421,6 +421,23 @@ impl Keyring {
         c.insert(*subject, (id, created_us));
     }
 
+    /// Every entry of `table`, decoded (read before the caller rewrites any).
+    fn all_keys(
+        &self,
+        table: &impl ReadableTable<u32, &'static [u8]>,
+    ) -> Result<Vec<(KeyInfo, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let id = k.value();
+            out.push(
+                decode(id, v.value())
+                    .ok_or_else(|| self.err(format!("key {id} entry is damaged")))?,
+            );
+        }
+        Ok(out)
+    }
+
     /// Every key (live or destroyed), in id order.
     pub fn keys(&self) -> Result<Vec<KeyInfo>> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -461,14 +478,8 @@ impl Keyring {
             meta.insert("root", &r[..]).map_err(|e| self.err(e))?;
             rewrapped += 1;
             let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
-            let mut all = Vec::new();
-            for item in keys.iter().map_err(|e| self.err(e))? {
-                let (k, v) = item.map_err(|e| self.err(e))?;
-                all.push((k.value(), v.value().to_vec()));
-            }
-            for (id, v) in all {
-                let (mut info, wrapped) =
-                    decode(id, &v).ok_or_else(|| self.err(format!("key {id} entry is damaged")))?;
+            for (mut info, wrapped) in self.all_keys(&keys)? {
+                let id = info.id;
                 if info.destroyed.is_some() {
                     continue;
                 }
@@ -509,14 +520,8 @@ impl Keyring {
             let mut ids = Vec::new();
             {
                 let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
-                let mut all = Vec::new();
-                for item in keys.iter().map_err(|e| self.err(e))? {
-                    let (k, v) = item.map_err(|e| self.err(e))?;
-                    all.push((k.value(), v.value().to_vec()));
-                }
-                for (id, v) in all {
-                    let (mut info, _) = decode(id, &v)
-                        .ok_or_else(|| self.err(format!("key {id} entry is damaged")))?;
+                for (mut info, _) in self.all_keys(&keys)? {
+                    let id = info.id;
                     if &info.subject != subject || info.destroyed.is_some() {
                         continue;
                     }

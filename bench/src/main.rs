@@ -41,6 +41,11 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         producers: usize,
     },
+    /// Only the media part of `ingest`, beside the raw write bandwidth.
+    Media {
+        #[arg(long, default_value = "target/bench-scratch")]
+        dir: PathBuf,
+    },
     /// Drive `stele serve` with signed WhatsApp deliveries: latency at 1,000 msg/s, and saturation.
     Loadgen {
         #[arg(long, default_value = "target/release/stele")]
@@ -76,6 +81,12 @@ fn main() {
             producers,
         } => {
             if let Err(e) = ingest::run(&dir, seconds, paced_seconds, producers) {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
+        Command::Media { dir } => {
+            if let Err(e) = ingest::media_only(&dir) {
                 eprintln!("error: {e}");
                 std::process::exit(1);
             }

@@ -23,7 +23,7 @@ use crate::commit::Submission;
 use crate::error::{Error, Result};
 use crate::frame::FrameKind;
 use crate::keys::{TagDomain, TAG_LEN};
-use crate::record::{envelope, NewRecord};
+use crate::record::{envelope, envelope_into, NewRecord};
 use crate::store::{BlobRef, PendingAppend, Store};
 
 const MANIFEST_VERSION: u8 = 1;
@@ -138,11 +138,16 @@ impl Store {
         let mut total = 0u64;
         let mut new_chunks = 0u64;
         loop {
-            let mut chunk = vec![0u8; self.chunk_bytes];
+            // The envelope's header, then the chunk read straight in behind it
+            // (into a recycled buffer: no fresh pages to fault in per chunk).
+            let mut plaintext = self.shared.take_buffer(64 + self.chunk_bytes);
+            envelope_into(&mut plaintext, ["", "", "", "", "", ""], self.chunk_bytes)?;
+            let head = plaintext.len();
+            plaintext.resize(head + self.chunk_bytes, 0);
             let mut n = 0;
-            while n < chunk.len() {
+            while n < self.chunk_bytes {
                 let r = reader
-                    .read(&mut chunk[n..])
+                    .read(&mut plaintext[head + n..])
                     .map_err(|e| Error::invalid("blob source", e.to_string()))?;
                 if r == 0 {
                     break;
@@ -150,20 +155,23 @@ impl Store {
                 n += r;
             }
             if n == 0 {
+                self.shared.give_buffer(plaintext);
                 break;
             }
-            chunk.truncate(n);
+            plaintext.truncate(head + n);
+            let chunk = &plaintext[head..];
             total += n as u64;
-            content.update(&chunk);
+            content.update(chunk);
             // BLAKE3 (several times SHA-256's speed) names the chunk for
             // dedup and its content hash; the blob's own SHA-256 is the standard one.
-            let digest: [u8; 32] = blake3::hash(&chunk).into();
+            let digest: [u8; 32] = blake3::hash(chunk).into();
             let mut scoped = subject_tag.to_vec();
             scoped.extend_from_slice(&digest);
             let tag = keys.tag(TagDomain::MediaChunk, &scoped);
             if let Some(&first) = local.get(&tag) {
                 repeats.push((chunks.len(), first));
                 chunks.push(0);
+                self.shared.give_buffer(plaintext);
                 continue;
             }
             // Best effort: chunks still in flight, or acknowledged but not yet
@@ -177,9 +185,9 @@ impl Store {
             }
             if let Some(seq) = reused {
                 chunks.push(seq);
+                self.shared.give_buffer(plaintext);
                 continue;
             }
-            let plaintext = envelope(["", "", "", "", "", ""], &chunk)?;
             let salt: [u8; 16] = plaintext[1..17].try_into().expect("envelope salt");
             let mut sub = frame(FrameKind::MediaChunk, tag, Vec::new());
             sub.content_hash = crate::frame::chunk_content_hash(&salt, &digest);

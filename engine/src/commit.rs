@@ -106,6 +106,8 @@ pub(crate) struct Shared {
     pub log: Mutex<LogState>,
     /// Empty zones in the order they will be opened.
     pub free: Mutex<VecDeque<u32>>,
+    /// Large plaintext buffers handed back by the builder for reuse (media chunks).
+    pub buffers: Mutex<Vec<Vec<u8>>>,
     /// Where the writer announces sealed zones (zone, first seq, end seq) to the tree-head signer.
     pub seals: Mutex<Option<Sender<(u32, u64, u64)>>>,
     pub zones: ZoneSet,
@@ -120,6 +122,29 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A buffer of at least `capacity` bytes, recycled if one is at hand.
+    pub fn take_buffer(&self, capacity: usize) -> Vec<u8> {
+        let mut pool = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
+        match pool.iter().position(|b| b.capacity() >= capacity) {
+            Some(i) => {
+                let mut b = pool.swap_remove(i);
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Hand back a large buffer for reuse.
+    pub fn give_buffer(&self, b: Vec<u8>) {
+        if b.capacity() >= 256 << 10 {
+            let mut pool = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < 32 {
+                pool.push(b);
+            }
+        }
+    }
+
     /// The data key that opens frames carrying `key_id` (frame `seq`, for errors).
     pub fn data_key(&self, key_id: u32, seq: u64) -> Result<Arc<DataKey>> {
         if key_id == crate::keys::ROOT_KEY_ID {
@@ -398,6 +423,7 @@ fn builder(
         entry.refs = sub.refs;
         b.entries.push(entry);
         b.waiters.push((sub.done, seq));
+        shared.give_buffer(sub.plaintext);
         b.len += frame_len;
         head.next_seq += 1;
         head.prev_hash = hash;

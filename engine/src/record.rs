@@ -122,6 +122,15 @@ pub struct Receipt {
 
 /// Build the plaintext envelope of a record.
 pub(crate) fn envelope(fields: [&str; 6], body: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    envelope_into(&mut out, fields, body.len())?;
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// Write the envelope's version, a fresh salt and `fields` to `out` (which is
+/// cleared), with room reserved for a body of `body_len` bytes to follow.
+pub(crate) fn envelope_into(out: &mut Vec<u8>, fields: [&str; 6], body_len: usize) -> Result<()> {
     const NAMES: [&str; 6] = [
         "record id",
         "conversation id",
@@ -130,7 +139,7 @@ pub(crate) fn envelope(fields: [&str; 6], body: &[u8]) -> Result<Vec<u8>> {
         "channel",
         "message type",
     ];
-    let mut len = 1 + SALT_LEN + body.len();
+    let mut len = 1 + SALT_LEN + body_len;
     for (what, f) in NAMES.iter().zip(fields) {
         if f.len() > ID_LEN_MAX {
             return Err(Error::invalid(
@@ -142,15 +151,15 @@ pub(crate) fn envelope(fields: [&str; 6], body: &[u8]) -> Result<Vec<u8>> {
     }
     let mut salt = [0u8; SALT_LEN];
     rand::RngExt::fill(&mut rand::rng(), &mut salt[..]);
-    let mut out = Vec::with_capacity(len);
+    out.clear();
+    out.reserve(len);
     out.push(ENVELOPE_VERSION);
     out.extend_from_slice(&salt);
     for f in fields {
         out.extend_from_slice(&(f.len() as u16).to_le_bytes());
         out.extend_from_slice(f.as_bytes());
     }
-    out.extend_from_slice(body);
-    Ok(out)
+    Ok(())
 }
 
 /// Split a decrypted envelope.

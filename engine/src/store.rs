@@ -480,6 +480,7 @@ impl Store {
             }),
             free: Mutex::new(VecDeque::new()),
             seals: Mutex::new(None),
+            buffers: Mutex::new(Vec::new()),
             zones,
             index,
             options: options.commit.clone(),

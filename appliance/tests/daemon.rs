@@ -222,6 +222,14 @@ fn the_daemon_captures_over_tls_and_stops_without_losing_anything() {
     let d = Daemon::start(dir.path(), "flag");
     let s = d.store.to_str().unwrap().to_string();
     assert_eq!(d.curl(&["/readyz"]).0, 200);
+    // TLS 1.3 only: a client limited to TLS 1.2 is refused.
+    let old_tls = Command::new("curl")
+        .args(["-sS", "--tlsv1.2", "--tls-max", "1.2", "--cacert"])
+        .arg(&d.ca)
+        .arg(format!("{}/healthz", d.base))
+        .output()
+        .unwrap();
+    assert!(!old_tls.status.success(), "a TLS 1.2 handshake succeeded");
     // One instance per store.
     let second = Command::new(env!("CARGO_BIN_EXE_stele"))
         .args([

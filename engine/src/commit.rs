@@ -119,6 +119,8 @@ pub(crate) struct Shared {
     pub acked: AtomicU64,
     pub indexed: Mutex<IndexState>,
     pub indexed_cv: Condvar,
+    /// Readers waiting for the index to reach a seq (the indexer then stops gathering).
+    pub index_waiters: AtomicU64,
 }
 
 impl Shared {
@@ -186,6 +188,12 @@ impl Shared {
     /// Wait until the index covers `seq` (which must be acknowledged).
     pub fn wait_indexed(&self, seq: u64) -> Result<()> {
         let mut st = self.indexed.lock().unwrap_or_else(|p| p.into_inner());
+        if st.next > seq {
+            return Ok(());
+        }
+        // Someone is reading what was just written: the indexer stops gathering.
+        self.index_waiters.fetch_add(1, Ordering::AcqRel);
+        let _waiting = WaiterGuard(&self.index_waiters);
         while st.next <= seq {
             if let Some(f) = &st.failed {
                 return Err(Error::Index {
@@ -205,6 +213,14 @@ impl Shared {
                 .0;
         }
         Ok(())
+    }
+}
+
+struct WaiterGuard<'a>(&'a AtomicU64);
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -629,12 +645,14 @@ fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     let left = gather_until.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    if left.is_zero() || shared.index_waiters.load(Ordering::Acquire) > 0 {
                         break;
                     }
-                    match rx.recv_timeout(left) {
+                    // Short waits, so a reader waiting on the index is noticed at once.
+                    match rx.recv_timeout(left.min(Duration::from_micros(250))) {
                         Ok(more) => entries.extend(more),
-                        Err(_) => break,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
             }

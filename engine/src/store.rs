@@ -489,6 +489,7 @@ impl Store {
             acked: AtomicU64::new(next_seq),
             indexed: Mutex::new(IndexState::default()),
             indexed_cv: Condvar::new(),
+            index_waiters: AtomicU64::new(0),
         });
         let epoch = {
             let mut log = shared.log.lock().unwrap_or_else(|p| p.into_inner());

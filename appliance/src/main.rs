@@ -337,7 +337,7 @@ enum ConfigCommand {
     },
     /// The regulatory presets, with their periods and citations.
     Presets,
-    /// Print a shipped file: embedded, bank or hospital.
+    /// Print a shipped file: embedded, bank, hospital, or alerts (Prometheus rules).
     Example { name: String },
 }
 
@@ -868,7 +868,8 @@ fn run(cli: Cli) -> Result<()> {
                 "embedded" => print!("{}", stele_config::EMBEDDED_DEFAULT),
                 "bank" => print!("{}", stele_config::EXAMPLE_BANK),
                 "hospital" => print!("{}", stele_config::EXAMPLE_HOSPITAL),
-                other => bail!("no example {other:?}: embedded, bank or hospital"),
+                "alerts" => print!("{}", stele_config::ALERT_RULES),
+                other => bail!("no example {other:?}: embedded, bank, hospital or alerts"),
             },
         },
         Command::Hold { command } => match command {

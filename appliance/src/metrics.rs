@@ -154,6 +154,26 @@ pub fn registry(store: &Store) -> Result<Registry> {
         "Zones reset after their records left retention.",
         comp.reclaimed()?.len() as i64,
     )?;
+    // Exported even before the first scrub (as zeros), so "no scrub yet" alerts as overdue.
+    let last = store.scrub_reports(1)?.pop();
+    gauge(
+        &r,
+        "stele_scrub_last_damage",
+        "Damaged frames the last scrub found.",
+        last.as_ref().map_or(0, |l| l.damage_count as i64),
+    )?;
+    gauge(
+        &r,
+        "stele_scrub_last_frames",
+        "Frames the last scrub checked.",
+        last.as_ref().map_or(0, |l| l.frames_checked as i64),
+    )?;
+    gauge(
+        &r,
+        "stele_scrub_last_started_seconds",
+        "When the last scrub started (Unix seconds; 0: never).",
+        last.as_ref().map_or(0, |l| l.started_us / 1_000_000),
+    )?;
     Ok(r)
 }
 

@@ -126,6 +126,15 @@ impl CaptureMetrics {
         ] {
             registry.register(c)?;
         }
+        // Known label sets start at zero, so every series exists before its first event.
+        for source in ["whatsapp", "api", "consent"] {
+            errors.with_label_values(&[source]);
+            duplicates.with_label_values(&[source]);
+            bytes.with_label_values(&[source]);
+        }
+        for action in ["flagged", "refused"] {
+            no_consent.with_label_values(&[action]);
+        }
         Ok(CaptureMetrics {
             registry,
             captured,

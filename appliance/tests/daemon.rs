@@ -319,6 +319,14 @@ fn the_daemon_captures_over_tls_and_stops_without_losing_anything() {
     ] {
         assert!(m.contains(needle), "{needle} missing from\n{m}");
     }
+    // Every metric the shipped alert rules use is exported.
+    for name in stele_config::alert_metric_names() {
+        let base = name.trim_end_matches("_bucket");
+        assert!(
+            m.contains(base),
+            "alert rules use {name}, which /metrics does not export"
+        );
+    }
     // A graceful stop; every acknowledged record is there afterwards.
     let log = d.stop();
     assert!(log.contains("stele stopped"), "{log}");

@@ -23,6 +23,20 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../defaults/embedded.toml");
 pub const EXAMPLE_BANK: &str = include_str!("../examples/bank.toml");
 /// A documented example for a hospital.
 pub const EXAMPLE_HOSPITAL: &str = include_str!("../examples/hospital.toml");
+/// Prometheus alerting rules for the metrics the daemon exports.
+pub const ALERT_RULES: &str = include_str!("../alerts/stele.rules.yml");
+
+/// The metric names the shipped alert rules use.
+pub fn alert_metric_names() -> Vec<String> {
+    let mut out: Vec<String> = ALERT_RULES
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("stele_"))
+        .map(String::from)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -13,8 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -168,26 +167,6 @@ pub struct AppState {
     media_wake: crossbeam_channel::Sender<()>,
 }
 
-fn read_secret(root: &Path, p: &str, what: &str) -> Result<String> {
-    let path = if Path::new(p).is_absolute() {
-        PathBuf::from(p)
-    } else {
-        root.join(p)
-    };
-    let meta =
-        std::fs::metadata(&path).with_context(|| format!("{what} file {}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        bail!(
-            "{what} file {} is readable by group or others (chmod 600)",
-            path.display()
-        );
-    }
-    Ok(std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .trim()
-        .to_string())
-}
-
 /// Hold the store's lock file for as long as the daemon runs.
 fn lock(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     let path = root.join("stele.lock");
@@ -206,17 +185,10 @@ fn lock(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     })
 }
 
-fn tls_config(root: &Path, cert: &str, key: &str) -> Result<rustls::ServerConfig> {
+fn tls_config(sd: &StoreDir, cert: &str, key: &str) -> Result<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let resolve = |p: &str| {
-        if Path::new(p).is_absolute() {
-            PathBuf::from(p)
-        } else {
-            root.join(p)
-        }
-    };
-    let (cp, kp) = (resolve(cert), resolve(key));
+    let (cp, kp) = (sd.resolve(cert), sd.resolve(key));
     let certs = CertificateDer::pem_file_iter(&cp)
         .with_context(|| format!("TLS certificate {}", cp.display()))?
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -259,14 +231,16 @@ pub fn run(config: &Path) -> Result<()> {
     let server = sd.config.server.clone();
     let addr: SocketAddr = server.listen.parse().context("server.listen")?;
     let tls = match (&server.tls_cert, &server.tls_key) {
-        (Some(c), Some(k)) => Some(tls_config(&root, c, k)?),
+        (Some(c), Some(k)) => Some(tls_config(&sd, c, k)?),
         _ if server.allow_plain_http && addr.ip().is_loopback() => None,
         _ => bail!("server: TLS needs tls_cert and tls_key (plain HTTP is allowed only with allow_plain_http on a loopback address)"),
     };
     let whatsapp = match &sd.config.capture.whatsapp {
         Some(w) => Some(WhatsAppSecrets {
-            verify_token: read_secret(&root, &w.verify_token_file, "WhatsApp verify token")?,
-            app_secret: read_secret(&root, &w.app_secret_file, "WhatsApp app secret")?.into_bytes(),
+            verify_token: sd.read_secret(&w.verify_token_file, "WhatsApp verify token")?,
+            app_secret: sd
+                .read_secret(&w.app_secret_file, "WhatsApp app secret")?
+                .into_bytes(),
         }),
         None => None,
     };
@@ -301,7 +275,7 @@ pub fn run(config: &Path) -> Result<()> {
         .map(|w| (w.graph_base_url.clone(), w.access_token_file.clone()))
     {
         Some((base, Some(token_file))) => {
-            let token = read_secret(&root, &token_file, "Graph API access token")?;
+            let token = sd.read_secret(&token_file, "Graph API access token")?;
             let f = crate::media::Fetcher::new(&base, token);
             let (s, q, m, stop) = (
                 store.clone(),

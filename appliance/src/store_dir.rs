@@ -28,6 +28,24 @@ impl StoreDir {
         }
     }
 
+    /// Read a secret kept in a file (a PIN, a token): refused if group or
+    /// others can read the file; surrounding whitespace is dropped.
+    pub fn read_secret(&self, p: &str, what: &str) -> Result<String> {
+        let path = self.resolve(p);
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("{what} file {}", path.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            bail!(
+                "{what} file {} is readable by group or others (chmod 600)",
+                path.display()
+            );
+        }
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .trim()
+            .to_string())
+    }
+
     pub fn key_path(&self) -> PathBuf {
         self.resolve(&self.config.keys.file)
     }
@@ -50,21 +68,7 @@ impl StoreDir {
             }
             KeyProviderKind::Pkcs11 => {
                 let p = k.pkcs11.as_ref().context("[keys.pkcs11] is missing")?;
-                let pin_path = self.resolve(&p.pin_file);
-                let meta = std::fs::metadata(&pin_path)
-                    .with_context(|| format!("HSM PIN file {}", pin_path.display()))?;
-                if meta.permissions().mode() & 0o077 != 0 {
-                    bail!(
-                        "HSM PIN file {} is readable by group or others (chmod 600)",
-                        pin_path.display()
-                    );
-                }
-                let pin = Zeroizing::new(
-                    std::fs::read_to_string(&pin_path)
-                        .with_context(|| format!("reading {}", pin_path.display()))?
-                        .trim()
-                        .to_string(),
-                );
+                let pin = Zeroizing::new(self.read_secret(&p.pin_file, "HSM PIN")?);
                 Box::new(Pkcs11Kek::open(&Pkcs11Config {
                     module: self.resolve(&p.module),
                     token_label: p.token_label.clone(),

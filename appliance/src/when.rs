@@ -33,8 +33,9 @@ pub fn parse(s: &str) -> Result<i64> {
     ) else {
         bail!("{s:?} is not a date (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or microseconds)");
     };
-    if p.len() != 3 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        bail!("{s:?} is not a valid date");
+    if p.len() != 3 || !(1..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d)
+    {
+        bail!("{s:?} is not a valid date (years 1 to 9999)");
     }
     let mut secs = days_from_civil(y, m, d) * 86_400;
     if let Some(t) = time {
@@ -69,5 +70,9 @@ mod tests {
         assert!(parse("2031-13-01").is_err());
         assert!(parse("yesterday").is_err());
         assert!(parse("2031-01-01T25:00:00Z").is_err());
+        assert!(
+            parse("99999999999999-01-01").is_err(),
+            "no overflow on absurd years"
+        );
     }
 }

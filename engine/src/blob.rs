@@ -110,8 +110,9 @@ impl Store {
         let keys = &self.shared.keys;
         let subject = self.subject_of(&owner.conversation_id, &owner.custodian);
         let subject_tag = self.subject_tag(subject);
-        let key = self.key_for(subject)?;
-        let retain_until_us = self.retain_until_for(owner);
+        let now = self.compliance_now_us();
+        let key = self.key_for(subject, now)?;
+        let retain_until_us = self.retain_until_at(owner, now);
         let conversation_tag = self.tag_or_zero(TagDomain::Conversation, &owner.conversation_id);
         let custodian_tag = keys.custodian_tag(&owner.custodian);
         let frame = |kind, record_tag, plaintext: Vec<u8>| Submission {
@@ -246,7 +247,7 @@ impl Store {
 
     /// Every manifest of the content with `sha256`, oldest first.
     pub fn find_blobs(&self, sha256: &[u8; 32], limit: usize) -> Result<Vec<u64>> {
-        self.settle_index()?;
+        self.sync_index()?;
         self.shared
             .index
             .by_record_tag(&self.shared.keys.tag(TagDomain::Media, sha256), limit)

@@ -103,7 +103,7 @@ impl Store {
             .compliance_lock
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        self.settle_index()?;
+        self.sync_index()?;
         let index = &self.shared.index;
         let seqs = match self.subject {
             DataSubject::Conversation => index.by_conversation_tag(

@@ -676,11 +676,21 @@ impl MerkleView {
         let mut out = std::collections::HashMap::new();
         for item in self.table.range(&lo[..]..&hi[..]).map_err(err)? {
             let (k, v) = item.map_err(err)?;
-            if let Ok(h) = v.value().try_into() {
-                out.insert(
-                    u64::from_be_bytes(k.value()[1..9].try_into().expect("8")),
-                    h,
-                );
+            let seq = k
+                .value()
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            match (seq, v.value().try_into()) {
+                (Some(seq), Ok(h)) => {
+                    out.insert(seq, h);
+                }
+                _ => {
+                    return Err(Error::Index {
+                        path: "index (merkle)".into(),
+                        reason: "a damaged leaf entry; run `stele admin reindex`".into(),
+                    })
+                }
             }
         }
         Ok(out)

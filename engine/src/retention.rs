@@ -59,7 +59,7 @@ impl Store {
 
     /// Retention and holds of the record at `seq`.
     pub fn retention_status(&self, seq: u64) -> Result<RetentionStatus> {
-        self.settle_index()?;
+        self.sync_index()?;
         let loc = self
             .shared
             .index
@@ -129,7 +129,7 @@ impl Store {
             ));
         }
         if let Some(seq) = criteria.seq {
-            self.settle_index()?;
+            self.sync_index()?;
             if let Some(loc) = self.shared.index.location(seq)? {
                 let current = self.effective_until(&loc, &self.compliance().extensions()?);
                 if until_us < current {
@@ -289,7 +289,7 @@ impl Store {
         )?;
         Store::require_reason(reason)?;
         self.record_clock_anomalies()?;
-        self.settle_index()?;
+        self.sync_index()?;
         let c = Ctx {
             extensions: self.compliance().extensions()?,
             holds: self.compliance().active_holds()?,

@@ -312,7 +312,7 @@ impl Store {
     /// Scrub the log in `mode`, reading at most `bytes_per_sec` (None: as fast as it goes).
     /// The report is recorded in the log; damage never stops the scrub.
     pub fn scrub(&self, mode: ScrubMode, bytes_per_sec: Option<u64>) -> Result<ScrubReport> {
-        self.settle_index()?;
+        self.sync_index()?;
         let started_us = crate::store::now_us();
         let t0 = Instant::now();
         let limiter = Limiter {
@@ -526,7 +526,7 @@ impl Store {
 
     /// Scrub reports recorded in the log, newest last (at most `limit`, the newest ones).
     pub fn scrub_reports(&self, limit: usize) -> Result<Vec<ScrubReport>> {
-        self.settle_index()?;
+        self.sync_index()?;
         let tag = self.tag_or_zero(crate::keys::TagDomain::Conversation, SCRUB_CONVERSATION);
         let seqs = self.shared.index.by_conversation_tag(&tag, usize::MAX)?;
         let skip = seqs.len().saturating_sub(limit);

@@ -663,12 +663,10 @@ impl Store {
         }
     }
 
-    /// The key new frames of `subject` are encrypted with.
-    pub(crate) fn key_for(&self, subject: &str) -> Result<Arc<DataKey>> {
+    /// The key new frames of `subject` are encrypted with at compliance time `now_us`.
+    pub(crate) fn key_for(&self, subject: &str, now_us: i64) -> Result<Arc<DataKey>> {
         match (&self.shared.keyring, subject.is_empty()) {
-            (Some(ring), false) => {
-                ring.subject_key(&self.subject_tag(subject), self.shared.clock.now_us())
-            }
+            (Some(ring), false) => ring.subject_key(&self.subject_tag(subject), now_us),
             _ => Ok(self.shared.keys.data.clone()),
         }
     }
@@ -683,6 +681,11 @@ impl Store {
     /// record dated in the past is never kept for less than its period from
     /// capture), and never earlier than a date the producer asked for.
     pub fn retain_until_for(&self, rec: &NewRecord) -> i64 {
+        self.retain_until_at(rec, self.shared.clock.now_us())
+    }
+
+    /// [`Store::retain_until_for`] at compliance time `now_us`.
+    pub(crate) fn retain_until_at(&self, rec: &NewRecord, now_us: i64) -> i64 {
         let facts = RecordFacts {
             tenant: &rec.tenant,
             channel: &rec.channel,
@@ -690,7 +693,7 @@ impl Store {
             conversation: &rec.conversation_id,
             message_type: &rec.message_type,
         };
-        let base = rec.timestamp_us.max(self.shared.clock.now_us());
+        let base = rec.timestamp_us.max(now_us);
         self.policy
             .retain_until_us(&facts, base)
             .max(rec.retain_until_us)
@@ -725,6 +728,7 @@ impl Store {
         )?;
         let frame_len = FRAME_OVERHEAD + plaintext.len();
         let zone_size = self.shared.zones.zone_size();
+        let now = self.shared.clock.now_us();
         if frame_len > crate::frame::FRAME_LEN_MAX || frame_len as u64 > zone_size {
             return Err(Error::invalid(
                 "record body",
@@ -735,7 +739,7 @@ impl Store {
         Ok(Submission {
             kind: rec.kind,
             timestamp_us: rec.timestamp_us,
-            retain_until_us: self.retain_until_for(rec),
+            retain_until_us: self.retain_until_at(rec, now),
             record_tag: self.tag_or_zero(TagDomain::RecordId, &rec.record_id),
             conversation_tag: self.tag_or_zero(TagDomain::Conversation, &rec.conversation_id),
             custodian_tag: self.shared.keys.custodian_tag(&rec.custodian),
@@ -744,7 +748,7 @@ impl Store {
             key: if rec.kind == FrameKind::System {
                 self.shared.keys.data.clone()
             } else {
-                self.key_for(self.subject_of(&rec.conversation_id, &rec.custodian))?
+                self.key_for(self.subject_of(&rec.conversation_id, &rec.custodian), now)?
             },
             plaintext,
             refs: Vec::new(),
@@ -1032,10 +1036,6 @@ impl Store {
     /// Wait until every acknowledged record is indexed (lookups, dedup and
     /// proofs then see all of them).
     pub fn sync_index(&self) -> Result<()> {
-        self.settle_index()
-    }
-
-    pub(crate) fn settle_index(&self) -> Result<()> {
         let acked = self.shared.acked.load(Ordering::Acquire);
         if acked > 0 {
             self.shared.wait_indexed(acked - 1)?;
@@ -1056,7 +1056,7 @@ impl Store {
     /// Records whose id in `domain` is `id`: found by keyed tag, then checked
     /// against the decrypted id (so a tag collision can never return another record).
     fn by_id(&self, domain: TagDomain, id: &str, limit: usize) -> Result<Vec<Record>> {
-        self.settle_index()?;
+        self.sync_index()?;
         let tag = self.shared.keys.tag(domain, id.as_bytes());
         let index = &self.shared.index;
         let seqs = match domain {
@@ -1071,14 +1071,14 @@ impl Store {
 
     /// Records with `from_us <= timestamp < to_us`, in time order.
     pub fn by_time(&self, from_us: i64, to_us: i64, limit: usize) -> Result<Vec<Record>> {
-        self.settle_index()?;
+        self.sync_index()?;
         let seqs = self.shared.index.by_time(from_us, to_us, limit)?;
         self.records(seqs, |_| true)
     }
 
     /// Rebuild the index from the log. Returns the number of frames indexed.
     pub fn reindex(&self) -> Result<u64> {
-        self.settle_index()?;
+        self.sync_index()?;
         self.shared.index.clear()?;
         let n = catch_up_index(&self.shared, self.shared.acked.load(Ordering::Acquire))?;
         Ok(n)
@@ -1086,7 +1086,7 @@ impl Store {
 
     /// SHA-256 digest of the whole index (equal digests: equal indexes).
     pub fn index_digest(&self) -> Result<[u8; 32]> {
-        self.settle_index()?;
+        self.sync_index()?;
         self.shared.index.digest()
     }
 

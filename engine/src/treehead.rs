@@ -255,20 +255,20 @@ impl crate::store::Store {
 
     /// The Merkle root of the first `size` records.
     pub fn merkle_root(&self, size: u64) -> Result<Hash> {
-        self.settle_index()?;
+        self.sync_index()?;
         merkle::root(&self.shared.index.merkle()?, size)
     }
 
     /// The inclusion proof of record `seq` in the tree of `size` records.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
-        self.settle_index()?;
+        self.sync_index()?;
         self.check_size(size)?;
         merkle::inclusion_proof(&self.shared.index.merkle()?, seq, size)
     }
 
     /// The consistency proof between the trees of `old` and `new` records.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
-        self.settle_index()?;
+        self.sync_index()?;
         self.check_size(new)?;
         merkle::consistency_proof(&self.shared.index.merkle()?, old, new)
     }

@@ -15,13 +15,14 @@
 //! reclaimed only when no manifest that still needs it refers to it.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::Read;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::commit::Submission;
 use crate::error::{Error, Result};
-use crate::frame::FrameKind;
+use crate::frame::{FrameKind, FRAME_OVERHEAD, HEADER_LEN};
 use crate::keys::{TagDomain, TAG_LEN};
 use crate::record::{envelope, envelope_into, NewRecord};
 use crate::store::{BlobRef, PendingAppend, Store};
@@ -68,6 +69,14 @@ impl Manifest {
                 .map(|i| u64::from_le_bytes(m[49 + i * 8..57 + i * 8].try_into().expect("8")))
                 .collect(),
         })
+    }
+}
+
+/// The seq the builder gave a chunk; if it gave none, the reason it refused the chunk.
+fn assigned_seq(seq: oneshot::Receiver<u64>, ack: PendingAppend) -> Result<u64> {
+    match seq.blocking_recv() {
+        Ok(seq) => Ok(seq),
+        Err(_) => Err(ack.wait().err().unwrap_or(Error::Closed)),
     }
 }
 
@@ -125,41 +134,41 @@ impl Store {
             custodian_tag,
             key: key.clone(),
             plaintext,
+            payload_at: 0,
             refs: Vec::new(),
+            assigned: None,
             done: oneshot::channel().0,
         };
         let mut content = Sha256::new();
         // The seq of every chunk in order; a chunk still in flight, or a repeat
         // of an earlier chunk of this blob, holds 0 until it is resolved below.
         let mut chunks: Vec<u64> = Vec::new();
-        let mut pending: VecDeque<(usize, PendingAppend)> = VecDeque::new();
+        // New chunks not yet given a seq: (position, seq to come, acknowledgement).
+        let mut pending: VecDeque<(usize, oneshot::Receiver<u64>, PendingAppend)> = VecDeque::new();
+        let mut last_chunk_seq = None;
         // (position, position of the first, newly written, chunk with the same content)
         let mut repeats: Vec<(usize, usize)> = Vec::new();
         let mut local: HashMap<[u8; TAG_LEN], usize> = HashMap::new();
         let mut total = 0u64;
         let mut new_chunks = 0u64;
         loop {
-            // The envelope's header, then the chunk read straight in behind it
-            // (into a recycled buffer: no fresh pages to fault in per chunk).
-            let mut plaintext = self.shared.take_buffer(64 + self.chunk_bytes);
+            // Room for the frame header, the envelope's header, then the
+            // chunk read straight in behind it (into a recycled buffer: no
+            // fresh pages to fault in per chunk), sealed later where it lies.
+            let mut plaintext = self
+                .shared
+                .take_buffer(HEADER_LEN + 64 + self.chunk_bytes + FRAME_OVERHEAD);
+            plaintext.resize(HEADER_LEN, 0);
             envelope_into(&mut plaintext, ["", "", "", "", "", ""], self.chunk_bytes)?;
             let head = plaintext.len();
-            plaintext.resize(head + self.chunk_bytes, 0);
-            let mut n = 0;
-            while n < self.chunk_bytes {
-                let r = reader
-                    .read(&mut plaintext[head + n..])
-                    .map_err(|e| Error::invalid("blob source", e.to_string()))?;
-                if r == 0 {
-                    break;
-                }
-                n += r;
-            }
+            let n = (&mut reader)
+                .take(self.chunk_bytes as u64)
+                .read_to_end(&mut plaintext)
+                .map_err(|e| Error::invalid("blob source", e.to_string()))?;
             if n == 0 {
                 self.shared.give_buffer(plaintext);
                 break;
             }
-            plaintext.truncate(head + n);
             let chunk = &plaintext[head..];
             total += n as u64;
             content.update(chunk);
@@ -189,22 +198,30 @@ impl Store {
                 self.shared.give_buffer(plaintext);
                 continue;
             }
-            let salt: [u8; 16] = plaintext[1..17].try_into().expect("envelope salt");
+            let salt: [u8; 16] = plaintext[HEADER_LEN + 1..HEADER_LEN + 17]
+                .try_into()
+                .expect("envelope salt");
             let mut sub = frame(FrameKind::MediaChunk, tag, Vec::new());
             sub.content_hash = crate::frame::chunk_content_hash(&salt, &digest);
             sub.plaintext = plaintext;
+            sub.payload_at = HEADER_LEN;
+            let (assigned, seq) = oneshot::channel();
+            sub.assigned = Some(assigned);
             let p = self.submit_raw(sub)?;
             local.insert(tag, chunks.len());
-            pending.push_back((chunks.len(), p));
+            pending.push_back((chunks.len(), seq, p));
             chunks.push(0);
             new_chunks += 1;
+            // Bounded memory: at most IN_FLIGHT_MAX chunks wait for the builder.
             while pending.len() >= IN_FLIGHT_MAX {
-                let (i, p) = pending.pop_front().expect("non-empty");
-                chunks[i] = p.wait()?.seq;
+                let (i, seq, p) = pending.pop_front().expect("non-empty");
+                chunks[i] = assigned_seq(seq, p)?;
+                last_chunk_seq = Some(chunks[i]);
             }
         }
-        for (i, p) in pending {
-            chunks[i] = p.wait()?.seq;
+        for (i, seq, p) in pending {
+            chunks[i] = assigned_seq(seq, p)?;
+            last_chunk_seq = Some(chunks[i]);
         }
         for (pos, first) in repeats {
             assert!(first < pos, "a repeat refers to an earlier chunk");
@@ -231,7 +248,13 @@ impl Store {
         )?;
         let mut sub = frame(FrameKind::Media, blob_tag, plaintext);
         sub.refs = manifest.chunks.clone();
+        // The log is acknowledged in seq order, so the manifest's
+        // acknowledgement is also that of every new chunk before it.
         let seq = self.submit_raw(sub)?.wait()?.seq;
+        assert!(
+            last_chunk_seq.is_none_or(|c| c < seq),
+            "a blob's new chunks precede its manifest in the log"
+        );
         Ok(BlobRef {
             seq,
             len: total,

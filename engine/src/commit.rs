@@ -31,7 +31,9 @@ use crate::buffer::{align_up, AlignedBuf};
 use crate::clock::ComplianceClock;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::frame::{self, FrameHeader, FrameKind, FLAG_BATCH_START, FRAME_OVERHEAD};
+use crate::frame::{
+    self, FrameHeader, FrameKind, CRC_LEN, FLAG_BATCH_START, FRAME_OVERHEAD, GCM_TAG_LEN,
+};
 use crate::index::{Index, IndexEntry};
 use crate::keyring::Keyring;
 use crate::keys::{DataKey, Keys, CUSTODIAN_TAG_LEN, TAG_LEN};
@@ -234,10 +236,43 @@ pub(crate) struct Submission {
     pub custodian_tag: [u8; CUSTODIAN_TAG_LEN],
     pub content_hash: [u8; 32],
     pub key: Arc<DataKey>,
+    /// The envelope, at `plaintext[payload_at..]`.
     pub plaintext: Vec<u8>,
+    /// 0, or `frame::HEADER_LEN` when the buffer leaves room for the frame
+    /// header in front, so a large payload is sealed where it lies.
+    pub payload_at: usize,
     /// For a blob manifest: the chunks it references (kept in the index).
     pub refs: Vec<u64>,
+    /// Told the frame's seq as soon as the builder gives it one (before it is durable).
+    pub assigned: Option<oneshot::Sender<u64>>,
     pub done: oneshot::Sender<Result<Receipt>>,
+}
+
+impl Submission {
+    /// The plaintext envelope.
+    pub fn payload(&self) -> &[u8] {
+        &self.plaintext[self.payload_at..]
+    }
+}
+
+/// A frame placed in a batch, not yet chained.
+struct Placed {
+    header: FrameHeader,
+    len: usize,
+    body: Body,
+    refs: Vec<u64>,
+}
+
+/// A placed frame's body: sealed when the batch is handed over, or already
+/// being sealed on a sealing thread.
+enum Body {
+    Pending {
+        plaintext: Vec<u8>,
+        payload_at: usize,
+        key: Arc<DataKey>,
+    },
+    /// The whole frame, sealed but not chained, in a buffer of its own.
+    Sealing(oneshot::Receiver<(Vec<u8>, frame::SealedBody)>),
 }
 
 /// Where the log continues: the next frame's seq, the hash it chains to, and where it goes.
@@ -255,6 +290,8 @@ struct Batch {
     start: u64,
     buf: AlignedBuf,
     len: usize,
+    /// Frames placed in `buf[..len]`, back to back, in seq order; sealed when the batch is handed over.
+    placed: Vec<Placed>,
     entries: Vec<IndexEntry>,
     waiters: Vec<(oneshot::Sender<Result<Receipt>>, u64)>,
     /// Seal `zone` after this batch and continue in this zone.
@@ -275,10 +312,20 @@ pub(crate) fn start(
     let (idx_tx, idx_rx) = crossbeam_channel::unbounded::<Vec<IndexEntry>>();
     let mut threads = Vec::new();
     let s = shared.clone();
+    let sealers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    // Without its own pool the builder seals every frame itself: slower, never wrong.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(sealers)
+        .thread_name(|i| format!("stele-seal-{i}"))
+        .build()
+        .map_err(|e| {
+            tracing::warn!("no sealing threads ({e}): frames are sealed by the builder alone")
+        })
+        .ok();
     threads.push(
         std::thread::Builder::new()
             .name("stele-builder".into())
-            .spawn(move || builder(s, sub_rx, batch_tx, recycle_rx, head))
+            .spawn(move || builder(s, pool, sub_rx, batch_tx, recycle_rx, head))
             .expect("spawn builder thread"),
     );
     let s = shared.clone();
@@ -316,6 +363,7 @@ fn new_batch(
         start,
         buf,
         len: 0,
+        placed: Vec::new(),
         entries: Vec::new(),
         waiters: Vec::new(),
         seal_then: None,
@@ -325,8 +373,134 @@ fn new_batch(
     }
 }
 
+/// How often a builder holding a batch checks whether the writer can take it.
+const WRITER_BUSY_POLL: Duration = Duration::from_micros(100);
+
+/// Batches at least this large are sealed on the sealing threads; smaller ones by the builder.
+const PARALLEL_SEAL_BYTES: usize = 64 << 10;
+/// Frames at least this large start sealing on a sealing thread as soon as
+/// they are placed, while the batch is still filling and the previous one is written.
+const EARLY_SEAL_BYTES: usize = 64 << 10;
+
+/// Start sealing a large frame on `pool`; the result arrives on the returned receiver.
+fn seal_early(
+    shared: &Arc<Shared>,
+    pool: &rayon::ThreadPool,
+    header: &FrameHeader,
+    mut buf: Vec<u8>,
+    payload_at: usize,
+    key: Arc<DataKey>,
+) -> Body {
+    let (tx, rx) = oneshot::channel();
+    let shared = shared.clone();
+    let mut header = header.clone();
+    pool.spawn(move || {
+        let out = if payload_at == frame::HEADER_LEN {
+            // Room for the header in front: the frame is built where the plaintext lies.
+            buf.resize(buf.len() + GCM_TAG_LEN + CRC_LEN, 0);
+            buf
+        } else {
+            let len = FRAME_OVERHEAD + buf.len() - payload_at;
+            let mut out = shared.take_buffer(len);
+            out.extend_from_slice(&[0; frame::HEADER_LEN]);
+            out.extend_from_slice(&buf[payload_at..]);
+            out.resize(len, 0);
+            shared.give_buffer(buf);
+            out
+        };
+        let mut out = out;
+        let body = frame::seal_body_in_place(&mut out, &mut header, &key, &shared.store_id);
+        // The builder waits for every frame it placed, so it is still listening.
+        let _ = tx.send((out, body));
+    });
+    Body::Sealing(rx)
+}
+
+/// Seal every frame placed in `b` that is not sealed yet (in parallel on
+/// `pool` when the batch is large), then chain them all in seq order after
+/// `prev_hash`, which is left at the batch's last frame hash.
+fn seal_batch(
+    shared: &Shared,
+    pool: Option<&rayon::ThreadPool>,
+    b: &mut Batch,
+    prev_hash: &mut [u8; 32],
+) {
+    use rayon::prelude::*;
+    let mut placed = std::mem::take(&mut b.placed);
+    let store_id = shared.store_id;
+    // One disjoint slice of the batch buffer per frame.
+    let mut slots: Vec<&mut [u8]> = Vec::with_capacity(placed.len());
+    let mut rest = &mut b.buf[..b.len];
+    for p in &placed {
+        let (frame, tail) = std::mem::take(&mut rest).split_at_mut(p.len);
+        slots.push(frame);
+        rest = tail;
+    }
+    assert!(rest.is_empty(), "placed frames fill the batch exactly");
+    let body = |(p, out): (&mut Placed, &mut &mut [u8])| match &p.body {
+        Body::Pending {
+            plaintext,
+            payload_at,
+            key,
+        } => Some(frame::seal_body(
+            out,
+            &mut p.header,
+            &plaintext[*payload_at..],
+            key,
+            &store_id,
+        )),
+        Body::Sealing(_) => None,
+    };
+    let pending_bytes: usize = placed
+        .iter()
+        .filter(|p| matches!(p.body, Body::Pending { .. }))
+        .map(|p| p.len)
+        .sum();
+    let bodies: Vec<Option<frame::SealedBody>> = match pool {
+        Some(pool) if pending_bytes >= PARALLEL_SEAL_BYTES && placed.len() > 1 => {
+            pool.install(|| {
+                placed
+                    .par_iter_mut()
+                    .zip(slots.par_iter_mut())
+                    .with_max_len(64)
+                    .map(body)
+                    .collect()
+            })
+        }
+        _ => placed.iter_mut().zip(slots.iter_mut()).map(body).collect(),
+    };
+    let mut off = 0u64;
+    for ((p, out), sealed) in placed.into_iter().zip(slots).zip(bodies) {
+        let sealed = match (p.body, sealed) {
+            (Body::Pending { plaintext, .. }, Some(sealed)) => {
+                shared.give_buffer(plaintext);
+                sealed
+            }
+            (Body::Sealing(rx), None) => {
+                let (frame, sealed) = rx
+                    .blocking_recv()
+                    .expect("a sealing thread finishes every frame it is given");
+                out.copy_from_slice(&frame);
+                shared.give_buffer(frame);
+                sealed
+            }
+            _ => unreachable!("a frame is sealed either early or with its batch"),
+        };
+        let mut header = p.header;
+        header.prev_hash = *prev_hash;
+        let (crc, hash) = frame::seal_chain(out, prev_hash, sealed);
+        let mut entry = IndexEntry::of(&header, crc, &hash, b.zone, b.start + off);
+        entry.refs = p.refs;
+        b.entries.push(entry);
+        off += p.len as u64;
+        *prev_hash = hash;
+    }
+    b.hash_after = *prev_hash;
+}
+
 fn builder(
     shared: Arc<Shared>,
+    pool: Option<rayon::ThreadPool>,
     rx: Receiver<Submission>,
     tx: Sender<Batch>,
     recycle: Receiver<AlignedBuf>,
@@ -335,7 +509,8 @@ fn builder(
     let opts = shared.options.clone();
     let zone_size = shared.zones.zone_size();
     let mut batch: Option<Batch> = None;
-    let send = |batch: Batch, head: &mut LogHead| {
+    let send = |mut batch: Batch, head: &mut LogHead| {
+        seal_batch(&shared, pool.as_ref(), &mut batch, &mut head.prev_hash);
         head.offset = batch.start + align_up(batch.len as u64);
         // The writer only goes away when the store shuts down; then the waiters get an error from the dropped senders.
         let _ = tx.send(batch);
@@ -353,6 +528,10 @@ fn builder(
                     let waited = b.created.elapsed();
                     let more = if waited < opts.linger {
                         rx.recv_timeout(opts.linger - waited)
+                    } else if tx.is_full() {
+                        // The writer is busy and the next batch already waits
+                        // for it: keep filling this one instead of blocking.
+                        rx.recv_timeout(WRITER_BUSY_POLL)
                     } else {
                         Err(RecvTimeoutError::Timeout)
                     };
@@ -360,7 +539,9 @@ fn builder(
                         Ok(s) => s,
                         Err(RecvTimeoutError::Disconnected) => break,
                         Err(RecvTimeoutError::Timeout) => {
-                            send(batch.take().expect("batch present"), &mut head);
+                            if !tx.is_full() {
+                                send(batch.take().expect("batch present"), &mut head);
+                            }
                             continue;
                         }
                     }
@@ -371,7 +552,7 @@ fn builder(
             let _ = sub.done.send(Err(Error::Poisoned { reason }));
             continue;
         }
-        let frame_len = FRAME_OVERHEAD + sub.plaintext.len();
+        let frame_len = FRAME_OVERHEAD + sub.payload().len();
         if align_up(frame_len as u64) > zone_size {
             let _ = sub.done.send(Err(Error::invalid(
                 "frame",
@@ -413,11 +594,11 @@ fn builder(
         });
         let off = b.len;
         let seq = head.next_seq;
-        let mut header = FrameHeader {
+        let header = FrameHeader {
             kind: sub.kind,
             flags: if off == 0 { FLAG_BATCH_START } else { 0 },
-            frame_len: 0,
-            key_id: 0,
+            frame_len: frame_len as u32,
+            key_id: sub.key.id,
             seq,
             timestamp_us: sub.timestamp_us,
             retain_until_us: sub.retain_until_us,
@@ -425,26 +606,39 @@ fn builder(
             custodian_tag: sub.custodian_tag,
             record_tag: sub.record_tag,
             conversation_tag: sub.conversation_tag,
-            prev_hash: head.prev_hash,
+            // Set when the batch is chained (seal_batch).
+            prev_hash: [0; 32],
             content_hash: sub.content_hash,
         };
-        let (crc, hash) = frame::seal(
-            &mut b.buf[off..off + frame_len],
-            &mut header,
-            &sub.plaintext,
-            &sub.key,
-            &shared.store_id,
-        );
-        let mut entry = IndexEntry::of(&header, crc, &hash, b.zone, b.start + off as u64);
-        entry.refs = sub.refs;
-        b.entries.push(entry);
-        b.waiters.push((sub.done, seq));
-        shared.give_buffer(sub.plaintext);
+        if let Some(assigned) = sub.assigned {
+            let _ = assigned.send(seq);
+        }
+        let (refs, done) = (sub.refs, sub.done);
+        let body = match &pool {
+            Some(pool) if frame_len >= EARLY_SEAL_BYTES => seal_early(
+                &shared,
+                pool,
+                &header,
+                sub.plaintext,
+                sub.payload_at,
+                sub.key,
+            ),
+            _ => Body::Pending {
+                plaintext: sub.plaintext,
+                payload_at: sub.payload_at,
+                key: sub.key,
+            },
+        };
+        b.placed.push(Placed {
+            header,
+            len: frame_len,
+            body,
+            refs,
+        });
+        b.waiters.push((done, seq));
         b.len += frame_len;
         head.next_seq += 1;
-        head.prev_hash = hash;
         b.next_seq_after = head.next_seq;
-        b.hash_after = hash;
     }
     if let Some(b) = batch.take() {
         send(b, &mut head);

@@ -3,7 +3,7 @@
 //! ```text
 //! offset size field
 //!      0    4 magic "STF1"
-//!      4    1 version (2)
+//!      4    1 version (3)
 //!      5    1 kind
 //!      6    2 flags (bit 0: first frame of a batch, which starts on a 4 KiB boundary)
 //!      8    4 frame_len: total bytes of the frame, header to checksum inclusive
@@ -17,19 +17,25 @@
 //!     80   16 conversation_tag: keyed tag of the conversation id
 //!     96   32 prev_hash: SHA-256 of the previous frame, all of its bytes
 //!    128   32 content_hash: salted SHA-256 of the plaintext (see [`content_hash`])
-//!    160    n ciphertext of the payload (AES-256-GCM, AAD = store_id || bytes 0..160)
+//!    160    n ciphertext of the payload (AES-256-GCM, AAD = store_id || bytes 0..160
+//!              with prev_hash read as zeros)
 //!  160+n   16 GCM tag
-//!  176+n    4 CRC32C of bytes 0..176+n
+//!  176+n    4 CRC32C of bytes 160..176+n then 0..160 (body first, like the hash)
 //! ```
 //! All integers are little-endian. A frame's hash, which the next frame
-//! carries as `prev_hash`, is SHA-256 over all `frame_len` bytes.
+//! carries as `prev_hash`, is SHA-256 over all `frame_len` bytes taken
+//! body first: bytes `160..176+n` (ciphertext and tag), then `0..160` (the
+//! header), then the CRC. Neither the ciphertext nor the hash of the body
+//! depends on the previous frame, so frames are sealed in parallel
+//! ([`seal_body`]) and only the header and CRC are chained in log order
+//! ([`seal_chain`]).
 
 use sha2::{Digest, Sha256};
 
 use crate::keys::{DataKey, CUSTODIAN_TAG_LEN, TAG_LEN};
 
 pub const FRAME_MAGIC: [u8; 4] = *b"STF1";
-pub const FRAME_VERSION: u8 = 2;
+pub const FRAME_VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 160;
 pub const GCM_TAG_LEN: usize = 16;
 pub const CRC_LEN: usize = 4;
@@ -204,7 +210,7 @@ pub fn check(b: &[u8]) -> Result<CheckedFrame, FrameError> {
         });
     }
     let stored = u32::from_le_bytes(b[len - CRC_LEN..len].try_into().expect("4"));
-    let computed = crc32c::crc32c(&b[..len - CRC_LEN]);
+    let computed = checksum(&b[..len]);
     if stored != computed {
         return Err(FrameError::BadChecksum { stored, computed });
     }
@@ -212,6 +218,17 @@ pub fn check(b: &[u8]) -> Result<CheckedFrame, FrameError> {
         header,
         crc: stored,
     })
+}
+
+/// The CRC32C a whole frame `f` (checksum field included, not read) should
+/// carry: over the body (ciphertext and tag), then the header.
+pub fn checksum(f: &[u8]) -> u32 {
+    let len = f.len();
+    assert!(len >= FRAME_OVERHEAD, "a frame is at least its overhead");
+    crc32c::crc32c_append(
+        crc32c::crc32c(&f[HEADER_LEN..len - CRC_LEN]),
+        &f[..HEADER_LEN],
+    )
 }
 
 /// The salted content hash of a record's plaintext envelope, kept in the
@@ -236,21 +253,104 @@ pub fn chunk_content_hash(salt: &[u8; 16], chunk_blake3: &[u8; 32]) -> [u8; 32] 
     h.finalize().into()
 }
 
-/// SHA-256 of a whole frame: what the next frame's `prev_hash` holds.
+/// SHA-256 of a whole frame, body first: what the next frame's `prev_hash` holds.
 pub fn hash(frame: &[u8]) -> [u8; 32] {
-    Sha256::digest(frame).into()
+    let len = frame.len();
+    assert!(len >= FRAME_OVERHEAD, "a frame is at least its overhead");
+    let mut h = Sha256::new();
+    h.update(&frame[HEADER_LEN..len - CRC_LEN]);
+    h.update(&frame[..HEADER_LEN]);
+    h.update(&frame[len - CRC_LEN..]);
+    h.finalize().into()
 }
 
+/// The AAD of a frame: the store id and its header with `prev_hash` read as
+/// zeros (the chain binds `prev_hash`; leaving it out of the AAD lets the
+/// payload be encrypted before the previous frame's hash is known).
 fn aad(store_id: &[u8; 16], header: &[u8]) -> [u8; 16 + HEADER_LEN] {
     let mut a = [0u8; 16 + HEADER_LEN];
     a[..16].copy_from_slice(store_id);
-    a[16..].copy_from_slice(&header[..HEADER_LEN]);
+    a[16..16 + 96].copy_from_slice(&header[..96]);
+    a[16 + 128..].copy_from_slice(&header[128..HEADER_LEN]);
     a
 }
 
-/// Encode, encrypt and checksum a frame into `out` (which must hold exactly
-/// `FRAME_OVERHEAD + plaintext.len()` bytes). `header.frame_len` is set here.
-/// Returns the frame's CRC and hash.
+/// A frame whose body is encrypted and hashed, waiting for its place in the chain.
+#[derive(Clone)]
+pub struct SealedBody {
+    body_crc: u32,
+    body_hash: Sha256,
+}
+
+/// Encode and encrypt a frame into `out` (which must hold exactly
+/// `FRAME_OVERHEAD + plaintext.len()` bytes) and hash its body; `header.frame_len`
+/// and `header.key_id` are set here and `header.prev_hash` is not used.
+/// Independent of every other frame, so any number run in parallel;
+/// [`seal_chain`] then finishes the frames in log order.
+pub fn seal_body(
+    out: &mut [u8],
+    header: &mut FrameHeader,
+    plaintext: &[u8],
+    key: &DataKey,
+    store_id: &[u8; 16],
+) -> SealedBody {
+    assert_eq!(
+        out.len(),
+        FRAME_OVERHEAD + plaintext.len(),
+        "frame buffer sized for the payload"
+    );
+    out[HEADER_LEN..HEADER_LEN + plaintext.len()].copy_from_slice(plaintext);
+    seal_body_in_place(out, header, key, store_id)
+}
+
+/// [`seal_body`] for a frame buffer that already holds the plaintext at
+/// `HEADER_LEN..frame.len() - GCM_TAG_LEN - CRC_LEN` (no copy).
+pub fn seal_body_in_place(
+    out: &mut [u8],
+    header: &mut FrameHeader,
+    key: &DataKey,
+    store_id: &[u8; 16],
+) -> SealedBody {
+    let len = out.len();
+    assert!(len >= FRAME_OVERHEAD, "a frame is at least its overhead");
+    assert!(len <= FRAME_LEN_MAX, "payload within the frame limit");
+    header.frame_len = len as u32;
+    header.key_id = key.id;
+    header.encode(&mut out[..HEADER_LEN]);
+    out[96..128].fill(0);
+    let body_end = len - GCM_TAG_LEN - CRC_LEN;
+    let a = aad(store_id, &out[..HEADER_LEN]);
+    let tag = key.seal(header.nonce, &a, &mut out[HEADER_LEN..body_end]);
+    out[body_end..body_end + GCM_TAG_LEN].copy_from_slice(&tag);
+    let body = &out[HEADER_LEN..len - CRC_LEN];
+    let mut body_hash = Sha256::new();
+    body_hash.update(body);
+    SealedBody {
+        body_crc: crc32c::crc32c(body),
+        body_hash,
+    }
+}
+
+/// Chain a frame sealed by [`seal_body`] to the frame before it: write
+/// `prev_hash` and the CRC. Returns the frame's CRC and hash.
+pub fn seal_chain(out: &mut [u8], prev_hash: &[u8; 32], body: SealedBody) -> (u32, [u8; 32]) {
+    let len = out.len();
+    assert!(
+        len >= FRAME_OVERHEAD,
+        "a sealed frame is at least its overhead"
+    );
+    out[96..128].copy_from_slice(prev_hash);
+    let crc = crc32c::crc32c_append(body.body_crc, &out[..HEADER_LEN]);
+    out[len - CRC_LEN..].copy_from_slice(&crc.to_le_bytes());
+    let mut h = body.body_hash;
+    h.update(&out[..HEADER_LEN]);
+    h.update(crc.to_le_bytes());
+    (crc, h.finalize().into())
+}
+
+/// Encode, encrypt, checksum and chain a frame into `out` (which must hold exactly
+/// `FRAME_OVERHEAD + plaintext.len()` bytes) after the frame whose hash is
+/// `header.prev_hash`. Returns the frame's CRC and hash.
 pub fn seal(
     out: &mut [u8],
     header: &mut FrameHeader,
@@ -258,20 +358,8 @@ pub fn seal(
     key: &DataKey,
     store_id: &[u8; 16],
 ) -> (u32, [u8; 32]) {
-    let len = FRAME_OVERHEAD + plaintext.len();
-    assert_eq!(out.len(), len, "frame buffer sized for the payload");
-    assert!(len <= FRAME_LEN_MAX, "payload within the frame limit");
-    header.frame_len = len as u32;
-    header.key_id = key.id;
-    header.encode(&mut out[..HEADER_LEN]);
-    let body_end = HEADER_LEN + plaintext.len();
-    out[HEADER_LEN..body_end].copy_from_slice(plaintext);
-    let a = aad(store_id, &out[..HEADER_LEN]);
-    let tag = key.seal(header.nonce, &a, &mut out[HEADER_LEN..body_end]);
-    out[body_end..body_end + GCM_TAG_LEN].copy_from_slice(&tag);
-    let crc = crc32c::crc32c(&out[..len - CRC_LEN]);
-    out[len - CRC_LEN..].copy_from_slice(&crc.to_le_bytes());
-    (crc, hash(out))
+    let body = seal_body(out, header, plaintext, key, store_id);
+    seal_chain(out, &header.prev_hash, body)
 }
 
 /// Authenticate and decrypt a checked frame; returns the plaintext.
@@ -360,13 +448,71 @@ mod tests {
     }
 
     #[test]
+    fn bodies_sealed_out_of_order_chain_like_sequential_frames() {
+        let key = DataKey::new(0, &[1; 32]);
+        let payloads: Vec<Vec<u8>> = (0..5).map(|i| vec![i as u8; 100 + 700 * i]).collect();
+        // Sequentially, each frame chained as it is sealed.
+        let mut prev = [0u8; 32];
+        let mut sequential = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            let mut h = header(i as u64);
+            h.prev_hash = prev;
+            let mut out = vec![0u8; FRAME_OVERHEAD + p.len()];
+            let (_, hash) = seal(&mut out, &mut h, p, &key, &[3; 16]);
+            prev = hash;
+            sequential.push(out);
+        }
+        // Bodies last to first, then the chain in order: the same bytes.
+        let mut outs: Vec<Vec<u8>> = payloads
+            .iter()
+            .map(|p| vec![0u8; FRAME_OVERHEAD + p.len()])
+            .collect();
+        let mut bodies: Vec<Option<SealedBody>> = vec![None; payloads.len()];
+        for i in (0..payloads.len()).rev() {
+            let mut h = header(i as u64);
+            h.prev_hash = [0xEE; 32]; // ignored by seal_body
+            bodies[i] = Some(seal_body(
+                &mut outs[i],
+                &mut h,
+                &payloads[i],
+                &key,
+                &[3; 16],
+            ));
+        }
+        let mut prev = [0u8; 32];
+        for (i, out) in outs.iter_mut().enumerate() {
+            let (crc, h) = seal_chain(out, &prev, bodies[i].take().unwrap());
+            assert_eq!(check(out).unwrap().crc, crc);
+            assert_eq!(hash(out), h);
+            prev = h;
+        }
+        assert_eq!(outs, sequential);
+    }
+
+    #[test]
+    fn prev_hash_is_bound_by_the_chain_not_the_aad() {
+        let key = DataKey::new(0, &[1; 32]);
+        let (mut f, _) = sealed(5, b"payload");
+        let before = hash(&f);
+        f[96] ^= 1;
+        let n = f.len();
+        let crc = checksum(&f);
+        f[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        // Still authentic (prev_hash is not in the AAD), but the frame's hash
+        // changes, so the next frame's prev_hash no longer matches it.
+        let c = check(&f).unwrap();
+        assert!(open(&f, &c.header, &key, &[3; 16]).is_ok());
+        assert_ne!(hash(&f), before);
+    }
+
+    #[test]
     fn replayed_frame_fails_authentication() {
         let keys = DataKey::new(0, &[1; 32]);
         let (mut f, _) = sealed(5, b"payload");
         // Re-label the frame as seq 6 with a valid CRC: the AAD binds seq, so GCM refuses it.
         f[16..24].copy_from_slice(&6u64.to_le_bytes());
         let n = f.len();
-        let crc = crc32c::crc32c(&f[..n - 4]);
+        let crc = checksum(&f);
         f[n - 4..].copy_from_slice(&crc.to_le_bytes());
         let c = check(&f).unwrap();
         assert!(open(&f, &c.header, &keys, &[3; 16]).is_err());

@@ -128,8 +128,8 @@ pub(crate) fn envelope(fields: [&str; 6], body: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Write the envelope's version, a fresh salt and `fields` to `out` (which is
-/// cleared), with room reserved for a body of `body_len` bytes to follow.
+/// Append the envelope's version, a fresh salt and `fields` to `out`, with
+/// room reserved for a body of `body_len` bytes to follow.
 pub(crate) fn envelope_into(out: &mut Vec<u8>, fields: [&str; 6], body_len: usize) -> Result<()> {
     const NAMES: [&str; 6] = [
         "record id",
@@ -151,7 +151,6 @@ pub(crate) fn envelope_into(out: &mut Vec<u8>, fields: [&str; 6], body_len: usiz
     }
     let mut salt = [0u8; SALT_LEN];
     rand::RngExt::fill(&mut rand::rng(), &mut salt[..]);
-    out.clear();
     out.reserve(len);
     out.push(ENVELOPE_VERSION);
     out.extend_from_slice(&salt);

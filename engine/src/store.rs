@@ -751,7 +751,9 @@ impl Store {
                 self.key_for(self.subject_of(&rec.conversation_id, &rec.custodian), now)?
             },
             plaintext,
+            payload_at: 0,
             refs: Vec::new(),
+            assigned: None,
             done,
         })
     }
@@ -760,7 +762,7 @@ impl Store {
         if let Some(reason) = self.shared.poisoned() {
             return Err(Error::Poisoned { reason });
         }
-        let frame_len = FRAME_OVERHEAD + sub.plaintext.len();
+        let frame_len = FRAME_OVERHEAD + sub.payload().len();
         if frame_len > crate::frame::FRAME_LEN_MAX
             || frame_len as u64 > self.shared.zones.zone_size()
         {

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::zone::{ZoneCondition, ZoneState};
 
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"STELESB\0";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER_LEN: usize = 224;
 const DEVICE_ENTRY_LEN: usize = 24;
 const ZONE_ENTRY_LEN: usize = 24;

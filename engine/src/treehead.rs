@@ -181,7 +181,9 @@ pub(crate) fn sign(
         content_hash: frame::content_hash(&plaintext),
         key: shared.keys.data.clone(),
         plaintext,
+        payload_at: 0,
         refs: Vec::new(),
+        assigned: None,
         done,
     };
     input.send(sub).map_err(|_| Error::Closed)?;

@@ -11,6 +11,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::file::open_direct;
@@ -39,6 +40,8 @@ pub struct ZoneDirDevice {
     geometry: OnceLock<Geometry>,
     zones: Mutex<HashMap<u32, Arc<ZoneFile>>>,
     dirty: Mutex<HashSet<u32>>,
+    /// The superblock file was written since it was last synced.
+    meta_dirty: AtomicBool,
     dir_dirty: Mutex<bool>,
 }
 
@@ -100,6 +103,7 @@ impl ZoneDirDevice {
             geometry: OnceLock::new(),
             zones: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
+            meta_dirty: AtomicBool::new(true),
             dir_dirty: Mutex::new(false),
         }
     }
@@ -229,6 +233,8 @@ impl Device for ZoneDirDevice {
             offset: copy as u64 * META_COPY_BYTES,
             data: buf,
         };
+        // Dirty before the write starts: a flush racing with it syncs the file again.
+        self.meta_dirty.store(true, Ordering::Release);
         self.submitter.write_and_sync(&[w], &[])
     }
 
@@ -352,8 +358,18 @@ impl ZoneDirDevice {
         sync_files.sort_by_key(|f| f.file.as_raw_fd());
         sync_files.dedup_by_key(|f| f.file.as_raw_fd());
         let mut fds: Vec<_> = sync_files.iter().map(|f| f.file.as_fd()).collect();
-        fds.push(self.meta.as_fd());
-        self.submitter.write_and_sync(&raw, &fds)?;
+        // The superblock file only when it was written since its last sync:
+        // an fdatasync of a clean file still costs the device a cache flush.
+        let meta_dirty = self.meta_dirty.swap(false, Ordering::AcqRel);
+        if meta_dirty {
+            fds.push(self.meta.as_fd());
+        }
+        if let Err(e) = self.submitter.write_and_sync(&raw, &fds) {
+            if meta_dirty {
+                self.meta_dirty.store(true, Ordering::Release);
+            }
+            return Err(e);
+        }
         let mut dir_dirty = self.dir_dirty.lock().unwrap_or_else(|p| p.into_inner());
         if *dir_dirty {
             let d = self.dir_file()?;

@@ -56,17 +56,21 @@ pub struct CommitOptions {
     pub checkpoint_interval: Duration,
     /// How many submissions may wait for the builder before producers block.
     pub queue_records_max: usize,
+    /// Frames of at least this many bytes (media chunks) are sealed on the
+    /// sealing threads as soon as they are placed; smaller ones by the builder.
+    pub early_seal_bytes: usize,
 }
 
 impl Default for CommitOptions {
     fn default() -> Self {
         CommitOptions {
-            batch_bytes_max: 4 << 20,
+            batch_bytes_max: 8 << 20,
             batch_records_max: 16_384,
             linger: Duration::ZERO,
             checkpoint_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(5),
             queue_records_max: 65_536,
+            early_seal_bytes: 64 << 10,
         }
     }
 }
@@ -263,14 +267,11 @@ struct Placed {
     refs: Vec<u64>,
 }
 
-/// A placed frame's body: sealed when the batch is handed over, or already
+/// A placed frame's body: sealed by the builder in the batch buffer, or
 /// being sealed on a sealing thread.
 enum Body {
-    Pending {
-        plaintext: Vec<u8>,
-        payload_at: usize,
-        key: Arc<DataKey>,
-    },
+    /// Sealed in place in the batch buffer.
+    Sealed(frame::SealedBody),
     /// The whole frame, sealed but not chained, in a buffer of its own.
     Sealing(oneshot::Receiver<(Vec<u8>, frame::SealedBody)>),
 }
@@ -376,12 +377,6 @@ fn new_batch(
 /// How often a builder holding a batch checks whether the writer can take it.
 const WRITER_BUSY_POLL: Duration = Duration::from_micros(100);
 
-/// Batches at least this large are sealed on the sealing threads; smaller ones by the builder.
-const PARALLEL_SEAL_BYTES: usize = 64 << 10;
-/// Frames at least this large start sealing on a sealing thread as soon as
-/// they are placed, while the batch is still filling and the previous one is written.
-const EARLY_SEAL_BYTES: usize = 64 << 10;
-
 /// Start sealing a large frame on `pool`; the result arrives on the returned receiver.
 fn seal_early(
     shared: &Arc<Shared>,
@@ -416,67 +411,15 @@ fn seal_early(
     Body::Sealing(rx)
 }
 
-/// Seal every frame placed in `b` that is not sealed yet (in parallel on
-/// `pool` when the batch is large), then chain them all in seq order after
-/// `prev_hash`, which is left at the batch's last frame hash.
-fn seal_batch(
-    shared: &Shared,
-    pool: Option<&rayon::ThreadPool>,
-    b: &mut Batch,
-    prev_hash: &mut [u8; 32],
-) {
-    use rayon::prelude::*;
-    let mut placed = std::mem::take(&mut b.placed);
-    let store_id = shared.store_id;
-    // One disjoint slice of the batch buffer per frame.
-    let mut slots: Vec<&mut [u8]> = Vec::with_capacity(placed.len());
-    let mut rest = &mut b.buf[..b.len];
-    for p in &placed {
-        let (frame, tail) = std::mem::take(&mut rest).split_at_mut(p.len);
-        slots.push(frame);
-        rest = tail;
-    }
-    assert!(rest.is_empty(), "placed frames fill the batch exactly");
-    let body = |(p, out): (&mut Placed, &mut &mut [u8])| match &p.body {
-        Body::Pending {
-            plaintext,
-            payload_at,
-            key,
-        } => Some(frame::seal_body(
-            out,
-            &mut p.header,
-            &plaintext[*payload_at..],
-            key,
-            &store_id,
-        )),
-        Body::Sealing(_) => None,
-    };
-    let pending_bytes: usize = placed
-        .iter()
-        .filter(|p| matches!(p.body, Body::Pending { .. }))
-        .map(|p| p.len)
-        .sum();
-    let bodies: Vec<Option<frame::SealedBody>> = match pool {
-        Some(pool) if pending_bytes >= PARALLEL_SEAL_BYTES && placed.len() > 1 => {
-            pool.install(|| {
-                placed
-                    .par_iter_mut()
-                    .zip(slots.par_iter_mut())
-                    .with_max_len(64)
-                    .map(body)
-                    .collect()
-            })
-        }
-        _ => placed.iter_mut().zip(slots.iter_mut()).map(body).collect(),
-    };
-    let mut off = 0u64;
-    for ((p, out), sealed) in placed.into_iter().zip(slots).zip(bodies) {
-        let sealed = match (p.body, sealed) {
-            (Body::Pending { plaintext, .. }, Some(sealed)) => {
-                shared.give_buffer(plaintext);
-                sealed
-            }
-            (Body::Sealing(rx), None) => {
+/// Chain every frame placed in `b` in seq order after `prev_hash` (waiting
+/// for those still on a sealing thread), which is left at the batch's last frame hash.
+fn seal_batch(shared: &Shared, b: &mut Batch, prev_hash: &mut [u8; 32]) {
+    let mut off = 0usize;
+    for p in std::mem::take(&mut b.placed) {
+        let out = &mut b.buf[off..off + p.len];
+        let sealed = match p.body {
+            Body::Sealed(sealed) => sealed,
+            Body::Sealing(rx) => {
                 let (frame, sealed) = rx
                     .blocking_recv()
                     .expect("a sealing thread finishes every frame it is given");
@@ -484,17 +427,17 @@ fn seal_batch(
                 shared.give_buffer(frame);
                 sealed
             }
-            _ => unreachable!("a frame is sealed either early or with its batch"),
         };
         let mut header = p.header;
         header.prev_hash = *prev_hash;
         let (crc, hash) = frame::seal_chain(out, prev_hash, sealed);
-        let mut entry = IndexEntry::of(&header, crc, &hash, b.zone, b.start + off);
+        let mut entry = IndexEntry::of(&header, crc, &hash, b.zone, b.start + off as u64);
         entry.refs = p.refs;
         b.entries.push(entry);
-        off += p.len as u64;
+        off += p.len;
         *prev_hash = hash;
     }
+    assert_eq!(off, b.len, "placed frames fill the batch exactly");
     b.hash_after = *prev_hash;
 }
 
@@ -510,7 +453,7 @@ fn builder(
     let zone_size = shared.zones.zone_size();
     let mut batch: Option<Batch> = None;
     let send = |mut batch: Batch, head: &mut LogHead| {
-        seal_batch(&shared, pool.as_ref(), &mut batch, &mut head.prev_hash);
+        seal_batch(&shared, &mut batch, &mut head.prev_hash);
         head.offset = batch.start + align_up(batch.len as u64);
         // The writer only goes away when the store shuts down; then the waiters get an error from the dropped senders.
         let _ = tx.send(batch);
@@ -615,7 +558,7 @@ fn builder(
         }
         let (refs, done) = (sub.refs, sub.done);
         let body = match &pool {
-            Some(pool) if frame_len >= EARLY_SEAL_BYTES => seal_early(
+            Some(pool) if frame_len >= opts.early_seal_bytes => seal_early(
                 &shared,
                 pool,
                 &header,
@@ -623,11 +566,19 @@ fn builder(
                 sub.payload_at,
                 sub.key,
             ),
-            _ => Body::Pending {
-                plaintext: sub.plaintext,
-                payload_at: sub.payload_at,
-                key: sub.key,
-            },
+            _ => {
+                // Small frames are sealed here, into the batch, as they arrive.
+                let mut h = header.clone();
+                let sealed = frame::seal_body(
+                    &mut b.buf[off..off + frame_len],
+                    &mut h,
+                    &sub.plaintext[sub.payload_at..],
+                    &sub.key,
+                    &shared.store_id,
+                );
+                shared.give_buffer(sub.plaintext);
+                Body::Sealed(sealed)
+            }
         };
         b.placed.push(Placed {
             header,

@@ -114,7 +114,7 @@ pub struct CommitSection {
 impl Default for CommitSection {
     fn default() -> Self {
         CommitSection {
-            batch_bytes_max: 4 << 20,
+            batch_bytes_max: 8 << 20,
             batch_records_max: 16_384,
             linger_us: 0,
             checkpoint_mib: 64,

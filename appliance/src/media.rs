@@ -8,13 +8,16 @@
 //! (`GET {graph}/{media_id}` → a download URL, MIME type, SHA-256, size),
 //! downloads it with the access token, checks the SHA-256, stores the bytes as
 //! a blob of the message's conversation and records a `media` record linking
-//! blob and message. Failures are retried with exponential backoff (1 s
+//! blob and message. `capture.whatsapp.media_workers` downloads run at once
+//! (each item by one worker at a time), so a slow download does not hold up
+//! the rest. Failures are retried with exponential backoff (1 s
 //! doubling to 15 min) forever; they are counted in metrics, and the message
 //! itself is archived whatever happens to its media.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -67,6 +70,20 @@ impl Queue {
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         Ok(())
+    }
+
+    /// How many items are queued (counted on disk).
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(&self.dir).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+    }
+
+    /// Whether `media_id` is still queued.
+    pub fn contains(&self, media_id: &str) -> bool {
+        self.dir.join(file_name(media_id)).exists()
     }
 
     pub fn remove(&self, media_id: &str) -> Result<()> {
@@ -193,7 +210,54 @@ fn store_media(store: &Store, item: &Item, bytes: &[u8], mime: Option<String>) -
     Ok(())
 }
 
-/// Work the queue until `stop`: each item when its backoff allows.
+/// Fetch and store one item; on failure count it, back off and record why.
+fn work_item(
+    store: &Store,
+    queue: &Queue,
+    fetcher: &Fetcher,
+    metrics: &MediaMetrics,
+    next_try: &Mutex<HashMap<String, Instant>>,
+    mut item: Item,
+) {
+    // Done by another worker since the queue was listed.
+    if !queue.contains(&item.media_id) {
+        return;
+    }
+    match fetcher
+        .fetch(&item.media_id)
+        .and_then(|(b, mime)| store_media(store, &item, &b, mime))
+    {
+        Ok(()) => {
+            metrics.fetched.inc();
+            lock(next_try).remove(&item.media_id);
+            if let Err(e) = queue.remove(&item.media_id) {
+                tracing::warn!("removing media {} from the queue: {e}", item.media_id);
+            }
+            metrics.depth.set(queue.count() as i64);
+        }
+        Err(e) => {
+            metrics.failures.inc();
+            item.attempts += 1;
+            item.last_error = Some(format!("{e:#}"));
+            tracing::warn!(
+                media = item.media_id,
+                attempts = item.attempts,
+                "media fetch failed: {e:#}"
+            );
+            let backoff =
+                Duration::from_secs(1 << item.attempts.min(10)).min(Duration::from_secs(900));
+            lock(next_try).insert(item.media_id.clone(), Instant::now() + backoff);
+            let _ = queue.put(&item);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Work the queue until `stop` with `workers` downloads at a time: each item
+/// when its backoff allows, never two at once.
 pub fn run(
     store: Arc<Store>,
     queue: Arc<Queue>,
@@ -201,49 +265,59 @@ pub fn run(
     metrics: MediaMetrics,
     stop: Arc<AtomicBool>,
     wake: crossbeam_channel::Receiver<()>,
+    workers: usize,
 ) {
-    let mut next_try: std::collections::HashMap<String, Instant> = Default::default();
-    while !stop.load(Ordering::Acquire) {
-        let items = queue.items().unwrap_or_default();
-        metrics.depth.set(items.len() as i64);
-        let now = Instant::now();
-        for mut item in items {
-            if stop.load(Ordering::Acquire) {
-                break;
-            }
-            if next_try.get(&item.media_id).is_some_and(|t| *t > now) {
-                continue;
-            }
-            match fetcher
-                .fetch(&item.media_id)
-                .and_then(|(b, mime)| store_media(&store, &item, &b, mime))
-            {
-                Ok(()) => {
-                    metrics.fetched.inc();
-                    next_try.remove(&item.media_id);
-                    if let Err(e) = queue.remove(&item.media_id) {
-                        tracing::warn!("removing media {} from the queue: {e}", item.media_id);
+    let workers = workers.max(1);
+    let next_try: Mutex<HashMap<String, Instant>> = Default::default();
+    let in_flight: Mutex<HashSet<String>> = Default::default();
+    let (tx, rx) = crossbeam_channel::bounded::<Item>(0);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let rx = rx.clone();
+            let (store, queue, fetcher, metrics) = (&store, &queue, &fetcher, &metrics);
+            let (next_try, in_flight) = (&next_try, &in_flight);
+            s.spawn(move || {
+                for item in rx {
+                    let id = item.media_id.clone();
+                    work_item(store, queue, fetcher, metrics, next_try, item);
+                    lock(in_flight).remove(&id);
+                }
+            });
+        }
+        drop(rx);
+        while !stop.load(Ordering::Acquire) {
+            let items = queue.items().unwrap_or_default();
+            metrics.depth.set(items.len() as i64);
+            let now = Instant::now();
+            for item in items {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let due = lock(&next_try)
+                    .get(&item.media_id)
+                    .is_none_or(|t| *t <= now);
+                if !due || !lock(&in_flight).insert(item.media_id.clone()) {
+                    continue;
+                }
+                // Hand over to the next free worker, looking up now and then for `stop`.
+                let mut item = item;
+                loop {
+                    match tx.send_timeout(item, Duration::from_millis(200)) {
+                        Ok(()) => break,
+                        Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                            if stop.load(Ordering::Acquire) {
+                                lock(&in_flight).remove(&back.media_id);
+                                break;
+                            }
+                            item = back;
+                        }
+                        Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
                     }
                 }
-                Err(e) => {
-                    metrics.failures.inc();
-                    item.attempts += 1;
-                    item.last_error = Some(format!("{e:#}"));
-                    tracing::warn!(
-                        media = item.media_id,
-                        attempts = item.attempts,
-                        "media fetch failed: {e:#}"
-                    );
-                    let backoff = Duration::from_secs(1 << item.attempts.min(10))
-                        .min(Duration::from_secs(900));
-                    next_try.insert(item.media_id.clone(), Instant::now() + backoff);
-                    let _ = queue.put(&item);
-                }
             }
+            metrics.depth.set(queue.count() as i64);
+            let _ = wake.recv_timeout(Duration::from_millis(200));
         }
-        metrics
-            .depth
-            .set(queue.items().map(|i| i.len()).unwrap_or(0) as i64);
-        let _ = wake.recv_timeout(Duration::from_millis(200));
-    }
+        drop(tx);
+    });
 }

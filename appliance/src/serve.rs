@@ -267,14 +267,14 @@ pub fn run(config: &Path) -> Result<()> {
     let (media_wake, wake_rx) = crossbeam_channel::bounded(1);
     let capture_metrics = CaptureMetrics::new()?;
     let media_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let fetcher = match sd
-        .config
-        .capture
-        .whatsapp
-        .as_ref()
-        .map(|w| (w.graph_base_url.clone(), w.access_token_file.clone()))
-    {
-        Some((base, Some(token_file))) => {
+    let fetcher = match sd.config.capture.whatsapp.as_ref().map(|w| {
+        (
+            w.graph_base_url.clone(),
+            w.access_token_file.clone(),
+            w.media_workers,
+        )
+    }) {
+        Some((base, Some(token_file), workers)) => {
             let token = sd.read_secret(&token_file, "Graph API access token")?;
             let f = crate::media::Fetcher::new(&base, token);
             let (s, q, m, stop) = (
@@ -286,10 +286,10 @@ pub fn run(config: &Path) -> Result<()> {
             Some(
                 std::thread::Builder::new()
                     .name("stele-media".into())
-                    .spawn(move || crate::media::run(s, q, f, m, stop, wake_rx))?,
+                    .spawn(move || crate::media::run(s, q, f, m, stop, wake_rx, workers))?,
             )
         }
-        Some((_, None)) => {
+        Some((_, None, _)) => {
             tracing::warn!("capture.whatsapp.access_token_file is not set: media ids are queued but not downloaded");
             None
         }

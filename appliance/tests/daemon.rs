@@ -434,6 +434,8 @@ fn conformance_with_shared_cloud_api_fixtures() {
 struct Graph {
     port: u16,
     hits: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+    /// Most `/download/MID-SLOW-*` downloads in progress at once.
+    peak: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 const IMAGE: &[u8] = b"\xff\xd8\xff\xe0 a small jpeg, as far as this test cares";
@@ -446,10 +448,14 @@ impl Graph {
         let hits: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> =
             Default::default();
         let h = hits.clone();
+        let peak: std::sync::Arc<std::sync::atomic::AtomicU32> = Default::default();
+        let active: std::sync::Arc<std::sync::atomic::AtomicU32> = Default::default();
+        let (pk, act) = (peak.clone(), active.clone());
         std::thread::spawn(move || {
             for conn in l.incoming() {
                 let Ok(mut w) = conn else { continue };
                 let h = h.clone();
+                let (pk, act) = (pk.clone(), act.clone());
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(w.try_clone().unwrap());
                     loop {
@@ -484,6 +490,23 @@ impl Graph {
                                 .into_bytes(),
                             ),
                             (true, "/download/MID-OK") => (200, IMAGE.to_vec()),
+                            (true, p) if p.starts_with("/MID-SLOW-") => (
+                                200,
+                                format!(
+                                    r#"{{"url":"http://127.0.0.1:{port}/download{p}","mime_type":"image/jpeg","sha256":"{}"}}"#,
+                                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(p.as_bytes()))
+                                )
+                                .into_bytes(),
+                            ),
+                            (true, p) if p.starts_with("/download/MID-SLOW-") => {
+                                // A slow download: long enough that workers overlap.
+                                use std::sync::atomic::Ordering::SeqCst;
+                                let now = act.fetch_add(1, SeqCst) + 1;
+                                pk.fetch_max(now, SeqCst);
+                                std::thread::sleep(Duration::from_millis(400));
+                                act.fetch_sub(1, SeqCst);
+                                (200, p["/download".len()..].as_bytes().to_vec())
+                            }
                             _ => (500, b"{\"error\":\"unavailable\"}".to_vec()),
                         };
                         let head = format!(
@@ -500,7 +523,7 @@ impl Graph {
                 });
             }
         });
-        Graph { port, hits }
+        Graph { port, hits, peak }
     }
 
     fn hits(&self, path: &str) -> u32 {
@@ -513,6 +536,55 @@ fn image_delivery(id: &str, media: &str) -> Vec<u8> {
         r#"{{"object":"whatsapp_business_account","entry":[{{"id":"WABA1","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001111","phone_number_id":"PN1"}},"messages":[{{"from":"447700900001","id":"{id}","timestamp":"1764064800","type":"image","image":{{"id":"{media}","mime_type":"image/jpeg","caption":"the signed term sheet"}}}}]}}}}]}}]}}"#
     )
     .into_bytes()
+}
+
+#[test]
+fn media_downloads_run_side_by_side() {
+    let dir = Scratch::new();
+    let graph = Graph::start();
+    let token = secret_file(dir.path(), "graph-token", "graph-token");
+    let d = Daemon::start_with(
+        dir.path(),
+        "off",
+        &format!(
+            "graph_base_url = \"http://127.0.0.1:{}\"\naccess_token_file = \"{}\"\nmedia_workers = 3",
+            graph.port,
+            token.display()
+        ),
+    );
+    let s = d.store.to_str().unwrap().to_string();
+    for i in 0..6 {
+        let (code, _) = d.deliver(&image_delivery(
+            &format!("wamid.SLOW{i}"),
+            &format!("MID-SLOW-{i}"),
+        ));
+        assert_eq!(code, 200);
+    }
+    assert_eq!(d.wait_metric("stele_media_fetched_total", 6.0), 6.0);
+    let peak = graph.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&peak),
+        "three workers download side by side, never more: {peak} at once"
+    );
+    for i in 0..6 {
+        assert_eq!(
+            graph.hits(&format!("/download/MID-SLOW-{i}")),
+            1,
+            "each item fetched once"
+        );
+    }
+    assert_eq!(d.metric("stele_media_queue_depth"), 0.0);
+    d.stop();
+    for i in 0..6 {
+        let out = stele(&[
+            "get",
+            "--store",
+            &s,
+            "--record-id",
+            &format!("wamid.SLOW{i}:media:MID-SLOW-{i}"),
+        ]);
+        assert!(out.status.success(), "media record {i}: {:?}", out);
+    }
 }
 
 #[test]

@@ -79,6 +79,13 @@ pub struct WhatsAppSection {
     /// File holding the access token for media downloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token_file: Option<String>,
+    /// Media downloads in progress at once (each holds one item in memory, up to 1 GiB).
+    #[serde(default = "media_workers_default")]
+    pub media_workers: usize,
+}
+
+fn media_workers_default() -> usize {
+    4
 }
 
 fn graph_default() -> String {

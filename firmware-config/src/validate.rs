@@ -103,6 +103,15 @@ pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), Con
             "give each device at least one zone",
         ));
     }
+    if let Some(w) = &cfg.capture.whatsapp {
+        if w.media_workers == 0 || w.media_workers > 64 {
+            return Err(c.fail(
+                &[Key("capture"), Key("whatsapp"), Key("media_workers")],
+                w.media_workers.to_string(),
+                "between 1 and 64 downloads at once",
+            ));
+        }
+    }
     let m = &cfg.commit;
     if m.batch_bytes_max < 64 << 10 || m.batch_bytes_max > 256 << 20 {
         return Err(c.fail(
@@ -438,6 +447,7 @@ mod tests {
             (&format!("{STORE}[[retention.classes]]\nname = \"g\"\npreset = \"gdpr\"\n"), "retention.classes[0].preset"),
             (&format!("{STORE}[[retention.rules]]\nclass = \"sec-17a-4\"\n"), "retention.rules[0]"),
             (&format!("{STORE}[[access.principals]]\nname = \"a\"\nroles = [\"legal-hold\"]\ntoken_sha256 = \"xyz\"\n"), "access.principals[0].token_sha256"),
+            (&format!("{STORE}[capture.whatsapp]\nverify_token_file = \"v\"\napp_secret_file = \"s\"\nmedia_workers = 0\n"), "capture.whatsapp.media_workers"),
         ] {
             let (line, _, f, msg) = err(extra);
             assert_eq!(f, field, "{msg}");

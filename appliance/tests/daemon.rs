@@ -505,7 +505,7 @@ impl Graph {
                                 pk.fetch_max(now, SeqCst);
                                 std::thread::sleep(Duration::from_millis(400));
                                 act.fetch_sub(1, SeqCst);
-                                (200, p["/download".len()..].as_bytes().to_vec())
+                                (200, p.as_bytes()["/download".len()..].to_vec())
                             }
                             _ => (500, b"{\"error\":\"unavailable\"}".to_vec()),
                         };

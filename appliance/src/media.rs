@@ -46,6 +46,9 @@ pub struct Queue {
     dir: PathBuf,
 }
 
+/// Where queue items that cannot be read are set aside.
+const UNREADABLE: &str = "unreadable";
+
 fn file_name(media_id: &str) -> String {
     format!("{}.json", hex::encode(Sha256::digest(media_id.as_bytes())))
 }
@@ -92,6 +95,32 @@ impl Queue {
         Ok(())
     }
 
+    /// Move an item that cannot be read to `unreadable/`, where it stays for
+    /// an operator (counted in `stele_media_queue_unreadable`); its message is archived.
+    fn set_aside(&self, p: &Path) {
+        let aside = self.dir.join(UNREADABLE);
+        let to = aside.join(p.file_name().unwrap_or_default());
+        let moved = std::fs::create_dir_all(&aside)
+            .and_then(|_| std::fs::rename(p, &to))
+            .and_then(|_| std::fs::File::open(&self.dir)?.sync_all());
+        match moved {
+            Ok(()) => tracing::error!(
+                "media queue item {} cannot be read; moved to {}",
+                p.display(),
+                to.display()
+            ),
+            Err(e) => tracing::error!(
+                "media queue item {} cannot be read, nor moved aside: {e}",
+                p.display()
+            ),
+        }
+    }
+
+    /// How many items were set aside as unreadable.
+    pub fn unreadable(&self) -> usize {
+        std::fs::read_dir(self.dir.join(UNREADABLE)).map_or(0, |d| d.flatten().count())
+    }
+
     pub fn items(&self) -> Result<Vec<Item>> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(&self.dir)? {
@@ -102,7 +131,7 @@ impl Queue {
                     .and_then(|b| serde_json::from_slice(&b).ok())
                 {
                     Some(i) => out.push(i),
-                    None => tracing::warn!("unreadable media queue item {}", p.display()),
+                    None => self.set_aside(&p),
                 }
             }
         }
@@ -180,6 +209,7 @@ impl Fetcher {
 #[derive(Clone)]
 pub struct MediaMetrics {
     pub depth: IntGauge,
+    pub unreadable: IntGauge,
     pub fetched: IntCounter,
     pub failures: IntCounter,
 }
@@ -316,6 +346,7 @@ pub fn run(
                 }
             }
             metrics.depth.set(queue.count() as i64);
+            metrics.unreadable.set(queue.unreadable() as i64);
             let _ = wake.recv_timeout(Duration::from_millis(200));
         }
         drop(tx);

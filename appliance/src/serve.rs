@@ -104,6 +104,10 @@ impl CaptureMetrics {
         )?;
         let media = crate::media::MediaMetrics {
             depth: IntGauge::new("stele_media_queue_depth", "Media downloads waiting.")?,
+            unreadable: IntGauge::new(
+                "stele_media_queue_unreadable",
+                "Media queue items that could not be read, set aside in STORE/media-queue/unreadable/.",
+            )?,
             fetched: IntCounter::new("stele_media_fetched_total", "Media downloaded and stored.")?,
             failures: IntCounter::new(
                 "stele_media_fetch_failures_total",
@@ -120,6 +124,7 @@ impl CaptureMetrics {
             Box::new(errors.clone()),
             Box::new(no_consent.clone()),
             Box::new(media.depth.clone()),
+            Box::new(media.unreadable.clone()),
             Box::new(media.fetched.clone()),
             Box::new(media.failures.clone()),
         ] {

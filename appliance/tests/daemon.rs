@@ -553,6 +553,12 @@ fn media_downloads_run_side_by_side() {
         ),
     );
     let s = d.store.to_str().unwrap().to_string();
+    // A queue item damaged on disk is set aside and counted, and holds up nothing.
+    let queue = d.store.join("media-queue");
+    std::fs::write(queue.join("damaged.json"), b"{not json").unwrap();
+    assert_eq!(d.wait_metric("stele_media_queue_unreadable", 1.0), 1.0);
+    assert!(queue.join("unreadable").join("damaged.json").exists());
+    assert!(!queue.join("damaged.json").exists());
     for i in 0..6 {
         let (code, _) = d.deliver(&image_delivery(
             &format!("wamid.SLOW{i}"),

@@ -200,50 +200,54 @@ pub fn run(
 
 /// The media path's CPU work alone, per byte as the engine does it (content
 /// SHA-256, BLAKE3 chunk digest, copy in, AES-256-GCM, CRC32C and the frame's
-/// SHA-256), on `threads` threads at once with no I/O and no hand-offs between
-/// threads: the most any media ingest on this machine could reach. MB/s.
-pub fn media_cpu_ceiling(threads: usize) -> f64 {
+/// SHA-256) over the same `blobs` the media runs store, in 1 MiB chunks, on
+/// `threads` threads at once with no I/O and no hand-offs between threads:
+/// the most any media ingest of these blobs on this machine could reach. MB/s.
+pub fn media_cpu_ceiling(threads: usize, blobs: &[Vec<u8>]) -> f64 {
     use sha2::Digest;
     use stele_engine::frame::{self, FrameHeader, FrameKind, FRAME_OVERHEAD, HEADER_LEN};
     let chunk = 1usize << 20;
-    let chunks_per_thread = 256usize;
     let t = Instant::now();
     std::thread::scope(|s| {
         for i in 0..threads {
             s.spawn(move || {
                 let key = stele_engine::keys::DataKey::new(1, &[9; 32]);
-                let mut src = vec![0u8; chunk];
-                rand::rngs::StdRng::seed_from_u64(i as u64).fill_bytes(&mut src);
-                let mut content = sha2::Sha256::new();
                 let mut out = vec![0u8; chunk + FRAME_OVERHEAD];
                 let mut prev = [0u8; 32];
-                for seq in 0..chunks_per_thread as u64 {
-                    content.update(&src);
-                    std::hint::black_box(blake3::hash(&src));
-                    out[HEADER_LEN..HEADER_LEN + chunk].copy_from_slice(&src);
-                    let mut h = FrameHeader {
-                        kind: FrameKind::MediaChunk,
-                        flags: 0,
-                        frame_len: 0,
-                        key_id: 0,
-                        seq,
-                        timestamp_us: 0,
-                        retain_until_us: 0,
-                        nonce: frame::nonce(1, seq),
-                        custodian_tag: [0; 12],
-                        record_tag: [0; 16],
-                        conversation_tag: [0; 16],
-                        prev_hash: prev,
-                        content_hash: [0; 32],
-                    };
-                    let body = frame::seal_body_in_place(&mut out, &mut h, &key, &[1; 16]);
-                    prev = frame::seal_chain(&mut out, &prev, body).1;
+                let mut seq = 0u64;
+                for blob in blobs.iter().skip(i).step_by(threads) {
+                    let mut content = sha2::Sha256::new();
+                    for src in blob.chunks(chunk) {
+                        content.update(src);
+                        std::hint::black_box(blake3::hash(src));
+                        let out = &mut out[..src.len() + FRAME_OVERHEAD];
+                        out[HEADER_LEN..HEADER_LEN + src.len()].copy_from_slice(src);
+                        let mut h = FrameHeader {
+                            kind: FrameKind::MediaChunk,
+                            flags: 0,
+                            frame_len: 0,
+                            key_id: 0,
+                            seq,
+                            timestamp_us: 0,
+                            retain_until_us: 0,
+                            nonce: frame::nonce(1, seq),
+                            custodian_tag: [0; 12],
+                            record_tag: [0; 16],
+                            conversation_tag: [0; 16],
+                            prev_hash: prev,
+                            content_hash: [0; 32],
+                        };
+                        let body = frame::seal_body_in_place(out, &mut h, &key, &[1; 16]);
+                        prev = frame::seal_chain(out, &prev, body).1;
+                        seq += 1;
+                    }
+                    std::hint::black_box(content.finalize());
                 }
-                std::hint::black_box((content.finalize(), prev));
+                std::hint::black_box(prev);
             });
         }
     });
-    (threads * chunks_per_thread * chunk) as f64 / t.elapsed().as_secs_f64() / 1e6
+    blobs.iter().map(|b| b.len()).sum::<usize>() as f64 / t.elapsed().as_secs_f64() / 1e6
 }
 
 /// CPU time (user + system) this process has used, in seconds.
@@ -271,7 +275,7 @@ pub fn media(dir: &Path, raw_write_mbs: f64) -> Result<Store, Box<dyn std::error
         })
         .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let ceiling = media_cpu_ceiling(cores);
+    let ceiling = media_cpu_ceiling(cores, &data);
     println!("| media CPU ceiling: the per-byte work alone on all {cores} cores, no I/O | {ceiling:.0} MB/s ({:.0}% of raw O_DIRECT sequential write) |", 100.0 * ceiling / raw_write_mbs);
     let mut store = None;
     for (round, media_producers) in [2usize, 4, 8].into_iter().enumerate() {

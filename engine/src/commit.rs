@@ -1,18 +1,28 @@
-//! Group commit: many producers, one builder, one I/O thread, one indexer.
+//! Group commit: many producers, one builder, sealing threads, one I/O thread, one indexer.
 //!
 //! ```text
 //! producers ──submit──▶ builder ──batch──▶ writer (I/O thread) ──entries──▶ indexer
 //!   (tags, envelope)     seq, nonce,        append at the write pointer,     redb, then
-//!                        encrypt, CRC,      fdatasync, then acknowledge      raise the
-//!                        hash chain         every producer in the batch      watermark
+//!                        seal small         fdatasync, then acknowledge      raise the
+//!                        frames; chain      every producer in the batch      watermark
+//!                          │    ▲
+//!                   large  ▼    │ sealed
+//!                   sealing threads (encrypt, CRC and SHA-256 of the body)
 //! ```
+//!
+//! A frame's body (ciphertext and tag, with its CRC and SHA-256) depends on
+//! no other frame, so large frames are sealed on the sealing threads in
+//! parallel from the moment they are placed; the builder seals small ones
+//! itself and, at hand-over, chains the batch: each header gets the previous
+//! frame's hash and the CRC and hash are finished over it (frame format 3).
 //!
 //! The builder packs frames into a block-aligned buffer while the writer is
 //! busy with the previous batch, so batches grow with load: one fdatasync
 //! covers every frame that arrived while the last one ran. A batch is handed
-//! over when the input runs dry (after at most `linger`), or when it reaches
-//! `batch_bytes_max` or `batch_records_max`. Acknowledgements are one-shot
-//! sends that never block, so no producer can hold up another's.
+//! over when the input runs dry (after at most `linger`) and the writer can
+//! take it, or when it reaches `batch_bytes_max` or `batch_records_max`.
+//! Acknowledgements are one-shot sends that never block, so no producer can
+//! hold up another's.
 //!
 //! A failed write or flush poisons the store: every waiting and later
 //! append fails with [`Error::Poisoned`] until the store is reopened and
@@ -291,7 +301,7 @@ struct Batch {
     start: u64,
     buf: AlignedBuf,
     len: usize,
-    /// Frames placed in `buf[..len]`, back to back, in seq order; sealed when the batch is handed over.
+    /// Frames placed in `buf[..len]`, back to back, in seq order; chained when the batch is handed over.
     placed: Vec<Placed>,
     entries: Vec<IndexEntry>,
     waiters: Vec<(oneshot::Sender<Result<Receipt>>, u64)>,
@@ -369,7 +379,7 @@ fn new_batch(
         waiters: Vec::new(),
         seal_then: None,
         next_seq_after: head.next_seq,
-        hash_after: head.prev_hash,
+        hash_after: head.prev_hash, // the batch's last frame hash once chained
         created: Instant::now(),
     }
 }
@@ -390,7 +400,7 @@ fn seal_early(
     let shared = shared.clone();
     let mut header = header.clone();
     pool.spawn(move || {
-        let out = if payload_at == frame::HEADER_LEN {
+        let mut out = if payload_at == frame::HEADER_LEN {
             // Room for the header in front: the frame is built where the plaintext lies.
             buf.resize(buf.len() + GCM_TAG_LEN + CRC_LEN, 0);
             buf
@@ -403,7 +413,6 @@ fn seal_early(
             shared.give_buffer(buf);
             out
         };
-        let mut out = out;
         let body = frame::seal_body_in_place(&mut out, &mut header, &key, &shared.store_id);
         // The builder waits for every frame it placed, so it is still listening.
         let _ = tx.send((out, body));
@@ -413,7 +422,7 @@ fn seal_early(
 
 /// Chain every frame placed in `b` in seq order after `prev_hash` (waiting
 /// for those still on a sealing thread), which is left at the batch's last frame hash.
-fn seal_batch(shared: &Shared, b: &mut Batch, prev_hash: &mut [u8; 32]) {
+fn chain_batch(shared: &Shared, b: &mut Batch, prev_hash: &mut [u8; 32]) {
     let mut off = 0usize;
     for p in std::mem::take(&mut b.placed) {
         let out = &mut b.buf[off..off + p.len];
@@ -453,7 +462,7 @@ fn builder(
     let zone_size = shared.zones.zone_size();
     let mut batch: Option<Batch> = None;
     let send = |mut batch: Batch, head: &mut LogHead| {
-        seal_batch(&shared, &mut batch, &mut head.prev_hash);
+        chain_batch(&shared, &mut batch, &mut head.prev_hash);
         head.offset = batch.start + align_up(batch.len as u64);
         // The writer only goes away when the store shuts down; then the waiters get an error from the dropped senders.
         let _ = tx.send(batch);
@@ -549,7 +558,7 @@ fn builder(
             custodian_tag: sub.custodian_tag,
             record_tag: sub.record_tag,
             conversation_tag: sub.conversation_tag,
-            // Set when the batch is chained (seal_batch).
+            // Set when the batch is chained (chain_batch).
             prev_hash: [0; 32],
             content_hash: sub.content_hash,
         };

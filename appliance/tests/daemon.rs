@@ -526,6 +526,21 @@ impl Graph {
         Graph { port, hits, peak }
     }
 
+    /// A daemon in `dir` whose media downloads come from this stand-in, with
+    /// `extra` lines for `[capture.whatsapp]`.
+    fn daemon(&self, dir: &std::path::Path, extra: &str) -> Daemon {
+        let token = secret_file(dir, "graph-token", "graph-token");
+        Daemon::start_with(
+            dir,
+            "off",
+            &format!(
+                "graph_base_url = \"http://127.0.0.1:{}\"\naccess_token_file = \"{}\"\n{extra}",
+                self.port,
+                token.display()
+            ),
+        )
+    }
+
     fn hits(&self, path: &str) -> u32 {
         *self.hits.lock().unwrap().get(path).unwrap_or(&0)
     }
@@ -542,16 +557,7 @@ fn image_delivery(id: &str, media: &str) -> Vec<u8> {
 fn media_downloads_run_side_by_side() {
     let dir = Scratch::new();
     let graph = Graph::start();
-    let token = secret_file(dir.path(), "graph-token", "graph-token");
-    let d = Daemon::start_with(
-        dir.path(),
-        "off",
-        &format!(
-            "graph_base_url = \"http://127.0.0.1:{}\"\naccess_token_file = \"{}\"\nmedia_workers = 3",
-            graph.port,
-            token.display()
-        ),
-    );
+    let d = graph.daemon(dir.path(), "media_workers = 3");
     let s = d.store.to_str().unwrap().to_string();
     // A queue item damaged on disk is set aside and counted, and holds up nothing.
     let queue = d.store.join("media-queue");
@@ -597,16 +603,7 @@ fn media_downloads_run_side_by_side() {
 fn media_is_fetched_retried_and_survives_a_restart() {
     let dir = Scratch::new();
     let graph = Graph::start();
-    let token = secret_file(dir.path(), "graph-token", "graph-token");
-    let d = Daemon::start_with(
-        dir.path(),
-        "off",
-        &format!(
-            "graph_base_url = \"http://127.0.0.1:{}\"\naccess_token_file = \"{}\"",
-            graph.port,
-            token.display()
-        ),
-    );
+    let d = graph.daemon(dir.path(), "");
     let s = d.store.to_str().unwrap().to_string();
     assert_eq!(d.deliver(&image_delivery("wamid.IMG1", "MID-OK")).0, 200);
     assert_eq!(d.wait_metric("stele_media_fetched_total", 1.0), 1.0);

@@ -432,6 +432,12 @@ fn chain_batch(shared: &Shared, b: &mut Batch, prev_hash: &mut [u8; 32]) {
                 let (frame, sealed) = rx
                     .blocking_recv()
                     .expect("a sealing thread finishes every frame it is given");
+                assert_eq!(frame.len(), p.len, "a frame is sealed at its placed length");
+                assert_eq!(
+                    frame[16..24],
+                    p.header.seq.to_le_bytes(),
+                    "a sealed frame carries the seq it was placed with"
+                );
                 out.copy_from_slice(&frame);
                 shared.give_buffer(frame);
                 sealed

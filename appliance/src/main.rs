@@ -593,7 +593,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { store } => {
             let (sd, s) = StoreDir::open(&store)?;
             let r = s.open_report();
-            println!("store {} at {}", r.store_id, sd.root.display());
+            println!(
+                "store {} at {} (on-disk format {})",
+                r.store_id,
+                sd.root.display(),
+                stele_engine::superblock::FORMAT_VERSION
+            );
             println!(
                 "  next seq {}, epoch {}, sealed zones {}",
                 r.next_seq, r.epoch, r.sealed_zones

@@ -552,7 +552,7 @@ fn builder(
         });
         let off = b.len;
         let seq = head.next_seq;
-        let header = FrameHeader {
+        let mut header = FrameHeader {
             kind: sub.kind,
             flags: if off == 0 { FLAG_BATCH_START } else { 0 },
             frame_len: frame_len as u32,
@@ -583,10 +583,9 @@ fn builder(
             ),
             _ => {
                 // Small frames are sealed here, into the batch, as they arrive.
-                let mut h = header.clone();
                 let sealed = frame::seal_body(
                     &mut b.buf[off..off + frame_len],
-                    &mut h,
+                    &mut header,
                     &sub.plaintext[sub.payload_at..],
                     &sub.key,
                     &shared.store_id,

@@ -233,9 +233,11 @@ impl Device for ZoneDirDevice {
             offset: copy as u64 * META_COPY_BYTES,
             data: buf,
         };
-        // Dirty before the write starts: a flush racing with it syncs the file again.
+        let written = self.submitter.write_and_sync(&[w], &[]);
+        // Dirty once the write has completed (or failed): a flush that began
+        // before then may have missed it, so the next flush syncs the file.
         self.meta_dirty.store(true, Ordering::Release);
-        self.submitter.write_and_sync(&[w], &[])
+        written
     }
 
     fn read_zone(&self, zone: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {

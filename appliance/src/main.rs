@@ -1,14 +1,11 @@
 //! `stele`: the Stele appliance's command line.
 
 mod access;
-mod chat_export;
+mod capture;
 mod demo;
-mod ingest;
-mod media;
 mod metrics;
 mod serve;
 mod store_dir;
-mod whatsapp;
 mod when;
 
 use std::path::{Path, PathBuf};
@@ -573,7 +570,13 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let offset = parse_offset(&utc_offset)?;
             let (_, s) = StoreDir::open(&store)?;
-            let r = chat_export::import(&s, &file, &custodian, conversation.as_deref(), offset);
+            let r = capture::chat_export::import(
+                &s,
+                &file,
+                &custodian,
+                conversation.as_deref(),
+                offset,
+            );
             s.close()?;
             let r = r?;
             println!("{}", serde_json::to_string_pretty(&r)?);

@@ -31,8 +31,8 @@ use serde_json::json;
 use stele_config::ConsentPolicy;
 use stele_engine::{FrameKind, NewRecord, Store};
 
+use crate::capture::whatsapp;
 use crate::store_dir::StoreDir;
-use crate::whatsapp;
 
 /// Counters of what the daemon captured.
 pub struct CaptureMetrics {
@@ -45,7 +45,7 @@ pub struct CaptureMetrics {
     duplicates: IntCounterVec,
     errors: IntCounterVec,
     no_consent: IntCounterVec,
-    media: crate::media::MediaMetrics,
+    media: crate::capture::media::MediaMetrics,
 }
 
 impl CaptureMetrics {
@@ -102,7 +102,7 @@ impl CaptureMetrics {
             ),
             &["action"],
         )?;
-        let media = crate::media::MediaMetrics {
+        let media = crate::capture::media::MediaMetrics {
             depth: IntGauge::new("stele_media_queue_depth", "Media downloads waiting.")?,
             unreadable: IntGauge::new(
                 "stele_media_queue_unreadable",
@@ -168,7 +168,7 @@ pub struct AppState {
     consented: Mutex<HashSet<String>>,
     /// Record ids being stored right now (so concurrent redeliveries store once).
     in_flight: Mutex<HashSet<String>>,
-    media_queue: Arc<crate::media::Queue>,
+    media_queue: Arc<crate::capture::media::Queue>,
     media_wake: crossbeam_channel::Sender<()>,
 }
 
@@ -268,7 +268,7 @@ pub fn run(config: &Path) -> Result<()> {
         ),
     });
     let consented = load_consent(&store)?;
-    let media_queue = Arc::new(crate::media::Queue::open(&root)?);
+    let media_queue = Arc::new(crate::capture::media::Queue::open(&root)?);
     let (media_wake, wake_rx) = crossbeam_channel::bounded(1);
     let capture_metrics = CaptureMetrics::new()?;
     let media_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -281,7 +281,7 @@ pub fn run(config: &Path) -> Result<()> {
     }) {
         Some((base, Some(token_file), workers)) => {
             let token = sd.read_secret(&token_file, "Graph API access token")?;
-            let f = crate::media::Fetcher::new(&base, token);
+            let f = crate::capture::media::Fetcher::new(&base, token);
             let (s, q, m, stop) = (
                 store.clone(),
                 media_queue.clone(),
@@ -291,7 +291,9 @@ pub fn run(config: &Path) -> Result<()> {
             Some(
                 std::thread::Builder::new()
                     .name("stele-media".into())
-                    .spawn(move || crate::media::run(s, q, f, m, stop, wake_rx, workers))?,
+                    .spawn(move || {
+                        crate::capture::media::run(s, q, f, m, stop, wake_rx, workers)
+                    })?,
             )
         }
         Some((_, None, _)) => {
@@ -619,7 +621,7 @@ async fn wa_deliver(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
         b["evidence"] = json!(format!("whatsapp-delivery:{digest}"));
         if let Some((id, mime)) = &n.media {
             b["media"] = json!({"id": id, "mime_type": mime, "fetch": "queued"});
-            media.push(crate::media::Item {
+            media.push(crate::capture::media::Item {
                 media_id: id.clone(),
                 mime_type: mime.clone(),
                 message_id: n.record_id.clone(),
@@ -685,7 +687,7 @@ async fn ingest(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
         .bytes
         .with_label_values(&["api"])
         .inc_by(body.len() as u64);
-    let (good, bad) = crate::ingest::parse(text);
+    let (good, bad) = crate::capture::ndjson::parse(text);
     st.metrics.line_errors.inc_by(bad.len() as u64);
     let mut rejected: Vec<serde_json::Value> = bad
         .iter()

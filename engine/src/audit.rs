@@ -152,9 +152,34 @@ pub enum Action {
         source: String,
         body_sha256: String,
     },
+    /// A correctly authenticated delivery that could not be read (not JSON,
+    /// or not in the source's schema): kept verbatim as evidence at `evidence_seq`.
+    DeliveryUnreadable {
+        source: String,
+        body_sha256: String,
+        evidence_seq: u64,
+    },
+    /// A record id already stored arrived again with different content: both
+    /// are kept, the new one as a conflict record at `conflict_seq`.
+    CaptureConflict {
+        source: String,
+        record_id: String,
+        stored_seq: u64,
+        conflict_seq: u64,
+    },
 }
 
 impl Action {
+    /// Whether capture (not the store itself or a compliance role) may record this event.
+    pub fn is_capture_event(&self) -> bool {
+        matches!(
+            self,
+            Action::DeliveryRefused { .. }
+                | Action::DeliveryUnreadable { .. }
+                | Action::CaptureConflict { .. }
+        )
+    }
+
     /// The short name the event is filed under (its record id).
     pub fn name(&self) -> &'static str {
         match self {
@@ -174,6 +199,8 @@ impl Action {
             Action::KekRotated { .. } => "kek-rotated",
             Action::ClockAnomaly(_) => "clock-anomaly",
             Action::DeliveryRefused { .. } => "delivery-refused",
+            Action::DeliveryUnreadable { .. } => "delivery-unreadable",
+            Action::CaptureConflict { .. } => "capture-conflict",
         }
     }
 }

@@ -868,6 +868,25 @@ impl Store {
         )
     }
 
+    /// Record a capture event (a refused request, an unreadable delivery, a
+    /// conflicting redelivery) in the audit trail, as `actor`. Only capture
+    /// events are accepted here: compliance actions go through their own calls.
+    pub fn record_capture_event(
+        &self,
+        actor: &str,
+        action: Action,
+        outcome: Outcome,
+        reason: &str,
+    ) -> Result<u64> {
+        if !action.is_capture_event() {
+            return Err(Error::invalid(
+                "audit event",
+                format!("{} is not a capture event", action.name()),
+            ));
+        }
+        self.write_audit(&Actor::new(actor, &[]), action, outcome, reason)
+    }
+
     /// Write any clock anomalies noticed since the last call to the audit trail.
     pub fn record_clock_anomalies(&self) -> Result<usize> {
         self.shared.clock.now_us();

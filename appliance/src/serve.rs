@@ -11,11 +11,11 @@
 //! * `POST /webhooks/whatsapp`: deliveries, checked with `X-Hub-Signature-256`.
 //! * `POST /v1/messages`: NDJSON batches (docs/API.md).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use axum::body::Bytes;
@@ -24,135 +24,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
 use serde_json::json;
-use stele_config::ConsentPolicy;
 use stele_engine::{FrameKind, NewRecord, Store};
 
-use crate::capture::whatsapp;
+use crate::capture::{whatsapp, Capture, Item, Outcome};
 use crate::store_dir::StoreDir;
-
-/// Counters of what the daemon captured.
-pub struct CaptureMetrics {
-    pub registry: Registry,
-    captured: IntCounterVec,
-    bytes: IntCounterVec,
-    ack_latency: HistogramVec,
-    signature_failures: IntCounter,
-    line_errors: IntCounter,
-    duplicates: IntCounterVec,
-    errors: IntCounterVec,
-    no_consent: IntCounterVec,
-    media: crate::capture::media::MediaMetrics,
-}
-
-impl CaptureMetrics {
-    fn new() -> Result<CaptureMetrics> {
-        let registry = Registry::new();
-        let captured = IntCounterVec::new(
-            Opts::new(
-                "stele_captured_records_total",
-                "Records captured, by source and type.",
-            ),
-            &["source", "type"],
-        )?;
-        let bytes = IntCounterVec::new(
-            Opts::new(
-                "stele_captured_bytes_total",
-                "Request bytes captured, by source.",
-            ),
-            &["source"],
-        )?;
-        let ack_latency = HistogramVec::new(
-            HistogramOpts::new(
-                "stele_ack_latency_seconds",
-                "Time from request to durable acknowledgement.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
-            ]),
-            &["source"],
-        )?;
-        let signature_failures = IntCounter::new(
-            "stele_webhook_signature_failures_total",
-            "Webhook deliveries refused for a bad or missing signature.",
-        )?;
-        let line_errors =
-            IntCounter::new("stele_ingest_line_errors_total", "NDJSON lines refused.")?;
-        let duplicates = IntCounterVec::new(
-            Opts::new(
-                "stele_duplicates_total",
-                "Redelivered records not stored again.",
-            ),
-            &["source"],
-        )?;
-        let errors = IntCounterVec::new(
-            Opts::new(
-                "stele_capture_errors_total",
-                "Capture requests that failed.",
-            ),
-            &["source"],
-        )?;
-        let no_consent = IntCounterVec::new(
-            Opts::new(
-                "stele_no_consent_total",
-                "Records of custodians with no consent on file, by what was done.",
-            ),
-            &["action"],
-        )?;
-        let media = crate::capture::media::MediaMetrics {
-            depth: IntGauge::new("stele_media_queue_depth", "Media downloads waiting.")?,
-            unreadable: IntGauge::new(
-                "stele_media_queue_unreadable",
-                "Media queue items that could not be read, set aside in STORE/media-queue/unreadable/.",
-            )?,
-            fetched: IntCounter::new("stele_media_fetched_total", "Media downloaded and stored.")?,
-            failures: IntCounter::new(
-                "stele_media_fetch_failures_total",
-                "Media download attempts that failed (each is retried).",
-            )?,
-        };
-        for c in [
-            Box::new(captured.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(bytes.clone()),
-            Box::new(ack_latency.clone()),
-            Box::new(signature_failures.clone()),
-            Box::new(line_errors.clone()),
-            Box::new(duplicates.clone()),
-            Box::new(errors.clone()),
-            Box::new(no_consent.clone()),
-            Box::new(media.depth.clone()),
-            Box::new(media.unreadable.clone()),
-            Box::new(media.fetched.clone()),
-            Box::new(media.failures.clone()),
-        ] {
-            registry.register(c)?;
-        }
-        // Known label sets start at zero, so every series exists before its first event.
-        for source in ["whatsapp", "api", "consent"] {
-            errors.with_label_values(&[source]);
-            duplicates.with_label_values(&[source]);
-            bytes.with_label_values(&[source]);
-        }
-        for action in ["flagged", "refused"] {
-            no_consent.with_label_values(&[action]);
-        }
-        Ok(CaptureMetrics {
-            registry,
-            captured,
-            bytes,
-            ack_latency,
-            signature_failures,
-            line_errors,
-            duplicates,
-            errors,
-            no_consent,
-            media,
-        })
-    }
-}
 
 struct WhatsAppSecrets {
     verify_token: String,
@@ -161,13 +37,8 @@ struct WhatsAppSecrets {
 
 pub struct AppState {
     store: Arc<Store>,
-    metrics: CaptureMetrics,
+    capture: Arc<Capture>,
     whatsapp: Option<WhatsAppSecrets>,
-    consent: ConsentPolicy,
-    /// Custodians with consent on file.
-    consented: Mutex<HashSet<String>>,
-    /// Record ids being stored right now (so concurrent redeliveries store once).
-    in_flight: Mutex<HashSet<String>>,
     media_queue: Arc<crate::capture::media::Queue>,
     media_wake: crossbeam_channel::Sender<()>,
 }
@@ -267,10 +138,9 @@ pub fn run(config: &Path) -> Result<()> {
             scrub.device_read_mb_s as u64 * 1_000_000 * scrub.bandwidth_percent as u64 / 100,
         ),
     });
-    let consented = load_consent(&store)?;
     let media_queue = Arc::new(crate::capture::media::Queue::open(&root)?);
     let (media_wake, wake_rx) = crossbeam_channel::bounded(1);
-    let capture_metrics = CaptureMetrics::new()?;
+    let capture_metrics = crate::capture::metrics::CaptureMetrics::new()?;
     let media_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let fetcher = match sd.config.capture.whatsapp.as_ref().map(|w| {
         (
@@ -306,13 +176,11 @@ pub fn run(config: &Path) -> Result<()> {
         .media
         .depth
         .set(media_queue.items()?.len() as i64);
+    let capture = Arc::new(Capture::new(store.clone(), consent, Some(capture_metrics))?);
     let state = Arc::new(AppState {
         store: store.clone(),
-        metrics: capture_metrics,
+        capture,
         whatsapp,
-        consent,
-        consented: Mutex::new(consented),
-        in_flight: Mutex::new(HashSet::new()),
         media_queue,
         media_wake,
     });
@@ -399,7 +267,7 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         crate::metrics::registry(&store).and_then(|r| crate::metrics::text(&r))
     })
     .await;
-    match (text, crate::metrics::text(&st.metrics.registry)) {
+    match (text, crate::metrics::text(&st.capture.metrics().registry)) {
         (Ok(Ok(a)), Ok(b)) => (
             StatusCode::OK,
             [("content-type", "text/plain; version=0.0.4")],
@@ -407,120 +275,6 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         )
             .into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response(),
-    }
-}
-
-/// (stored seqs, duplicates, claimed keys, (source, type) of each stored record)
-type Stored = (Vec<u64>, u64, Vec<String>, Vec<(String, String)>);
-
-/// Store records, each once: ids already stored or being stored now are skipped.
-/// Returns (stored seqs, duplicates). Acknowledged only once durable.
-async fn store_once(
-    st: &Arc<AppState>,
-    source: &str,
-    records: Vec<NewRecord>,
-) -> Result<(Vec<u64>, u64), stele_engine::Error> {
-    let t0 = Instant::now();
-    let mut claimed = Vec::new();
-    let mut dup = 0;
-    for r in records {
-        let key = format!("{}|{}", r.channel, r.record_id);
-        let fresh = st
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone());
-        if !fresh {
-            dup += 1;
-            continue;
-        }
-        claimed.push((key, r));
-    }
-    let store = st.store.clone();
-    let src = source.to_string();
-    let result = tokio::task::spawn_blocking(move || -> Result<Stored, stele_engine::Error> {
-        let mut pending = Vec::new();
-        let mut dup = 0;
-        let mut keys = Vec::new();
-        let mut kinds = Vec::new();
-        for (key, r) in claimed {
-            keys.push(key);
-            if !r.record_id.is_empty()
-                && store
-                    .by_record_id(&r.record_id, 8)?
-                    .iter()
-                    .any(|x| x.channel == r.channel && x.kind == r.kind)
-            {
-                dup += 1;
-                continue;
-            }
-            kinds.push((src.clone(), r.message_type.clone()));
-            pending.push(store.submit(r)?);
-        }
-        let mut seqs = Vec::new();
-        for p in pending {
-            seqs.push(p.wait()?.seq);
-        }
-        Ok((seqs, dup, keys, kinds))
-    })
-    .await
-    .map_err(|e| stele_engine::Error::InvalidInput {
-        what: "capture".into(),
-        reason: e.to_string(),
-    })?;
-    let (seqs, more_dup, keys, kinds) = match result {
-        Ok(x) => x,
-        Err(e) => {
-            st.metrics.errors.with_label_values(&[source]).inc();
-            return Err(e);
-        }
-    };
-    {
-        let mut f = st.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        for k in keys {
-            f.remove(&k);
-        }
-    }
-    for (s, t) in kinds {
-        st.metrics.captured.with_label_values(&[&s, &t]).inc();
-    }
-    st.metrics
-        .duplicates
-        .with_label_values(&[source])
-        .inc_by(dup + more_dup);
-    st.metrics
-        .ack_latency
-        .with_label_values(&[source])
-        .observe(t0.elapsed().as_secs_f64());
-    Ok((seqs, dup + more_dup))
-}
-
-/// Apply the consent policy to `r`: flag it, or refuse it (None).
-fn consent_check(st: &AppState, mut r: NewRecord) -> Option<NewRecord> {
-    if st.consent == ConsentPolicy::Off || r.custodian.is_empty() {
-        return Some(r);
-    }
-    if st
-        .consented
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(&r.custodian)
-    {
-        return Some(r);
-    }
-    match st.consent {
-        ConsentPolicy::Refuse => {
-            st.metrics.no_consent.with_label_values(&["refused"]).inc();
-            None
-        }
-        _ => {
-            st.metrics.no_consent.with_label_values(&["flagged"]).inc();
-            if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&r.body) {
-                v["consent"] = json!("none on file");
-                r.body = v.to_string().into_bytes();
-            }
-            Some(r)
-        }
     }
 }
 
@@ -563,9 +317,9 @@ async fn wa_deliver(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
     let sig = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     if !whatsapp::signature_ok(&wa.app_secret, &body, sig) {
-        st.metrics.signature_failures.inc();
-        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+        st.capture.metrics().signature_failures.inc();
         tracing::warn!(
             sha256 = digest,
             bytes = body.len(),
@@ -579,46 +333,58 @@ async fn wa_deliver(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
         .await;
         return (StatusCode::UNAUTHORIZED, "bad signature\n").into_response();
     }
-    st.metrics
+    st.capture
+        .metrics()
         .bytes
         .with_label_values(&["whatsapp"])
         .inc_by(body.len() as u64);
-    let payload: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("the body is not JSON: {e}\n"),
-            )
-                .into_response()
-        }
-    };
-    let normalized = match whatsapp::normalize(&payload) {
+    let received = stele_engine::store::now_us();
+    let st2 = st.clone();
+    match tokio::task::spawn_blocking(move || deliver(&st2, &body, &digest, received)).await {
+        Ok(r) => r,
+        Err(e) => unavailable(format!("capture: {e}")),
+    }
+}
+
+fn unavailable(why: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not stored: {why}\n"),
+    )
+        .into_response()
+}
+
+/// Store a correctly signed delivery (blocking): verbatim as evidence, and
+/// one record per item it carries. A delivery that cannot be read is kept
+/// verbatim, answered 200 (so the sender does not retry it into loss),
+/// counted and audited.
+fn deliver(st: &AppState, body: &[u8], digest: &str, received: i64) -> Response {
+    let normalized = serde_json::from_slice::<serde_json::Value>(body)
+        .map_err(|e| format!("the body is not JSON: {e}"))
+        .and_then(|p| whatsapp::normalize(&p, received));
+    let evidence_id = format!("whatsapp-delivery:{digest}");
+    let normalized = match normalized {
         Ok(n) => n,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(why) => return deliver_unreadable(st, body, &evidence_id, received, &why),
     };
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     let conv = normalized
         .first()
         .map_or("whatsapp".to_string(), |n| n.conversation.clone());
     let custodian = normalized
         .first()
         .map_or(String::new(), |n| n.custodian.clone());
-    // The delivery verbatim, as evidence; then its records.
-    let mut evidence = NewRecord::message(
-        format!("whatsapp-delivery:{digest}"),
-        conv,
-        stele_engine::store::now_us(),
-        body.to_vec(),
-    )
-    .with_custodian(custodian)
-    .with_channel("whatsapp", "delivery");
+    let mut evidence = NewRecord::message(evidence_id.clone(), conv, received, body.to_vec())
+        .with_custodian(custodian)
+        .with_channel("whatsapp", "delivery");
     evidence.kind = FrameKind::Evidence;
-    let mut records = vec![evidence];
+    let mut items = vec![Item::new(evidence, body)];
     let mut media = Vec::new();
     for n in normalized {
+        for f in &n.flags {
+            st.capture.metrics().flagged.with_label_values(&[f]).inc();
+        }
         let mut b = n.body;
-        b["evidence"] = json!(format!("whatsapp-delivery:{digest}"));
+        b["evidence"] = json!(evidence_id);
         if let Some((id, mime)) = &n.media {
             b["media"] = json!({"id": id, "mime_type": mime, "fetch": "queued"});
             media.push(crate::capture::media::Item {
@@ -635,91 +401,201 @@ async fn wa_deliver(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
         let r = NewRecord::message(n.record_id, n.conversation, n.timestamp_us, b.to_string())
             .with_custodian(n.custodian)
             .with_channel("whatsapp", n.message_type);
-        if let Some(r) = consent_check(&st, r) {
-            records.push(r);
-        }
+        items.push(Item {
+            record: r,
+            fingerprint: n.fingerprint,
+        });
     }
     // Media ids are queued durably before the delivery is acknowledged.
-    if !media.is_empty() {
-        let q = st.media_queue.clone();
-        let queued = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-            let present = q.items()?;
-            let mut n = 0;
-            for item in &media {
-                if !present.iter().any(|i| i.media_id == item.media_id) {
-                    q.put(item)?;
-                    n += 1;
-                }
-            }
-            Ok(n)
-        })
-        .await;
-        match queued {
-            Ok(Ok(n)) => {
-                st.metrics.media.depth.add(n as i64);
-                let _ = st.media_wake.try_send(());
-            }
-            _ => {
-                return (StatusCode::SERVICE_UNAVAILABLE, "media queue unavailable\n")
-                    .into_response()
-            }
+    if let Err(e) = queue_media(st, &media) {
+        return unavailable(format!("media queue: {e}"));
+    }
+    match st.capture.store("whatsapp", items) {
+        Ok(outcomes) => batch_response(&outcomes),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+fn queue_media(st: &AppState, media: &[crate::capture::media::Item]) -> Result<()> {
+    if media.is_empty() {
+        return Ok(());
+    }
+    let present = st.media_queue.items()?;
+    let mut n = 0;
+    for item in media {
+        if !present.iter().any(|i| i.media_id == item.media_id) {
+            st.media_queue.put(item)?;
+            n += 1;
         }
     }
-    match store_once(&st, "whatsapp", records).await {
-        Ok((seqs, dup)) => (
+    st.capture.metrics().media.depth.add(n);
+    let _ = st.media_wake.try_send(());
+    Ok(())
+}
+
+fn deliver_unreadable(
+    st: &AppState,
+    body: &[u8],
+    evidence_id: &str,
+    received: i64,
+    why: &str,
+) -> Response {
+    tracing::warn!(
+        evidence_id,
+        why,
+        "signed delivery could not be read; kept verbatim"
+    );
+    let mut evidence = NewRecord::message(evidence_id, "whatsapp", received, body.to_vec())
+        .with_channel("whatsapp", "delivery-unreadable");
+    evidence.kind = FrameKind::Evidence;
+    let outcomes = match st
+        .capture
+        .store("whatsapp", vec![Item::new(evidence, body)])
+    {
+        Ok(o) => o,
+        Err(e) => return unavailable(e.to_string()),
+    };
+    if let Some(Outcome::Stored { seq }) = outcomes.first() {
+        st.capture
+            .metrics()
+            .unreadable
+            .with_label_values(&["whatsapp"])
+            .inc();
+        let event = stele_engine::audit::Action::DeliveryUnreadable {
+            source: "whatsapp".into(),
+            body_sha256: evidence_id.trim_start_matches("whatsapp-delivery:").into(),
+            evidence_seq: *seq,
+        };
+        if let Err(e) = st.store.record_capture_event(
+            "whatsapp webhook sender",
+            event,
+            stele_engine::audit::Outcome::Done,
+            why,
+        ) {
+            tracing::error!(error = %e, "could not audit an unreadable delivery");
+        }
+    }
+    let mut r = batch_response(&outcomes);
+    if r.status() == StatusCode::OK {
+        r = (
             StatusCode::OK,
-            Json(json!({"stored": seqs.len(), "duplicates": dup})),
+            Json(json!({"stored": outcomes.iter().filter(|o| matches!(o, Outcome::Stored { .. })).count(), "unreadable": why})),
         )
-            .into_response(),
-        Err(e) => (
+            .into_response();
+    }
+    r
+}
+
+/// Counts of a batch's outcomes, by kind.
+fn tally(outcomes: &[Outcome]) -> serde_json::Value {
+    let n = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    json!({
+        "stored": n(|o| matches!(o, Outcome::Stored { .. })),
+        "duplicates": n(|o| matches!(o, Outcome::Duplicate { .. })),
+        "conflicts": n(|o| matches!(o, Outcome::Conflict { .. })),
+        "refused": n(|o| matches!(o, Outcome::Refused { .. })),
+        "invalid": n(|o| matches!(o, Outcome::Invalid { .. })),
+        "failed": n(|o| matches!(o, Outcome::Failed { .. })),
+    })
+}
+
+/// 200 with the tally, or 503 when the store failed for any item (a retry
+/// stores what is missing; what was stored is then a duplicate).
+fn batch_response(outcomes: &[Outcome]) -> Response {
+    let t = tally(outcomes);
+    let failed = outcomes.iter().find_map(|o| match o {
+        Outcome::Failed { why } => Some(why.clone()),
+        _ => None,
+    });
+    match failed {
+        Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not stored: {e}\n"),
+            Json(json!({"error": format!("not stored: {why}"), "outcome": t})),
         )
             .into_response(),
+        None => (StatusCode::OK, Json(t)).into_response(),
     }
 }
 
 async fn ingest(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return (StatusCode::BAD_REQUEST, "the body is not UTF-8 NDJSON\n").into_response();
-    };
-    st.metrics
+    st.capture
+        .metrics()
         .bytes
         .with_label_values(&["api"])
         .inc_by(body.len() as u64);
+    let st2 = st.clone();
+    match tokio::task::spawn_blocking(move || ingest_batch(&st2, &body)).await {
+        Ok(r) => r,
+        Err(e) => unavailable(format!("capture: {e}")),
+    }
+}
+
+/// Store an NDJSON batch (blocking): every line is checked before any is
+/// written; each line is answered on its own.
+fn ingest_batch(st: &AppState, body: &[u8]) -> Response {
+    let Ok(text) = std::str::from_utf8(body) else {
+        refuse_request(st, "api", body, "the body is not UTF-8 NDJSON");
+        return (StatusCode::BAD_REQUEST, "the body is not UTF-8 NDJSON\n").into_response();
+    };
     let (good, bad) = crate::capture::ndjson::parse(text);
-    st.metrics.line_errors.inc_by(bad.len() as u64);
+    st.capture.metrics().line_errors.inc_by(bad.len() as u64);
     let mut rejected: Vec<serde_json::Value> = bad
         .iter()
         .map(|(n, e)| json!({"line": n, "error": e}))
         .collect();
-    let mut lines = Vec::new();
-    let mut records = Vec::new();
-    for l in good {
-        match consent_check(&st, l.record) {
-            Some(r) => {
-                lines.push(l.number);
-                records.push(r);
+    let numbers: Vec<usize> = good.iter().map(|l| l.number).collect();
+    let items = good.into_iter().map(|l| l.item).collect();
+    let outcomes = match st.capture.store("api", items) {
+        Ok(o) => o,
+        Err(e) => return unavailable(e.to_string()),
+    };
+    let mut kept = Vec::new();
+    let mut failed = Vec::new();
+    for (n, o) in numbers.iter().zip(&outcomes) {
+        match o {
+            o if o.is_kept() => kept.push(*n),
+            Outcome::Refused { why } | Outcome::Invalid { why } => {
+                st.capture.metrics().line_errors.inc();
+                rejected.push(json!({"line": n, "error": why}))
             }
-            None => rejected.push(json!({"line": l.number, "error": "no capture consent on file for the custodian (capture.consent = \"refuse\")"})),
+            Outcome::Failed { why } => failed.push(json!({"line": n, "error": why})),
+            _ => unreachable!("every outcome is kept, refused, invalid or failed"),
         }
     }
     rejected.sort_by_key(|v| v["line"].as_u64());
-    let n = records.len();
-    match store_once(&st, "api", records).await {
-        Ok((seqs, dup)) => {
-            let status = if n == 0 && !rejected.is_empty() {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::OK
-            };
-            (status, Json(json!({"accepted": n, "stored": seqs.len(), "duplicates": dup, "lines": lines, "rejected": rejected}))).into_response()
-        }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not stored: {e}\n"),
-        )
-            .into_response(),
+    let status = if !failed.is_empty() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if kept.is_empty() && !rejected.is_empty() {
+        refuse_request(st, "api", body, "no line of the batch could be stored");
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut answer = tally(&outcomes);
+    answer["accepted"] = json!(numbers.len());
+    answer["lines"] = json!(kept);
+    answer["rejected"] = json!(rejected);
+    answer["failed_lines"] = json!(failed);
+    (status, Json(answer)).into_response()
+}
+
+/// Count and audit a request refused as a whole (only its SHA-256 is kept).
+fn refuse_request(st: &AppState, source: &str, body: &[u8], why: &str) {
+    st.capture
+        .metrics()
+        .errors
+        .with_label_values(&[source])
+        .inc();
+    let event = stele_engine::audit::Action::DeliveryRefused {
+        source: source.into(),
+        body_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body)),
+    };
+    let outcome = stele_engine::audit::Outcome::Refused { why: why.into() };
+    if let Err(e) =
+        st.store
+            .record_capture_event(&format!("{source} client"), event, outcome, "request check")
+    {
+        tracing::error!(error = %e, "could not audit a refused request");
     }
 }
 
@@ -742,45 +618,40 @@ async fn consent_post(State(st): State<Arc<AppState>>, Json(c): Json<Consent>) -
         )
             .into_response();
     }
-    let Ok(at) = crate::when::parse(&c.signed_at) else {
+    let Ok(at) = crate::capture::timestamp::from_str(&c.signed_at) else {
         return (
             StatusCode::BAD_REQUEST,
-            "signed_at must be YYYY-MM-DD[THH:MM:SSZ]\n",
+            "signed_at must be an RFC 3339 time (YYYY-MM-DD[THH:MM:SSZ])\n",
         )
             .into_response();
     };
+    let content = json!({"custodian": c.custodian, "signed_at": c.signed_at, "document_sha256": c.document_sha256});
     let rec = NewRecord::message(
         format!("consent:{}:{}", c.custodian, c.document_sha256),
         CONSENT_CONVERSATION,
         at,
-        json!({"custodian": c.custodian, "signed_at": c.signed_at, "document_sha256": c.document_sha256}).to_string(),
+        content.to_string(),
     )
     .with_custodian(c.custodian.clone())
     .with_channel("consent", "consent");
-    match store_once(&st, "consent", vec![rec]).await {
-        Ok(_) => {
-            st.consented
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(c.custodian);
+    let item = Item::new(rec, content.to_string().as_bytes());
+    let st2 = st.clone();
+    let done = tokio::task::spawn_blocking(move || st2.capture.store("consent", vec![item])).await;
+    match done {
+        Ok(Ok(o)) if o.first().is_some_and(Outcome::is_kept) => {
+            st.capture.consent_recorded(&c.custodian);
             (StatusCode::OK, "consent recorded\n").into_response()
         }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not stored: {e}\n"),
-        )
-            .into_response(),
+        Ok(Ok(o)) => match o.first() {
+            Some(Outcome::Invalid { why }) => {
+                (StatusCode::BAD_REQUEST, format!("not stored: {why}\n")).into_response()
+            }
+            _ => batch_response(&o),
+        },
+        Ok(Err(e)) => unavailable(e.to_string()),
+        Err(e) => unavailable(format!("capture: {e}")),
     }
 }
 
 /// The conversation consent records are filed under.
-pub const CONSENT_CONVERSATION: &str = "stele/consent";
-
-fn load_consent(store: &Store) -> Result<HashSet<String>> {
-    Ok(store
-        .by_conversation(CONSENT_CONVERSATION, usize::MAX)?
-        .into_iter()
-        .filter(|r| r.channel == "consent")
-        .map(|r| r.custodian)
-        .collect())
-}
+pub use crate::capture::service::CONSENT_CONVERSATION;

@@ -714,27 +714,48 @@ impl Store {
             .saturating_add(days * 86_400_000_000)
     }
 
-    fn prepare(&self, rec: &NewRecord) -> Result<Submission> {
-        let plaintext = envelope(
-            [
-                &rec.record_id,
-                &rec.conversation_id,
-                &rec.custodian,
-                &rec.tenant,
-                &rec.channel,
-                &rec.message_type,
-            ],
-            &rec.body,
-        )?;
-        let frame_len = FRAME_OVERHEAD + plaintext.len();
+    /// Whether `rec` could be appended as it is: every label within
+    /// [`crate::record::ID_LEN_MAX`] and the frame within the frame and zone
+    /// limits. Nothing is written; capture checks a whole batch with this
+    /// before it stores any of it.
+    pub fn check(&self, rec: &NewRecord) -> Result<()> {
+        if rec.kind == FrameKind::System {
+            return Err(Error::invalid(
+                "record kind",
+                "system records are written by the store itself",
+            ));
+        }
+        let plaintext = envelope(Self::labels(rec), &[])?;
+        self.check_frame_len(rec.body.len(), plaintext.len() + rec.body.len())
+    }
+
+    fn labels(rec: &NewRecord) -> [&str; 6] {
+        [
+            &rec.record_id,
+            &rec.conversation_id,
+            &rec.custodian,
+            &rec.tenant,
+            &rec.channel,
+            &rec.message_type,
+        ]
+    }
+
+    fn check_frame_len(&self, body_len: usize, plaintext_len: usize) -> Result<()> {
+        let frame_len = FRAME_OVERHEAD + plaintext_len;
         let zone_size = self.shared.zones.zone_size();
-        let now = self.shared.clock.now_us();
         if frame_len > crate::frame::FRAME_LEN_MAX || frame_len as u64 > zone_size {
             return Err(Error::invalid(
                 "record body",
-                format!("{} bytes makes a {frame_len}-byte frame; the limit is {} (store large media as a blob)", rec.body.len(), crate::frame::FRAME_LEN_MAX.min(zone_size as usize)),
+                format!("{body_len} bytes makes a {frame_len}-byte frame; the limit is {} (store large media as a blob)", crate::frame::FRAME_LEN_MAX.min(zone_size as usize)),
             ));
         }
+        Ok(())
+    }
+
+    fn prepare(&self, rec: &NewRecord) -> Result<Submission> {
+        let plaintext = envelope(Self::labels(rec), &rec.body)?;
+        self.check_frame_len(rec.body.len(), plaintext.len())?;
+        let now = self.shared.clock.now_us();
         let (done, _) = oneshot::channel();
         Ok(Submission {
             kind: rec.kind,

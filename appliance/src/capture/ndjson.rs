@@ -6,6 +6,8 @@
 use serde::Deserialize;
 use stele_engine::NewRecord;
 
+use super::service::Item;
+
 /// One message, as a line of `POST /v1/messages`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,7 +17,8 @@ pub struct Message {
     pub channel: String,
     pub conversation: String,
     pub custodian: String,
-    /// RFC 3339 UTC (`2026-11-25T10:00:00Z`) or microseconds since the epoch.
+    /// RFC 3339 (`2026-11-25T10:00:00Z`), or a count from the epoch in
+    /// seconds, milliseconds or microseconds (told apart by magnitude).
     pub timestamp: serde_json::Value,
     #[serde(default = "text")]
     #[serde(rename = "type")]
@@ -43,7 +46,9 @@ fn text() -> String {
 /// A line that was accepted as a record to store.
 pub struct Line {
     pub number: usize,
-    pub record: NewRecord,
+    /// The record, fingerprinted by the line's JSON in canonical form (keys
+    /// sorted, no spacing), so a resend is a duplicate however it is spaced.
+    pub item: Item,
 }
 
 /// Parse an NDJSON body: (good lines, (line number, error) for the bad ones).
@@ -56,15 +61,18 @@ pub fn parse(body: &str) -> (Vec<Line>, Vec<(usize, String)>) {
             continue;
         }
         match parse_line(line) {
-            Ok(record) => good.push(Line { number, record }),
+            Ok(item) => good.push(Line { number, item }),
             Err(e) => bad.push((number, e)),
         }
     }
     (good, bad)
 }
 
-fn parse_line(line: &str) -> Result<NewRecord, String> {
-    let m: Message = serde_json::from_str(line).map_err(|e| format!("not a message: {e}"))?;
+fn parse_line(line: &str) -> Result<Item, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let canonical = value.to_string();
+    let m: Message = serde_json::from_value(value).map_err(|e| format!("not a message: {e}"))?;
     for (what, v) in [
         ("id", &m.id),
         ("channel", &m.channel),
@@ -75,20 +83,13 @@ fn parse_line(line: &str) -> Result<NewRecord, String> {
             return Err(format!("\"{what}\" is empty"));
         }
     }
-    let ts = match &m.timestamp {
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .ok_or("\"timestamp\" is not an integer of microseconds")?,
-        serde_json::Value::String(s) => {
-            crate::when::parse(s).map_err(|e| format!("\"timestamp\": {e}"))?
-        }
-        _ => return Err("\"timestamp\" must be RFC 3339 text or microseconds".into()),
-    };
+    let ts =
+        super::timestamp::from_json(&m.timestamp).map_err(|e| format!("\"timestamp\": {e}"))?;
     let body = serde_json::json!({
         "channel": m.channel, "id": m.id, "type": m.message_type, "from": m.from, "to": m.to,
         "text": m.text, "data": m.data, "refers_to": m.refers_to,
     });
-    Ok(NewRecord::message(
+    let record = NewRecord::message(
         format!("{}:{}", m.channel, m.id),
         m.conversation,
         ts,
@@ -96,7 +97,8 @@ fn parse_line(line: &str) -> Result<NewRecord, String> {
     )
     .with_custodian(m.custodian)
     .with_tenant(m.tenant)
-    .with_channel(m.channel, m.message_type))
+    .with_channel(m.channel, m.message_type);
+    Ok(Item::new(record, canonical.as_bytes()))
 }
 
 #[cfg(test)]
@@ -128,7 +130,7 @@ mod tests {
         );
         assert!(bad[1].1.contains("custodian"), "{:?}", bad[1]);
         assert!(bad[2].1.contains("bogus"), "{:?}", bad[2]);
-        assert_eq!(good[0].record.record_id, "sms:1");
-        assert_eq!(good[1].record.message_type, "edit");
+        assert_eq!(good[0].item.record.record_id, "sms:1");
+        assert_eq!(good[1].item.record.message_type, "edit");
     }
 }

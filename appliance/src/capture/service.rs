@@ -1,0 +1,435 @@
+//! The capture service: the one way anything captured becomes a record.
+//! Webhook deliveries, NDJSON batches, consent records and chat-export
+//! imports all go through [`Capture::store`], so "store once", conflicts and
+//! the consent policy mean the same everywhere.
+//!
+//! A batch is handled in four steps:
+//! 1. Every item is checked against the store's limits before anything of
+//!    the batch is written; an item that would be refused is answered
+//!    [`Outcome::Invalid`] and costs only itself.
+//! 2. The consent policy flags or refuses items of custodians with no
+//!    consent on file.
+//! 3. The batch claims its record keys ([`super::claim`]); then each item
+//!    is looked up in the store. A record id the store already holds with
+//!    the same fingerprint (the SHA-256 of the item as captured) is a
+//!    duplicate; with a different fingerprint it is a conflict: the new
+//!    content is kept as its own record naming the one it conflicts with,
+//!    counted, and written to the audit trail. Nothing else is a duplicate:
+//!    a failed attempt leaves no trace that a retry could mistake for one.
+//! 4. What is left is submitted to the group commit and acknowledged once
+//!    durable. If the store fails part-way, every item says whether it was
+//!    stored, so the caller reports exactly what is in the archive and a
+//!    retry stores the rest.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use stele_config::ConsentPolicy;
+use stele_engine::audit::{Action, Outcome as AuditOutcome};
+use stele_engine::{FrameKind, NewRecord, Record, Store};
+
+use super::claim::Claims;
+use super::metrics::CaptureMetrics;
+
+/// The conversation consent records are filed under.
+pub const CONSENT_CONVERSATION: &str = "stele/consent";
+
+/// The body field that carries an item's fingerprint.
+const FINGERPRINT_FIELD: &str = "capture_sha256";
+
+/// One thing to store.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub record: NewRecord,
+    /// SHA-256 of the item's content as captured (not of any envelope it
+    /// arrived in), to tell a redelivery from different content under a
+    /// reused id.
+    pub fingerprint: [u8; 32],
+}
+
+impl Item {
+    /// An item whose fingerprint is the SHA-256 of `content`.
+    pub fn new(record: NewRecord, content: &[u8]) -> Item {
+        Item {
+            record,
+            fingerprint: Sha256::digest(content).into(),
+        }
+    }
+}
+
+/// What became of one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Durable at `seq`.
+    Stored { seq: u64 },
+    /// The store already holds this record, with the same content, at `seq`.
+    Duplicate { seq: u64 },
+    /// The store holds this id with different content at `stored_seq`; the
+    /// new content is durable at `conflict_seq`.
+    Conflict { stored_seq: u64, conflict_seq: u64 },
+    /// Refused by policy (no consent on file); nothing stored.
+    Refused { why: String },
+    /// The item cannot be stored as it is (a label or body over a limit); nothing stored.
+    Invalid { why: String },
+    /// The store failed before the item was durable; a retry may store it.
+    Failed { why: String },
+}
+
+impl Outcome {
+    /// Whether the item is in the archive now.
+    pub fn is_kept(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Stored { .. } | Outcome::Duplicate { .. } | Outcome::Conflict { .. }
+        )
+    }
+}
+
+/// A failure of the whole batch before any of it was written.
+#[derive(Debug)]
+pub enum CaptureError {
+    /// The store could not say whether it holds `record_id`.
+    Lookup {
+        record_id: String,
+        source: stele_engine::Error,
+    },
+}
+
+impl std::fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaptureError::Lookup { record_id, source } => {
+                write!(f, "looking up {record_id:?} in the store: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CaptureError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CaptureError::Lookup { source, .. } => Some(source),
+        }
+    }
+}
+
+/// What a batch does with each item once the store has been consulted.
+enum Plan {
+    Done(Outcome),
+    Submit(NewRecord),
+    /// Submit the conflict record; `stored_seq` is the record it conflicts with.
+    SubmitConflict(NewRecord, u64),
+}
+
+/// The capture service of one store.
+pub struct Capture {
+    store: Arc<Store>,
+    consent: ConsentPolicy,
+    consented: Mutex<HashSet<String>>,
+    claims: Claims,
+    metrics: CaptureMetrics,
+}
+
+impl Capture {
+    /// The service for `store`, with the consent registry loaded from it.
+    pub fn new(
+        store: Arc<Store>,
+        consent: ConsentPolicy,
+        metrics: Option<CaptureMetrics>,
+    ) -> anyhow::Result<Capture> {
+        let consented = store
+            .by_conversation(CONSENT_CONVERSATION, usize::MAX)?
+            .into_iter()
+            .filter(|r| r.channel == "consent")
+            .map(|r| r.custodian)
+            .collect();
+        let metrics = match metrics {
+            Some(m) => m,
+            None => CaptureMetrics::new()?,
+        };
+        Ok(Capture {
+            store,
+            consent,
+            consented: Mutex::new(consented),
+            claims: Claims::new(),
+            metrics,
+        })
+    }
+
+    pub fn metrics(&self) -> &CaptureMetrics {
+        &self.metrics
+    }
+
+    /// Note that `custodian` has consent on file (after its record is durable).
+    pub fn consent_recorded(&self, custodian: &str) {
+        self.consented
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(custodian.to_string());
+    }
+
+    /// Store `items`, each once (blocking). One outcome per item, in order.
+    pub fn store(&self, source: &str, items: Vec<Item>) -> Result<Vec<Outcome>, CaptureError> {
+        let t0 = Instant::now();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
+        let mut round = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            match self.admit(item) {
+                Ok(item) => round.push((i, item)),
+                Err(o) => outcomes[i] = Some(o),
+            }
+        }
+        let _claim = self
+            .claims
+            .claim(round.iter().map(|(_, it)| key(&it.record)));
+        // An id repeated within the batch waits for a later round, where the
+        // store holds the earlier one and decides duplicate or conflict.
+        while !round.is_empty() {
+            let mut seen = HashSet::new();
+            let (now, later): (Vec<_>, Vec<_>) = round
+                .into_iter()
+                .partition(|(_, it)| seen.insert(key(&it.record)));
+            let plans = self.plan(source, now)?;
+            self.submit_all(source, plans, &mut outcomes);
+            round = later;
+        }
+        let outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .map(|o| o.expect("every item has an outcome"))
+            .collect();
+        self.count(source, &outcomes, t0);
+        Ok(outcomes)
+    }
+
+    /// Check an item against the store's limits and the consent policy.
+    fn admit(&self, item: Item) -> Result<Item, Outcome> {
+        if let Err(e) = self.store.check(&item.record) {
+            return Err(Outcome::Invalid { why: e.to_string() });
+        }
+        let mut item = item;
+        item.record = self.consent_check(item.record)?;
+        Ok(item)
+    }
+
+    fn consent_check(&self, mut r: NewRecord) -> Result<NewRecord, Outcome> {
+        if self.consent == ConsentPolicy::Off
+            || r.custodian.is_empty()
+            || r.kind != FrameKind::Message
+        {
+            return Ok(r);
+        }
+        let known = self
+            .consented
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&r.custodian);
+        if known {
+            return Ok(r);
+        }
+        if self.consent == ConsentPolicy::Refuse {
+            self.metrics
+                .no_consent
+                .with_label_values(&["refused"])
+                .inc();
+            return Err(Outcome::Refused {
+                why: "no capture consent on file for the custodian (capture.consent = \"refuse\")"
+                    .into(),
+            });
+        }
+        self.metrics
+            .no_consent
+            .with_label_values(&["flagged"])
+            .inc();
+        if let Ok(mut v) = serde_json::from_slice::<Value>(&r.body) {
+            if v.is_object() {
+                v["consent"] = json!("none on file");
+                r.body = v.to_string().into_bytes();
+            }
+        }
+        Ok(r)
+    }
+
+    /// Decide each item against what the store holds (keys claimed).
+    fn plan(
+        &self,
+        source: &str,
+        items: Vec<(usize, Item)>,
+    ) -> Result<Vec<(usize, Plan)>, CaptureError> {
+        items
+            .into_iter()
+            .map(|(i, item)| Ok((i, self.plan_one(source, item)?)))
+            .collect()
+    }
+
+    fn plan_one(&self, source: &str, item: Item) -> Result<Plan, CaptureError> {
+        let mut rec = item.record;
+        if rec.record_id.is_empty() {
+            return Ok(Plan::Submit(with_fingerprint(rec, &item.fingerprint)));
+        }
+        let stored = self.lookup(&rec, &rec.record_id)?;
+        let Some(existing) = stored.first() else {
+            return Ok(Plan::Submit(with_fingerprint(rec, &item.fingerprint)));
+        };
+        let same = |r: &&Record| fingerprint_of(r).is_none_or(|fp| fp == item.fingerprint);
+        if let Some(same) = stored.iter().find(same) {
+            return Ok(Plan::Done(Outcome::Duplicate { seq: same.seq }));
+        }
+        // Different content under a stored id: kept as a conflict record.
+        let conflict_id = format!(
+            "{}#conflict:{}",
+            rec.record_id,
+            &hex::encode(item.fingerprint)[..32]
+        );
+        if let Some(c) = self.lookup(&rec, &conflict_id)?.first() {
+            return Ok(Plan::Done(Outcome::Duplicate { seq: c.seq }));
+        }
+        let original = std::mem::replace(&mut rec.record_id, conflict_id);
+        rec = with_fingerprint(rec, &item.fingerprint);
+        if let Ok(mut v) = serde_json::from_slice::<Value>(&rec.body) {
+            if v.is_object() {
+                v["conflict"] =
+                    json!({"record_id": original, "stored_seq": existing.seq, "source": source});
+                rec.body = v.to_string().into_bytes();
+            }
+        }
+        Ok(Plan::SubmitConflict(rec, existing.seq))
+    }
+
+    /// Stored records of `rec`'s channel and kind under `id`.
+    fn lookup(&self, rec: &NewRecord, id: &str) -> Result<Vec<Record>, CaptureError> {
+        let found = self
+            .store
+            .by_record_id(id, 64)
+            .map_err(|source| CaptureError::Lookup {
+                record_id: id.to_string(),
+                source,
+            })?;
+        Ok(found
+            .into_iter()
+            .filter(|r| r.channel == rec.channel && r.kind == rec.kind)
+            .collect())
+    }
+
+    /// Submit every planned record, wait for each, and fill in the outcomes.
+    fn submit_all(
+        &self,
+        source: &str,
+        plans: Vec<(usize, Plan)>,
+        outcomes: &mut [Option<Outcome>],
+    ) {
+        let mut pending = Vec::new();
+        for (i, plan) in plans {
+            let (rec, conflict_with) = match plan {
+                Plan::Done(o) => {
+                    outcomes[i] = Some(o);
+                    continue;
+                }
+                Plan::Submit(r) => (r, None),
+                Plan::SubmitConflict(r, stored) => (r, Some(stored)),
+            };
+            let labels = (rec.record_id.clone(), rec.message_type.clone());
+            pending.push((i, conflict_with, labels, self.store.submit(rec)));
+        }
+        for (i, conflict_with, (id, kind), p) in pending {
+            let done = p.and_then(|p| p.wait());
+            if done.is_ok() {
+                let m = &self.metrics.captured;
+                m.with_label_values(&[source, kind.as_str()]).inc();
+            }
+            outcomes[i] = Some(match (done, conflict_with) {
+                (Ok(r), None) => Outcome::Stored { seq: r.seq },
+                (Ok(r), Some(stored_seq)) => {
+                    self.record_conflict(source, &id, stored_seq, r.seq);
+                    Outcome::Conflict {
+                        stored_seq,
+                        conflict_seq: r.seq,
+                    }
+                }
+                (Err(e), _) => Outcome::Failed { why: e.to_string() },
+            });
+        }
+    }
+
+    fn record_conflict(&self, source: &str, conflict_id: &str, stored_seq: u64, conflict_seq: u64) {
+        self.metrics.conflicts.with_label_values(&[source]).inc();
+        let record_id = conflict_id
+            .split_once("#conflict:")
+            .map_or(conflict_id, |(a, _)| a)
+            .to_string();
+        tracing::warn!(
+            source,
+            record_id,
+            stored_seq,
+            conflict_seq,
+            "a stored record id arrived with different content"
+        );
+        let event = Action::CaptureConflict {
+            source: source.to_string(),
+            record_id,
+            stored_seq,
+            conflict_seq,
+        };
+        let reason = "the same record id arrived with different content; both are kept";
+        if let Err(e) = self.store.record_capture_event(
+            &format!("{source} capture"),
+            event,
+            AuditOutcome::Done,
+            reason,
+        ) {
+            // The conflict record itself is durable and names both; the audit entry is the echo.
+            tracing::error!(error = %e, "could not write the conflict to the audit trail");
+        }
+    }
+
+    fn count(&self, source: &str, outcomes: &[Outcome], t0: Instant) {
+        let m = &self.metrics;
+        let dups = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Duplicate { .. }))
+            .count();
+        m.duplicates
+            .with_label_values(&[source])
+            .inc_by(dups as u64);
+        if outcomes.iter().any(|o| matches!(o, Outcome::Failed { .. })) {
+            m.errors.with_label_values(&[source]).inc();
+        }
+        m.ack_latency
+            .with_label_values(&[source])
+            .observe(t0.elapsed().as_secs_f64());
+    }
+}
+
+/// The key a record is stored once under.
+fn key(r: &NewRecord) -> String {
+    format!("{:?}|{}|{}", r.kind, r.channel, r.record_id)
+}
+
+/// `rec` with `fingerprint` in its JSON body (bodies that are not a JSON
+/// object are their own fingerprint's content and are left as they are).
+fn with_fingerprint(mut rec: NewRecord, fingerprint: &[u8; 32]) -> NewRecord {
+    if let Ok(mut v) = serde_json::from_slice::<Value>(&rec.body) {
+        if v.is_object() {
+            v[FINGERPRINT_FIELD] = json!(hex::encode(fingerprint));
+            rec.body = v.to_string().into_bytes();
+        }
+    }
+    rec
+}
+
+/// The fingerprint a stored record was captured with: the one in its JSON
+/// body, else the SHA-256 of a body that is not a JSON object. `None` for a
+/// JSON body stored without one (before fingerprints were kept): such a
+/// record cannot be told apart from a redelivery, so it counts as the same.
+fn fingerprint_of(r: &Record) -> Option<[u8; 32]> {
+    match serde_json::from_slice::<Value>(&r.body) {
+        Ok(v) if v.is_object() => v
+            .get(FINGERPRINT_FIELD)?
+            .as_str()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok()),
+        _ => Some(Sha256::digest(&r.body).into()),
+    }
+}

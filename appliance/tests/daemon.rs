@@ -4,209 +4,19 @@
 //! metrics, and a graceful stop that keeps every acknowledged record. The
 //! conformance part replays the Cloud API fixtures in ../shared when present.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use stele_tests::daemon::{secret_file, sign, Daemon};
 use stele_tests::Scratch;
 
-const SECRET: &str = "app-secret-for-tests";
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_stele"))
+}
 
 fn stele(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stele"))
-        .args(args)
-        .output()
-        .expect("run stele")
-}
-
-fn sign(body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn secret_file(dir: &Path, name: &str, value: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, value).unwrap();
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    p
-}
-
-struct Daemon {
-    child: Child,
-    base: String,
-    ca: PathBuf,
-    store: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, consent: &str) -> Daemon {
-        Daemon::start_with(dir, consent, "")
-    }
-
-    fn start_with(dir: &Path, consent: &str, whatsapp_extra: &str) -> Daemon {
-        let store = dir.join("s");
-        let tls = dir.join("tls");
-        std::fs::create_dir_all(&tls).unwrap();
-        let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
-        let o = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-            ])
-            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let vt = secret_file(dir, "wa-verify-token", "vibecoding");
-        let sec = secret_file(dir, "wa-app-secret", SECRET);
-        let port = free_port();
-        let cfg = dir.join("cfg.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[store]\ndevices = [\"data\"]\nzone_size_mib = 4\nzones_per_device = 64\n\n[server]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n[capture]\nconsent = \"{consent}\"\n\n[capture.whatsapp]\nverify_token_file = \"{}\"\napp_secret_file = \"{}\"\n{whatsapp_extra}\n",
-                cert.display(),
-                key.display(),
-                vt.display(),
-                sec.display()
-            ),
-        )
-        .unwrap();
-        let o = stele(&[
-            "init",
-            store.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        Daemon::spawn(store, format!("https://127.0.0.1:{port}"), cert)
-    }
-
-    /// Run `stele serve` on an existing store and wait until it answers.
-    fn spawn(store: PathBuf, base: String, ca: PathBuf) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_stele"))
-            .args([
-                "serve",
-                "--config",
-                store.join("stele.toml").to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let d = Daemon {
-            child,
-            base,
-            ca,
-            store,
-        };
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(20) {
-            if d.curl(&["/healthz"]).0 == 200 {
-                return d;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the daemon did not come up");
-    }
-
-    /// (status, body) of a request.
-    fn curl(&self, args: &[&str]) -> (u16, String) {
-        let (path, rest) = args.split_first().unwrap();
-        let o = Command::new("curl")
-            .args(["-sS", "--tlsv1.3", "--cacert"])
-            .arg(&self.ca)
-            .args(["-w", "\n%{http_code}"])
-            .arg(format!("{}{}", self.base, path))
-            .args(rest)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout).to_string();
-        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-
-    fn post(&self, path: &str, body: &[u8], headers: &[String]) -> (u16, String) {
-        let f = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(f.path(), body).unwrap();
-        let data = format!("@{}", f.path().display());
-        let mut args: Vec<&str> = vec![path, "-X", "POST", "--data-binary", &data];
-        for h in headers {
-            args.push("-H");
-            args.push(h);
-        }
-        self.curl(&args)
-    }
-
-    fn deliver(&self, body: &[u8]) -> (u16, String) {
-        self.post(
-            "/webhooks/whatsapp",
-            body,
-            &[
-                "Content-Type: application/json".into(),
-                format!("X-Hub-Signature-256: {}", sign(body)),
-            ],
-        )
-    }
-
-    fn metric(&self, name: &str) -> f64 {
-        let (_, m) = self.curl(&["/metrics"]);
-        m.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    fn wait_metric(&self, name: &str, at_least: f64) -> f64 {
-        let t = Instant::now();
-        loop {
-            let v = self.metric(name);
-            if v >= at_least || t.elapsed() > Duration::from_secs(20) {
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stop(self) -> String {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let out = self.child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "the daemon stopped badly: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stderr).to_string()
-    }
+    stele_tests::daemon::stele(bin(), args)
 }
 
 fn delivery(id: &str, from: &str, text: &str) -> Vec<u8> {
@@ -219,7 +29,7 @@ fn delivery(id: &str, from: &str, text: &str) -> Vec<u8> {
 #[test]
 fn the_daemon_captures_over_tls_and_stops_without_losing_anything() {
     let dir = Scratch::new();
-    let d = Daemon::start(dir.path(), "flag");
+    let d = Daemon::start(bin(), dir.path(), "flag");
     let s = d.store.to_str().unwrap().to_string();
     assert_eq!(d.curl(&["/readyz"]).0, 200);
     // TLS 1.3 only: a client limited to TLS 1.2 is refused.
@@ -231,7 +41,7 @@ fn the_daemon_captures_over_tls_and_stops_without_losing_anything() {
         .unwrap();
     assert!(!old_tls.status.success(), "a TLS 1.2 handshake succeeded");
     // One instance per store.
-    let second = Command::new(env!("CARGO_BIN_EXE_stele"))
+    let second = Command::new(bin())
         .args([
             "serve",
             "--config",
@@ -362,7 +172,7 @@ fn the_daemon_captures_over_tls_and_stops_without_losing_anything() {
 #[test]
 fn consent_refuse_policy_refuses_capture() {
     let dir = Scratch::new();
-    let d = Daemon::start(dir.path(), "refuse");
+    let d = Daemon::start(bin(), dir.path(), "refuse");
     let nd = r#"{"id":"x1","channel":"sms","conversation":"c","custodian":"nobody","timestamp":1,"text":"hi"}"#;
     let (code, body) = d.post("/v1/messages", nd.as_bytes(), &[]);
     assert_eq!(code, 400, "{body}");
@@ -384,7 +194,7 @@ fn conformance_with_shared_cloud_api_fixtures() {
         return;
     }
     let dir = Scratch::new();
-    let d = Daemon::start(dir.path(), "off");
+    let d = Daemon::start(bin(), dir.path(), "off");
     let mut bodies: Vec<(String, Vec<u8>)> = Vec::new();
     for e in std::fs::read_dir(root.join("meta-docs")).unwrap() {
         let p = e.unwrap().path();
@@ -531,6 +341,7 @@ impl Graph {
     fn daemon(&self, dir: &std::path::Path, extra: &str) -> Daemon {
         let token = secret_file(dir, "graph-token", "graph-token");
         Daemon::start_with(
+            bin(),
             dir,
             "off",
             &format!(
@@ -621,7 +432,7 @@ fn media_is_fetched_retried_and_survives_a_restart() {
         "the queue is on disk"
     );
     let before = graph.hits("/MID-BAD");
-    let d = Daemon::spawn(store, base, ca);
+    let d = Daemon::spawn(bin(), store, base, ca);
     let t = Instant::now();
     while graph.hits("/MID-BAD") == before && t.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(100));

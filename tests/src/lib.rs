@@ -1,5 +1,7 @@
-//! Helpers shared by the integration tests: stores on simulated and real devices.
+//! Helpers shared by the integration tests: stores on simulated and real
+//! devices, and a `stele serve` process ([`daemon`]).
 
+pub mod daemon;
 pub mod softhsm;
 
 use std::path::Path;

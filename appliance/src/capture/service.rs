@@ -433,3 +433,83 @@ fn fingerprint_of(r: &Record) -> Option<[u8; 32]> {
         _ => Some(Sha256::digest(&r.body).into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stele_engine::device::FaultConfig;
+    use stele_tests::{as_devices, fault_device, keys, small_options};
+
+    const ZONE: u64 = 64 << 10;
+
+    fn item(id: &str, text: &str) -> Item {
+        let body = json!({"text": text}).to_string();
+        let r = NewRecord::message(id, "c", 1, body.clone()).with_channel("sms", "text");
+        Item::new(r, body.as_bytes())
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_a_retry_takes_for_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = fault_device("capture-flush", FaultConfig::new(1), ZONE, 16);
+        let opts = small_options(&dir.path().join("index.redb"));
+        let store = Arc::new(Store::create(as_devices(&dev), keys(), opts.clone()).unwrap());
+        let c = Capture::new(store.clone(), ConsentPolicy::Off, None).unwrap();
+        let first = c.store("api", vec![item("R", "r")]).unwrap();
+        assert!(matches!(first[0], Outcome::Stored { .. }), "{first:?}");
+        let mut cfg = FaultConfig::new(2);
+        cfg.fail_flush_at = Some(1);
+        dev.set_config(cfg);
+        let long = "x".repeat(2000);
+        let mut bad = item("S", "s");
+        bad.record.custodian = long;
+        let o = c
+            .store("api", vec![item("T", "t"), bad, item("U", "u")])
+            .unwrap();
+        assert!(matches!(o[0], Outcome::Failed { .. }), "{o:?}");
+        assert!(matches!(o[1], Outcome::Invalid { .. }), "{o:?}");
+        assert!(matches!(o[2], Outcome::Failed { .. }), "{o:?}");
+        assert_eq!(c.claims.held(), 0, "a failed batch holds no key");
+        drop(c);
+        let _ = Arc::into_inner(store).unwrap().close();
+        dev.set_config(FaultConfig::new(3));
+        let store = Arc::new(Store::open(as_devices(&dev), keys(), opts).unwrap());
+        let c = Capture::new(store.clone(), ConsentPolicy::Off, None).unwrap();
+        let o = c
+            .store("api", vec![item("R", "r"), item("T", "t"), item("U", "u")])
+            .unwrap();
+        assert!(matches!(o[0], Outcome::Duplicate { .. }), "{o:?}");
+        assert!(matches!(o[1], Outcome::Stored { .. }), "{o:?}");
+        assert!(matches!(o[2], Outcome::Stored { .. }), "{o:?}");
+        drop(c);
+        Arc::into_inner(store).unwrap().close().unwrap();
+    }
+
+    #[test]
+    fn repeats_within_a_batch_are_decided_against_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = fault_device("capture-repeat", FaultConfig::new(4), ZONE, 16);
+        let opts = small_options(&dir.path().join("index.redb"));
+        let store = Arc::new(Store::create(as_devices(&dev), keys(), opts).unwrap());
+        let c = Capture::new(store.clone(), ConsentPolicy::Refuse, None).unwrap();
+        let mut unconsented = item("N", "n");
+        unconsented.record.custodian = "nobody".into();
+        let o = c
+            .store(
+                "api",
+                vec![item("A", "1"), item("A", "1"), item("A", "2"), unconsented],
+            )
+            .unwrap();
+        let Outcome::Stored { seq } = o[0] else {
+            panic!("{o:?}")
+        };
+        assert_eq!(o[1], Outcome::Duplicate { seq });
+        assert!(
+            matches!(o[2], Outcome::Conflict { stored_seq, .. } if stored_seq == seq),
+            "{o:?}"
+        );
+        assert!(matches!(o[3], Outcome::Refused { .. }), "{o:?}");
+        drop(c);
+        Arc::into_inner(store).unwrap().close().unwrap();
+    }
+}

@@ -116,6 +116,17 @@ impl Config {
         validate::validate(self, path, None)
     }
 
+    /// Check what `stele serve` needs beyond a valid file (see
+    /// [`validate::serving`]); `text` is the file's text, for line numbers.
+    pub fn check_serving(
+        &self,
+        path: &Path,
+        text: Option<&str>,
+        exists: &dyn Fn(&Path) -> bool,
+    ) -> Result<(), ConfigError> {
+        validate::serving(self, path, text, exists)
+    }
+
     /// The retention policy this configuration defines.
     pub fn retention_policy(&self) -> RetentionPolicy {
         RetentionPolicy::from_config(&self.retention).expect("validated configurations resolve")

@@ -293,6 +293,9 @@ pub enum Role {
     Operator,
     /// Read the audit trail and records.
     Auditor,
+    /// Submit records to the daemon's ingest endpoints (`POST /v1/messages`,
+    /// `POST /v1/consent`) with `Authorization: Bearer <token>`.
+    Ingest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,8 +321,27 @@ pub struct ServerSection {
     pub tls_cert: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<String>,
+    /// CA certificate (PEM) that signs client certificates. With it, every
+    /// TLS client must present a certificate it signed (mutual TLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<String>,
     /// Plain HTTP, allowed only on a loopback address.
     pub allow_plain_http: bool,
+    /// Connections open at once, from all sources; one more is closed at once.
+    pub max_connections: u32,
+    /// Connections open at once from one source IP address.
+    pub max_connections_per_source: u32,
+    /// Seconds a client has to complete the TLS handshake.
+    pub handshake_timeout_s: u32,
+    /// Seconds a client has to send a request's headers, counted from when
+    /// the connection is ready for the request (so an HTTP/1.1 keep-alive
+    /// connection waiting for its next request is closed after this too).
+    pub header_timeout_s: u32,
+    /// Seconds a client has to send a request's whole body.
+    pub body_timeout_s: u32,
+    /// Seconds a connection may stay open with no request in progress and
+    /// no byte sent or received.
+    pub idle_timeout_s: u32,
 }
 
 impl Default for ServerSection {
@@ -328,7 +350,14 @@ impl Default for ServerSection {
             listen: "127.0.0.1:8443".into(),
             tls_cert: None,
             tls_key: None,
+            client_ca: None,
             allow_plain_http: false,
+            max_connections: 1024,
+            max_connections_per_source: 64,
+            handshake_timeout_s: 10,
+            header_timeout_s: 10,
+            body_timeout_s: 60,
+            idle_timeout_s: 60,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::preset;
-use crate::schema::{Config, KeyProviderKind};
+use crate::schema::{Config, KeyProviderKind, ServerSection};
 use crate::{line_col, ConfigError};
 
 /// One step of a path to a value: a table key or an array index.
@@ -307,29 +307,7 @@ pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), Con
         }
     }
 
-    // Server.
-    let sv = &cfg.server;
-    let addr: SocketAddr = sv.listen.parse().map_err(|_| {
-        c.fail(
-            &[Key("server"), Key("listen")],
-            format!("{:?} is not an address:port", sv.listen),
-            "e.g. \"0.0.0.0:8443\"",
-        )
-    })?;
-    if sv.tls_cert.is_some() != sv.tls_key.is_some() {
-        return Err(c.fail(
-            &[Key("server")],
-            "tls_cert and tls_key go together".into(),
-            "give both, or neither with allow_plain_http on loopback",
-        ));
-    }
-    if sv.allow_plain_http && !addr.ip().is_loopback() {
-        return Err(c.fail(
-            &[Key("server"), Key("allow_plain_http")],
-            format!("plain HTTP on {addr}, which is not loopback"),
-            "plain HTTP is allowed only on 127.0.0.1 or ::1; configure TLS",
-        ));
-    }
+    server(&c, cfg)?;
 
     // Scrub and SMART.
     let sc = &cfg.scrub;
@@ -395,6 +373,165 @@ pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), Con
     Ok(())
 }
 
+/// The `[server]` section and the request size limit.
+fn server(c: &Checker<'_>, cfg: &Config) -> Result<(), ConfigError> {
+    let sv = &cfg.server;
+    let addr: SocketAddr = sv.listen.parse().map_err(|_| {
+        c.fail(
+            &[Key("server"), Key("listen")],
+            format!("{:?} is not an address:port", sv.listen),
+            "e.g. \"0.0.0.0:8443\"",
+        )
+    })?;
+    if sv.tls_cert.is_some() != sv.tls_key.is_some() {
+        return Err(c.fail(
+            &[Key("server")],
+            "tls_cert and tls_key go together".into(),
+            "give both, or neither with allow_plain_http on loopback",
+        ));
+    }
+    if sv.allow_plain_http && !addr.ip().is_loopback() {
+        return Err(c.fail(
+            &[Key("server"), Key("allow_plain_http")],
+            format!("plain HTTP on {addr}, which is not loopback"),
+            "plain HTTP is allowed only on 127.0.0.1 or ::1; configure TLS",
+        ));
+    }
+    if sv.client_ca.is_some() && sv.tls_cert.is_none() {
+        return Err(c.fail(
+            &[Key("server"), Key("client_ca")],
+            "client certificates need TLS, and no tls_cert is given".into(),
+            "give tls_cert and tls_key, or remove client_ca",
+        ));
+    }
+    let kib = cfg.capture.max_body_kib;
+    if !(1..=MAX_BODY_KIB).contains(&kib) {
+        return Err(c.fail(
+            &[Key("capture"), Key("max_body_kib")],
+            format!("{kib} KiB"),
+            "1 KiB to 1 GiB (1048576); 4096 suits webhooks and NDJSON batches",
+        ));
+    }
+    server_limits(c, sv)
+}
+
+/// Largest `capture.max_body_kib`: 1 GiB.
+pub const MAX_BODY_KIB: u32 = 1 << 20;
+
+/// Connection limits and timeouts: each bounded below and above.
+fn server_limits(c: &Checker<'_>, sv: &ServerSection) -> Result<(), ConfigError> {
+    let bounds: [(&str, u32, u32, u32, &str); 6] = [
+        (
+            "max_connections",
+            sv.max_connections,
+            1,
+            100_000,
+            "1 to 100000; 1024 is usual",
+        ),
+        (
+            "max_connections_per_source",
+            sv.max_connections_per_source,
+            1,
+            sv.max_connections.max(1),
+            "1 to max_connections; 64 is usual",
+        ),
+        (
+            "handshake_timeout_s",
+            sv.handshake_timeout_s,
+            1,
+            300,
+            "1 to 300 seconds; 10 is usual",
+        ),
+        (
+            "header_timeout_s",
+            sv.header_timeout_s,
+            1,
+            300,
+            "1 to 300 seconds; 10 is usual",
+        ),
+        (
+            "body_timeout_s",
+            sv.body_timeout_s,
+            1,
+            3600,
+            "1 to 3600 seconds; 60 is usual",
+        ),
+        (
+            "idle_timeout_s",
+            sv.idle_timeout_s,
+            1,
+            3600,
+            "1 to 3600 seconds; 60 is usual",
+        ),
+    ];
+    for (key, value, min, max, hint) in bounds {
+        if !(min..=max).contains(&value) {
+            return Err(c.fail(&[Key("server"), Key(key)], value.to_string(), hint));
+        }
+    }
+    Ok(())
+}
+
+/// What `stele serve` needs beyond a valid configuration: TLS, unless plain
+/// HTTP is allowed on loopback, and every file the daemon reads at start
+/// (TLS certificate, key and client CA; the WhatsApp secrets) present.
+/// Relative paths are resolved against the directory of `path`; `exists`
+/// answers whether a file is there, so this module does no I/O itself.
+pub fn serving(
+    cfg: &Config,
+    path: &Path,
+    text: Option<&str>,
+    exists: &dyn Fn(&Path) -> bool,
+) -> Result<(), ConfigError> {
+    let c = Checker { path, text };
+    let sv = &cfg.server;
+    let plain_ok = sv.allow_plain_http
+        && sv
+            .listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+    if sv.tls_cert.is_none() && !plain_ok {
+        return Err(c.fail(
+            &[Key("server")],
+            "no tls_cert and tls_key, and plain HTTP is not allowed".into(),
+            "give tls_cert and tls_key, or allow_plain_http = true on a loopback listen address",
+        ));
+    }
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut files: Vec<(Vec<Seg<'_>>, &str)> = Vec::new();
+    for (key, v) in [
+        ("tls_cert", &sv.tls_cert),
+        ("tls_key", &sv.tls_key),
+        ("client_ca", &sv.client_ca),
+    ] {
+        if let Some(f) = v {
+            files.push((vec![Key("server"), Key(key)], f));
+        }
+    }
+    if let Some(w) = &cfg.capture.whatsapp {
+        let at = |k| vec![Key("capture"), Key("whatsapp"), Key(k)];
+        files.push((at("verify_token_file"), &w.verify_token_file));
+        files.push((at("app_secret_file"), &w.app_secret_file));
+        if let Some(t) = &w.access_token_file {
+            files.push((at("access_token_file"), t));
+        }
+    }
+    for (at, f) in files {
+        let full = base.join(f);
+        if !exists(&full) {
+            return Err(c.fail(
+                &at,
+                format!("{} does not exist", full.display()),
+                "relative paths are taken from the directory of this file",
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{Config, ConfigError};
@@ -448,10 +585,74 @@ mod tests {
             (&format!("{STORE}[[retention.rules]]\nclass = \"sec-17a-4\"\n"), "retention.rules[0]"),
             (&format!("{STORE}[[access.principals]]\nname = \"a\"\nroles = [\"legal-hold\"]\ntoken_sha256 = \"xyz\"\n"), "access.principals[0].token_sha256"),
             (&format!("{STORE}[capture.whatsapp]\nverify_token_file = \"v\"\napp_secret_file = \"s\"\nmedia_workers = 0\n"), "capture.whatsapp.media_workers"),
+            (&format!("{STORE}[server]\nlisten = \"localhost\"\n"), "server.listen"),
+            (&format!("{STORE}[server]\nclient_ca = \"ca.pem\"\n"), "server.client_ca"),
+            (&format!("{STORE}[capture]\nmax_body_kib = 0\n"), "capture.max_body_kib"),
+            (&format!("{STORE}[capture]\nmax_body_kib = 2000000\n"), "capture.max_body_kib"),
+            (&format!("{STORE}[server]\nmax_connections = 0\n"), "server.max_connections"),
+            (&format!("{STORE}[server]\nmax_connections = 1000000\n"), "server.max_connections"),
+            (&format!("{STORE}[server]\nmax_connections = 10\nmax_connections_per_source = 11\n"), "server.max_connections_per_source"),
+            (&format!("{STORE}[server]\nhandshake_timeout_s = 0\n"), "server.handshake_timeout_s"),
+            (&format!("{STORE}[server]\nheader_timeout_s = 301\n"), "server.header_timeout_s"),
+            (&format!("{STORE}[server]\nbody_timeout_s = 0\n"), "server.body_timeout_s"),
+            (&format!("{STORE}[server]\nidle_timeout_s = 86400\n"), "server.idle_timeout_s"),
         ] {
             let (line, _, f, msg) = err(extra);
             assert_eq!(f, field, "{msg}");
             assert!(line > 0, "{field}: {msg}");
+        }
+    }
+
+    fn serving(text: &str, present: &[&str]) -> Result<(), ConfigError> {
+        let path = Path::new("/etc/stele/stele.toml");
+        let cfg = Config::parse(path, text).expect("a valid file");
+        cfg.check_serving(path, Some(text), &|p| {
+            present.iter().any(|f| p == Path::new(f))
+        })
+    }
+
+    #[test]
+    fn serving_needs_tls_or_loopback_plain_http_and_its_files() {
+        let tls = format!("{STORE}[server]\nlisten = \"0.0.0.0:8443\"\ntls_cert = \"tls/c.pem\"\ntls_key = \"/k.pem\"\nclient_ca = \"ca.pem\"\n");
+        let all = ["/etc/stele/tls/c.pem", "/k.pem", "/etc/stele/ca.pem"];
+        serving(&tls, &all).expect("every file is there");
+        for (i, field) in ["server.tls_cert", "server.tls_key", "server.client_ca"]
+            .iter()
+            .enumerate()
+        {
+            let mut some = all.to_vec();
+            let gone = some.remove(i);
+            match serving(&tls, &some) {
+                Err(ConfigError::Invalid {
+                    field: f,
+                    message,
+                    line,
+                    ..
+                }) => {
+                    assert_eq!(&f, field);
+                    assert!(message.contains(gone), "{message}");
+                    assert_eq!(line, 7 + i, "{message}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        match serving(STORE, &[]) {
+            Err(ConfigError::Invalid { field, hint, .. }) => {
+                assert_eq!(field, "server");
+                assert!(hint.contains("allow_plain_http"), "{hint}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let plain = format!("{STORE}[server]\nallow_plain_http = true\n");
+        serving(&plain, &[]).expect("plain HTTP on loopback");
+        let wa = format!(
+            "{plain}[capture.whatsapp]\nverify_token_file = \"v\"\napp_secret_file = \"/s\"\n"
+        );
+        match serving(&wa, &["/s"]) {
+            Err(ConfigError::Invalid { field, .. }) => {
+                assert_eq!(field, "capture.whatsapp.verify_token_file")
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -19,7 +19,7 @@ fn sha256_hex(s: &str) -> String {
 fn start(dir: &Path) -> Daemon {
     let setup = Setup {
         extra: format!(
-            "[[access.principals]]\nname = \"gateway\"\nroles = [\"operator\"]\ntoken_sha256 = \"{}\"\n",
+            "[[access.principals]]\nname = \"gateway\"\nroles = [\"ingest\"]\ntoken_sha256 = \"{}\"\n",
             sha256_hex(INGEST_TOKEN)
         ),
         ..Setup::default()

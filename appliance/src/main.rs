@@ -3,6 +3,7 @@
 mod access;
 mod capture;
 mod demo;
+mod listener;
 mod metrics;
 mod serve;
 mod store_dir;
@@ -323,8 +324,15 @@ enum ProofCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate a configuration file; errors name the line and column.
-    Check { file: PathBuf },
+    /// Validate a configuration file, and that `stele serve` could run with
+    /// it (TLS or plain HTTP on loopback; the files it reads exist, relative
+    /// to the file's directory); errors name the line and column.
+    Check {
+        file: PathBuf,
+        /// Skip the daemon's checks, for a store that is not served.
+        #[arg(long)]
+        no_serve: bool,
+    },
     /// Print a configuration with every default and resolved retention period.
     Show {
         /// A configuration file, or a store directory.
@@ -842,8 +850,12 @@ fn run(cli: Cli) -> Result<()> {
             }
         },
         Command::Config { command } => match command {
-            ConfigCommand::Check { file } => {
-                let c = Config::load(&file)?;
+            ConfigCommand::Check { file, no_serve } => {
+                let c = if no_serve {
+                    Config::load(&file)?
+                } else {
+                    listener::check_serving(&file)?
+                };
                 println!(
                     "{}: valid ({} devices, key provider {:?}, {} retention classes, {} rules, {} principals)",
                     file.display(),

@@ -23,10 +23,11 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 use stele_engine::{FrameKind, NewRecord, Store};
 
+use crate::access::IngestAuth;
 use crate::capture::{whatsapp, Capture, Item, Outcome};
 use crate::store_dir::StoreDir;
 
@@ -61,7 +62,14 @@ fn lock(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     })
 }
 
-fn tls_config(sd: &StoreDir, cert: &str, key: &str) -> Result<rustls::ServerConfig> {
+/// TLS 1.3 with the certificate and key; with `client_ca`, clients must
+/// present a certificate that CA signed (mutual TLS).
+fn tls_config(
+    sd: &StoreDir,
+    cert: &str,
+    key: &str,
+    client_ca: Option<&str>,
+) -> Result<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (cp, kp) = (sd.resolve(cert), sd.resolve(key));
@@ -75,10 +83,17 @@ fn tls_config(sd: &StoreDir, cert: &str, key: &str) -> Result<rustls::ServerConf
     let key =
         PrivateKeyDer::from_pem_file(&kp).with_context(|| format!("TLS key {}", kp.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3")?
-        .with_no_client_auth()
+        .context("TLS 1.3")?;
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(crate::listener::client_verifier(
+            &sd.resolve(ca),
+            provider,
+        )?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder
         .with_single_cert(certs, key)
         .context("the TLS certificate and key do not match")?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -103,11 +118,12 @@ pub fn run(config: &Path) -> Result<()> {
         );
     }
     let _lock = lock(&root)?;
+    crate::listener::check_serving(config)?;
     let sd = StoreDir::load(&root)?;
     let server = sd.config.server.clone();
     let addr: SocketAddr = server.listen.parse().context("server.listen")?;
     let tls = match (&server.tls_cert, &server.tls_key) {
-        (Some(c), Some(k)) => Some(tls_config(&sd, c, k)?),
+        (Some(c), Some(k)) => Some(tls_config(&sd, c, k, server.client_ca.as_deref())?),
         _ if server.allow_plain_http && addr.ip().is_loopback() => None,
         _ => bail!("server: TLS needs tls_cert and tls_key (plain HTTP is allowed only with allow_plain_http on a loopback address)"),
     };
@@ -141,6 +157,12 @@ pub fn run(config: &Path) -> Result<()> {
     let media_queue = Arc::new(crate::capture::media::Queue::open(&root)?);
     let (media_wake, wake_rx) = crossbeam_channel::bounded(1);
     let capture_metrics = crate::capture::metrics::CaptureMetrics::new()?;
+    let listener_metrics = crate::listener::ListenerMetrics::new(&capture_metrics.registry)?;
+    let ingest_auth = Arc::new(crate::access::IngestAuth::new(
+        &sd.config,
+        store.clone(),
+        &capture_metrics.registry,
+    )?);
     let media_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let fetcher = match sd.config.capture.whatsapp.as_ref().map(|w| {
         (
@@ -192,6 +214,7 @@ pub fn run(config: &Path) -> Result<()> {
         .route("/v1/messages", post(ingest))
         .route("/v1/consent", post(consent_post))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::Extension(ingest_auth))
         .with_state(state);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -210,21 +233,7 @@ pub fn run(config: &Path) -> Result<()> {
             root.display(),
             if tls.is_some() { "https" } else { "http" }
         );
-        match tls {
-            Some(cfg) => {
-                let cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
-                axum_server::bind_rustls(addr, cfg)
-                    .handle(handle)
-                    .serve(app.into_make_service())
-                    .await
-            }
-            None => {
-                axum_server::bind(addr)
-                    .handle(handle)
-                    .serve(app.into_make_service())
-                    .await
-            }
-        }
+        crate::listener::serve(addr, tls, &server, listener_metrics, handle, app).await
     })
     .context("serving")?;
     drop(rt);
@@ -517,7 +526,16 @@ fn batch_response(outcomes: &[Outcome]) -> Response {
     }
 }
 
-async fn ingest(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn ingest(
+    State(st): State<Arc<AppState>>,
+    Extension(auth): Extension<Arc<IngestAuth>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _who = match auth.check("api", &headers, &body).await {
+        Ok(p) => p,
+        Err(refused) => return refused,
+    };
     st.capture
         .metrics()
         .bytes
@@ -607,7 +625,20 @@ struct Consent {
     document_sha256: String,
 }
 
-async fn consent_post(State(st): State<Arc<AppState>>, Json(c): Json<Consent>) -> Response {
+async fn consent_post(
+    State(st): State<Arc<AppState>>,
+    Extension(auth): Extension<Arc<IngestAuth>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _who = match auth.check("consent", &headers, &body).await {
+        Ok(p) => p,
+        Err(refused) => return refused,
+    };
+    let c: Consent = match crate::access::read_json(&headers, body).await {
+        Ok(c) => c,
+        Err(rejected) => return rejected,
+    };
     if c.custodian.trim().is_empty()
         || c.document_sha256.len() != 64
         || !c.document_sha256.bytes().all(|b| b.is_ascii_hexdigit())

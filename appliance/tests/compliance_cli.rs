@@ -92,7 +92,8 @@ token_sha256 = "{}"
 fn config_check_show_and_presets() {
     let dir = Scratch::new();
     let good = write_config(dir.path(), "");
-    let out = ok(&["config", "check", good.to_str().unwrap()]);
+    // The store is not served: the daemon's checks (TLS, its files) are skipped.
+    let out = ok(&["config", "check", "--no-serve", good.to_str().unwrap()]);
     assert!(
         out.contains("valid") && out.contains("2 principals"),
         "{out}"
@@ -141,7 +142,14 @@ fn config_check_show_and_presets() {
         let text = ok(&["config", "example", name]);
         let f = dir.path().join(format!("{name}.toml"));
         std::fs::write(&f, text).unwrap();
-        ok(&["config", "check", f.to_str().unwrap()]);
+        ok(&["config", "check", "--no-serve", f.to_str().unwrap()]);
+        // Served as shipped: the embedded default has no TLS, the examples
+        // name certificates this machine does not have.
+        let err = fails(&["config", "check", f.to_str().unwrap()], &[]);
+        assert!(
+            err.contains("tls_cert") || err.contains("does not exist"),
+            "{name}: {err}"
+        );
     }
 }
 

@@ -15,6 +15,25 @@ use sha2::Sha256;
 pub const SECRET: &str = "app-secret-for-tests";
 /// The WhatsApp verify token of the test daemons.
 pub const VERIFY_TOKEN: &str = "vibecoding";
+/// The bearer token of [`INGEST_PRINCIPAL`], which holds the `ingest` role.
+pub const INGEST_TOKEN: &str = "ingest-token-for-tests";
+/// The principal the test daemons' ingest requests are made as.
+pub const INGEST_PRINCIPAL: &str = "capture-gateway";
+
+/// SHA-256 (hex) of `token`, as `[[access.principals]]` stores it.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(<Sha256 as sha2::Digest>::digest(token.as_bytes()))
+}
+
+/// An `[[access.principals]]` entry.
+pub fn principal(name: &str, roles: &[&str], token: &str) -> String {
+    let roles: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+    format!(
+        "[[access.principals]]\nname = \"{name}\"\nroles = [{}]\ntoken_sha256 = \"{}\"\n\n",
+        roles.join(", "),
+        token_sha256(token)
+    )
+}
 
 /// Run the `stele` binary at `bin` with `args`.
 pub fn stele(bin: &Path, args: &[&str]) -> Output {
@@ -77,6 +96,9 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
         "/CN=localhost",
         "-addext",
         "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        // An end-entity certificate, which TLS clients other than curl insist on.
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
         "-keyout",
         key.to_str().unwrap(),
         "-out",
@@ -94,8 +116,14 @@ pub struct Setup {
     pub whatsapp_extra: String,
     /// Lines added to `[server]`.
     pub server_extra: String,
+    /// `[[access.principals]]` entries (by default [`INGEST_PRINCIPAL`]).
+    pub principals: String,
     /// Whole sections added at the end of the file.
     pub extra: String,
+    /// Arguments every curl call gets (e.g. a client certificate).
+    pub curl_args: Vec<String>,
+    /// TLS (the default), or plain HTTP on loopback.
+    pub tls: bool,
 }
 
 impl Default for Setup {
@@ -104,7 +132,10 @@ impl Default for Setup {
             consent: "off".into(),
             whatsapp_extra: String::new(),
             server_extra: String::new(),
+            principals: principal(INGEST_PRINCIPAL, &["ingest"], INGEST_TOKEN),
             extra: String::new(),
+            curl_args: Vec::new(),
+            tls: true,
         }
     }
 }
@@ -118,12 +149,14 @@ pub struct Daemon {
     log_reader: Option<std::thread::JoinHandle<()>>,
     /// The `stele` binary.
     pub bin: PathBuf,
-    /// `https://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` (`http://` without TLS).
     pub base: String,
     /// The CA file curl trusts (the server's self-signed certificate).
     pub ca: PathBuf,
     /// The store directory.
     pub store: PathBuf,
+    /// Arguments every curl call gets.
+    pub curl_args: Vec<String>,
 }
 
 impl Daemon {
@@ -147,15 +180,23 @@ impl Daemon {
         let (cert, key) = self_signed(&dir.join("tls"));
         let vt = secret_file(dir, "wa-verify-token", VERIFY_TOKEN);
         let sec = secret_file(dir, "wa-app-secret", SECRET);
+        let transport = if setup.tls {
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"",
+                cert.display(),
+                key.display()
+            )
+        } else {
+            "allow_plain_http = true".to_string()
+        };
         format!(
-            "[store]\ndevices = [\"data\"]\nzone_size_mib = 4\nzones_per_device = 64\n\n[server]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{}\n\n[capture]\nconsent = \"{}\"\n\n[capture.whatsapp]\nverify_token_file = \"{}\"\napp_secret_file = \"{}\"\n{}\n\n{}\n",
-            cert.display(),
-            key.display(),
+            "[store]\ndevices = [\"data\"]\nzone_size_mib = 4\nzones_per_device = 64\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n{transport}\n{}\n\n[capture]\nconsent = \"{}\"\n\n[capture.whatsapp]\nverify_token_file = \"{}\"\napp_secret_file = \"{}\"\n{}\n\n{}{}\n",
             setup.server_extra,
             setup.consent,
             vt.display(),
             sec.display(),
             setup.whatsapp_extra,
+            setup.principals,
             setup.extra,
         )
     }
@@ -177,11 +218,24 @@ impl Daemon {
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let ca = dir.join("tls").join("cert.pem");
-        Daemon::spawn(bin, store, format!("https://127.0.0.1:{port}"), ca)
+        let scheme = if setup.tls { "https" } else { "http" };
+        let base = format!("{scheme}://127.0.0.1:{port}");
+        Daemon::spawn_with(bin, store, base, ca, setup.curl_args.clone())
     }
 
     /// Run `stele serve` on an existing store and wait until it answers.
     pub fn spawn(bin: &Path, store: PathBuf, base: String, ca: PathBuf) -> Daemon {
+        Daemon::spawn_with(bin, store, base, ca, Vec::new())
+    }
+
+    /// [`Daemon::spawn`], with arguments for every curl call.
+    pub fn spawn_with(
+        bin: &Path,
+        store: PathBuf,
+        base: String,
+        ca: PathBuf,
+        curl_args: Vec<String>,
+    ) -> Daemon {
         let mut child = Command::new(bin)
             .args([
                 "serve",
@@ -215,6 +269,7 @@ impl Daemon {
             base,
             ca,
             store,
+            curl_args,
         };
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(20) {
@@ -224,6 +279,12 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("the daemon did not come up");
+    }
+
+    /// The address the daemon listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let (_, hostport) = self.base.split_once("://").unwrap();
+        hostport.parse().unwrap()
     }
 
     /// Run the `stele` binary with `args`.
@@ -238,6 +299,7 @@ impl Daemon {
             .args(["-sS", "--tlsv1.3", "--cacert"])
             .arg(&self.ca)
             .args(["-w", "\n%{http_code}"])
+            .args(&self.curl_args)
             .arg(format!("{}{}", self.base, path))
             .args(rest)
             .output()
@@ -247,8 +309,21 @@ impl Daemon {
         (code.trim().parse().unwrap_or(0), body.to_string())
     }
 
-    /// POST `body` to `path` with `headers` (`Name: value`).
+    /// POST `body` to `path` with `headers` (`Name: value`), authenticated
+    /// as [`INGEST_PRINCIPAL`] unless `headers` hold an `Authorization`.
     pub fn post(&self, path: &str, body: &[u8], headers: &[String]) -> (u16, String) {
+        let mut headers = headers.to_vec();
+        if !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("authorization:"))
+        {
+            headers.push(format!("Authorization: Bearer {INGEST_TOKEN}"));
+        }
+        self.post_raw(path, &headers, body)
+    }
+
+    /// POST `body` to `path` with exactly `headers`.
+    pub fn post_raw(&self, path: &str, headers: &[String], body: &[u8]) -> (u16, String) {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), body).unwrap();
         let data = format!("@{}", f.path().display());

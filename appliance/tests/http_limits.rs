@@ -102,23 +102,13 @@ fn ingest_needs_a_token_of_a_principal_with_the_ingest_role() {
         assert_eq!(code, 403, "{path} without the ingest role: {out}");
         assert!(out.contains("does not hold the ingest role"), "{out}");
     }
-    // Counted by endpoint and reason.
-    for source in ["api", "consent"] {
-        for reason in ["no_token", "unknown_token", "no_ingest_role"] {
-            let labels = [
-                format!("source=\"{source}\""),
-                format!("reason=\"{reason}\""),
-            ];
-            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-            assert_eq!(
-                series(&d, "stele_ingest_refused_total", &labels),
-                1.0,
-                "{source} {reason}"
-            );
-        }
-    }
+    assert_refusals_counted(&d);
     // The right token stores.
-    let (code, out) = d.post("/v1/messages", line("accepted-1", "stored").as_bytes(), &[]);
+    let (code, out) = d.post(
+        "/v1/messages",
+        line("accepted-1", "accepted over bearer").as_bytes(),
+        &[],
+    );
     assert_eq!(code, 200, "{out}");
     assert!(out.contains("\"stored\":1"), "{out}");
     let (code, out) = d.post("/v1/consent", consent().as_bytes(), &[json.into()]);
@@ -130,8 +120,31 @@ fn ingest_needs_a_token_of_a_principal_with_the_ingest_role() {
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     assert!(!get("sms:refused-1").contains("never stored"));
-    assert!(get("sms:accepted-1").contains("stored"));
-    let o = stele_tests::daemon::stele(bin(), &["audit", "--store", &store]);
+    assert!(get("sms:accepted-1").contains("accepted over bearer"));
+    assert_refusals_audited(&store);
+}
+
+/// Each endpoint counted one refusal of each kind.
+fn assert_refusals_counted(d: &Daemon) {
+    for source in ["api", "consent"] {
+        for reason in ["no_token", "unknown_token", "no_ingest_role"] {
+            let labels = [
+                format!("source=\"{source}\""),
+                format!("reason=\"{reason}\""),
+            ];
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            assert_eq!(
+                series(d, "stele_ingest_refused_total", &labels),
+                1.0,
+                "{source} {reason}"
+            );
+        }
+    }
+}
+
+/// The six refusals are in the audit trail, with who and why.
+fn assert_refusals_audited(store: &str) {
+    let o = stele_tests::daemon::stele(bin(), &["audit", "--store", store]);
     let audit = String::from_utf8_lossy(&o.stdout);
     let refused: Vec<&str> = audit
         .lines()
@@ -471,10 +484,85 @@ fn check(file: &Path, extra: &[&str]) -> (bool, String) {
 
 const STORE: &str = "[store]\ndevices = [\"data\"]\nzone_size_mib = 4\nzones_per_device = 4\n\n";
 
+/// (file text, field at fault, words of the message) of each refusal; `tls`
+/// is a `[server]` section whose files exist.
+fn refusals(tls: &str) -> Vec<(String, &'static str, &'static str)> {
+    let server = |t: &str| format!("[server]\n{t}\n");
+    let limit = |t: &str| format!("{tls}{t}\n");
+    vec![
+        (String::new(), "server", "allow_plain_http"),
+        (
+            server("allow_plain_http = true\nlisten = \"0.0.0.0:80\""),
+            "server.allow_plain_http",
+            "loopback",
+        ),
+        (
+            server("listen = \"my-host\"\nallow_plain_http = true"),
+            "server.listen",
+            "address:port",
+        ),
+        (
+            server("tls_cert = \"tls/missing.pem\"\ntls_key = \"tls/key.pem\""),
+            "server.tls_cert",
+            "missing.pem does not exist",
+        ),
+        (
+            server("tls_cert = \"tls/cert.pem\"\ntls_key = \"nokey.pem\""),
+            "server.tls_key",
+            "nokey.pem does not exist",
+        ),
+        (
+            limit("client_ca = \"ca.pem\""),
+            "server.client_ca",
+            "ca.pem does not exist",
+        ),
+        (
+            limit("[capture]\nmax_body_kib = 0"),
+            "capture.max_body_kib",
+            "1 GiB",
+        ),
+        (
+            limit("[capture]\nmax_body_kib = 4194304"),
+            "capture.max_body_kib",
+            "1 GiB",
+        ),
+        (
+            limit("max_connections = 0"),
+            "server.max_connections",
+            "1 to 100000",
+        ),
+        (
+            limit("max_connections_per_source = 5000"),
+            "server.max_connections_per_source",
+            "1 to max_connections",
+        ),
+        (
+            limit("handshake_timeout_s = 0"),
+            "server.handshake_timeout_s",
+            "1 to 300",
+        ),
+        (
+            limit("header_timeout_s = 100000"),
+            "server.header_timeout_s",
+            "1 to 300",
+        ),
+        (
+            limit("body_timeout_s = 0"),
+            "server.body_timeout_s",
+            "1 to 3600",
+        ),
+        (
+            limit("idle_timeout_s = 100000"),
+            "server.idle_timeout_s",
+            "1 to 3600",
+        ),
+    ]
+}
+
 #[test]
 fn config_check_refuses_what_serve_would_refuse() {
     let dir = Scratch::new();
-    let (cert, key) = stele_tests::daemon::self_signed(&dir.path().join("tls"));
+    let (_, key) = stele_tests::daemon::self_signed(&dir.path().join("tls"));
     let tls = format!(
         "[server]\nlisten = \"0.0.0.0:8443\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"{}\"\n",
         key.display()
@@ -485,75 +573,8 @@ fn config_check_refuses_what_serve_would_refuse() {
     write(&tls);
     let (ok, out) = check(&cfg, &[]);
     assert!(ok, "{out}");
-    for (text, field, needle) in [
-        ("", "server", "allow_plain_http"),
-        (
-            "[server]\nallow_plain_http = true\nlisten = \"0.0.0.0:80\"\n",
-            "server.allow_plain_http",
-            "loopback",
-        ),
-        (
-            "[server]\nlisten = \"my-host\"\nallow_plain_http = true\n",
-            "server.listen",
-            "address:port",
-        ),
-        (
-            "[server]\ntls_cert = \"tls/missing.pem\"\ntls_key = \"tls/key.pem\"\n",
-            "server.tls_cert",
-            "missing.pem does not exist",
-        ),
-        (
-            "[server]\ntls_cert = \"tls/cert.pem\"\ntls_key = \"nokey.pem\"\n",
-            "server.tls_key",
-            "nokey.pem does not exist",
-        ),
-        (
-            &format!("{tls}client_ca = \"ca.pem\"\n"),
-            "server.client_ca",
-            "ca.pem does not exist",
-        ),
-        (
-            &format!("{tls}[capture]\nmax_body_kib = 0\n"),
-            "capture.max_body_kib",
-            "1 GiB",
-        ),
-        (
-            &format!("{tls}[capture]\nmax_body_kib = 4194304\n"),
-            "capture.max_body_kib",
-            "1 GiB",
-        ),
-        (
-            &format!("{tls}max_connections = 0\n"),
-            "server.max_connections",
-            "1 to 100000",
-        ),
-        (
-            &format!("{tls}max_connections_per_source = 5000\n"),
-            "server.max_connections_per_source",
-            "1 to max_connections",
-        ),
-        (
-            &format!("{tls}handshake_timeout_s = 0\n"),
-            "server.handshake_timeout_s",
-            "1 to 300",
-        ),
-        (
-            &format!("{tls}header_timeout_s = 100000\n"),
-            "server.header_timeout_s",
-            "1 to 300",
-        ),
-        (
-            &format!("{tls}body_timeout_s = 0\n"),
-            "server.body_timeout_s",
-            "1 to 3600",
-        ),
-        (
-            &format!("{tls}idle_timeout_s = 100000\n"),
-            "server.idle_timeout_s",
-            "1 to 3600",
-        ),
-    ] {
-        write(text);
+    for (text, field, needle) in refusals(&tls) {
+        write(&text);
         let (ok, out) = check(&cfg, &[]);
         assert!(!ok, "{field} was accepted");
         assert!(
@@ -574,13 +595,20 @@ fn config_check_refuses_what_serve_would_refuse() {
     write("");
     let (ok, out) = check(&cfg, &["--no-serve"]);
     assert!(ok, "{out}");
-    // serve refuses the same, with the same words.
-    let store = dir.path().join("s");
-    write(&format!(
-        "[server]\nlisten = \"127.0.0.1:1\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+}
+
+#[test]
+fn serve_refuses_what_config_check_refuses() {
+    let dir = Scratch::new();
+    let (cert, key) = stele_tests::daemon::self_signed(&dir.path().join("tls"));
+    let cfg = dir.path().join("cfg.toml");
+    let text = format!(
+        "{STORE}[server]\nlisten = \"127.0.0.1:1\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
         cert.display(),
         key.display()
-    ));
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let store = dir.path().join("s");
     let o = stele_tests::daemon::stele(
         bin(),
         &[

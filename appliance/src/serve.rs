@@ -532,7 +532,7 @@ async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let _who = match auth.check("api", &headers, &body).await {
+    let who = match auth.check("api", &headers, &body).await {
         Ok(p) => p,
         Err(refused) => return refused,
     };
@@ -542,15 +542,15 @@ async fn ingest(
         .with_label_values(&["api"])
         .inc_by(body.len() as u64);
     let st2 = st.clone();
-    match tokio::task::spawn_blocking(move || ingest_batch(&st2, &body)).await {
+    match tokio::task::spawn_blocking(move || ingest_batch(&st2, &body, &who.name)).await {
         Ok(r) => r,
         Err(e) => unavailable(format!("capture: {e}")),
     }
 }
 
-/// Store an NDJSON batch (blocking): every line is checked before any is
-/// written; each line is answered on its own.
-fn ingest_batch(st: &AppState, body: &[u8]) -> Response {
+/// Store an NDJSON batch sent by the principal `who` (blocking): every line
+/// is checked before any is written; each line is answered on its own.
+fn ingest_batch(st: &AppState, body: &[u8], who: &str) -> Response {
     let Ok(text) = std::str::from_utf8(body) else {
         refuse_request(st, "api", body, "the body is not UTF-8 NDJSON");
         return (StatusCode::BAD_REQUEST, "the body is not UTF-8 NDJSON\n").into_response();
@@ -562,7 +562,10 @@ fn ingest_batch(st: &AppState, body: &[u8]) -> Response {
         .map(|(n, e)| json!({"line": n, "error": e}))
         .collect();
     let numbers: Vec<usize> = good.iter().map(|l| l.number).collect();
-    let items = good.into_iter().map(|l| l.item).collect();
+    let items = good
+        .into_iter()
+        .map(|l| attributed(l.item, who))
+        .collect();
     let outcomes = match st.capture.store("api", items) {
         Ok(o) => o,
         Err(e) => return unavailable(e.to_string()),
@@ -595,6 +598,17 @@ fn ingest_batch(st: &AppState, body: &[u8]) -> Response {
     answer["rejected"] = json!(rejected);
     answer["failed_lines"] = json!(failed);
     (status, Json(answer)).into_response()
+}
+
+/// `item` with the principal that sent it named in its body.
+fn attributed(mut item: Item, who: &str) -> Item {
+    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&item.record.body) {
+        if v.is_object() {
+            v["ingested_by"] = json!(who);
+            item.record.body = v.to_string().into_bytes();
+        }
+    }
+    item
 }
 
 /// Count and audit a request refused as a whole (only its SHA-256 is kept).
@@ -631,7 +645,7 @@ async fn consent_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let _who = match auth.check("consent", &headers, &body).await {
+    let who = match auth.check("consent", &headers, &body).await {
         Ok(p) => p,
         Err(refused) => return refused,
     };
@@ -665,7 +679,7 @@ async fn consent_post(
     )
     .with_custodian(c.custodian.clone())
     .with_channel("consent", "consent");
-    let item = Item::new(rec, content.to_string().as_bytes());
+    let item = attributed(Item::new(rec, content.to_string().as_bytes()), &who.name);
     let st2 = st.clone();
     let done = tokio::task::spawn_blocking(move || st2.capture.store("consent", vec![item])).await;
     match done {

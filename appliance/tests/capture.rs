@@ -160,6 +160,7 @@ fn a_reused_id_with_other_content_is_a_conflict_not_a_duplicate() {
     let original = records(&d, "--record-id", "sms:K");
     assert_eq!(original.len(), 1);
     assert_eq!(body(&original[0])["text"], "buy 100");
+    assert_eq!(body(&original[0])["ingested_by"], "gateway");
     let conv = records(&d, "--conversation", "desk-1");
     let conflict: Vec<&Value> = conv
         .iter()

@@ -139,9 +139,7 @@ impl CaptureMetrics {
             duplicates.with_label_values(&[source]);
             bytes.with_label_values(&[source]);
         }
-        for flag in ["timestamp-unparsed"] {
-            flagged.with_label_values(&[flag]);
-        }
+        flagged.with_label_values(&["timestamp-unparsed"]);
         for action in ["flagged", "refused"] {
             no_consent.with_label_values(&[action]);
         }

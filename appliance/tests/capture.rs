@@ -5,26 +5,13 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use stele_tests::daemon::{Daemon, Setup};
+use stele_tests::daemon::{Daemon, Setup, INGEST_PRINCIPAL, INGEST_TOKEN};
 use stele_tests::Scratch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stele");
-const INGEST_TOKEN: &str = "ingest-token-for-tests";
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
 
 fn start(dir: &Path) -> Daemon {
-    let setup = Setup {
-        extra: format!(
-            "[[access.principals]]\nname = \"gateway\"\nroles = [\"ingest\"]\ntoken_sha256 = \"{}\"\n",
-            sha256_hex(INGEST_TOKEN)
-        ),
-        ..Setup::default()
-    };
-    Daemon::start_setup(Path::new(BIN), dir, &setup)
+    Daemon::start_setup(Path::new(BIN), dir, &Setup::default())
 }
 
 fn ndjson(d: &Daemon, lines: &[Value]) -> (u16, Value) {
@@ -160,7 +147,7 @@ fn a_reused_id_with_other_content_is_a_conflict_not_a_duplicate() {
     let original = records(&d, "--record-id", "sms:K");
     assert_eq!(original.len(), 1);
     assert_eq!(body(&original[0])["text"], "buy 100");
-    assert_eq!(body(&original[0])["ingested_by"], "gateway");
+    assert_eq!(body(&original[0])["ingested_by"], INGEST_PRINCIPAL);
     let conv = records(&d, "--conversation", "desk-1");
     let conflict: Vec<&Value> = conv
         .iter()

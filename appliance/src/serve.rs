@@ -382,11 +382,14 @@ fn deliver(st: &AppState, body: &[u8], digest: &str, received: i64) -> Response 
     let custodian = normalized
         .first()
         .map_or(String::new(), |n| n.custodian.clone());
-    let mut evidence = NewRecord::message(evidence_id.clone(), conv, received, body.to_vec())
+    let evidence = NewRecord::message(evidence_id.clone(), conv, received, Vec::new())
         .with_custodian(custodian)
         .with_channel("whatsapp", "delivery");
-    evidence.kind = FrameKind::Evidence;
-    let mut items = vec![Item::new(evidence, body)];
+    let evidence = match verbatim(st, evidence, body) {
+        Ok(e) => e,
+        Err(e) => return unavailable(format!("evidence: {e}")),
+    };
+    let mut items = vec![evidence];
     let mut media = Vec::new();
     for n in normalized {
         for f in &n.flags {
@@ -425,6 +428,23 @@ fn deliver(st: &AppState, body: &[u8], digest: &str, received: i64) -> Response 
     }
 }
 
+/// `rec` as the verbatim evidence of `body`: the body itself, or, when it is
+/// over the record limit, a blob holding it (streamed, any size) and a body
+/// naming the blob.
+fn verbatim(st: &AppState, mut rec: NewRecord, body: &[u8]) -> stele_engine::Result<Item> {
+    rec.kind = FrameKind::Evidence;
+    rec.body = body.to_vec();
+    if st.store.check(&rec).is_ok() {
+        return Ok(Item::new(rec, body));
+    }
+    let b = st.store.put_blob_for(body, &rec)?;
+    rec.body = json!({"blob": {"seq": b.seq, "sha256": hex::encode(b.sha256), "bytes": b.len}})
+        .to_string()
+        .into_bytes();
+    let content = rec.body.clone();
+    Ok(Item::new(rec, &content))
+}
+
 fn queue_media(st: &AppState, media: &[crate::capture::media::Item]) -> Result<()> {
     if media.is_empty() {
         return Ok(());
@@ -454,13 +474,13 @@ fn deliver_unreadable(
         why,
         "signed delivery could not be read; kept verbatim"
     );
-    let mut evidence = NewRecord::message(evidence_id, "whatsapp", received, body.to_vec())
+    let evidence = NewRecord::message(evidence_id, "whatsapp", received, Vec::new())
         .with_channel("whatsapp", "delivery-unreadable");
-    evidence.kind = FrameKind::Evidence;
-    let outcomes = match st
-        .capture
-        .store("whatsapp", vec![Item::new(evidence, body)])
-    {
+    let evidence = match verbatim(st, evidence, body) {
+        Ok(e) => e,
+        Err(e) => return unavailable(format!("evidence: {e}")),
+    };
+    let outcomes = match st.capture.store("whatsapp", vec![evidence]) {
         Ok(o) => o,
         Err(e) => return unavailable(e.to_string()),
     };
@@ -562,10 +582,7 @@ fn ingest_batch(st: &AppState, body: &[u8], who: &str) -> Response {
         .map(|(n, e)| json!({"line": n, "error": e}))
         .collect();
     let numbers: Vec<usize> = good.iter().map(|l| l.number).collect();
-    let items = good
-        .into_iter()
-        .map(|l| attributed(l.item, who))
-        .collect();
+    let items = good.into_iter().map(|l| attributed(l.item, who)).collect();
     let outcomes = match st.capture.store("api", items) {
         Ok(o) => o,
         Err(e) => return unavailable(e.to_string()),
@@ -688,7 +705,7 @@ async fn consent_post(
             (StatusCode::OK, "consent recorded\n").into_response()
         }
         Ok(Ok(o)) => match o.first() {
-            Some(Outcome::Invalid { why }) => {
+            Some(Outcome::Invalid { why }) | Some(Outcome::Refused { why }) => {
                 (StatusCode::BAD_REQUEST, format!("not stored: {why}\n")).into_response()
             }
             _ => batch_response(&o),

@@ -124,6 +124,16 @@ enum Plan {
     SubmitConflict(NewRecord, u64),
 }
 
+/// What the store holds under an id.
+enum Lookup {
+    Found(Vec<Record>),
+    /// A record under the id was crypto-shredded (at this seq).
+    Erased(u64),
+}
+
+/// Most records of one id looked at (ids repeat only across channels and kinds).
+const LOOKUP_MAX: usize = 4096;
+
 /// The capture service of one store.
 pub struct Capture {
     store: Arc<Store>,
@@ -172,6 +182,7 @@ impl Capture {
     }
 
     /// Store `items`, each once (blocking). One outcome per item, in order.
+    /// `Err` only when nothing of the batch was written.
     pub fn store(&self, source: &str, items: Vec<Item>) -> Result<Vec<Outcome>, CaptureError> {
         let t0 = Instant::now();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
@@ -185,20 +196,36 @@ impl Capture {
         let _claim = self
             .claims
             .claim(round.iter().map(|(_, it)| key(&it.record)));
-        // An id repeated within the batch waits for a later round, where the
-        // store holds the earlier one and decides duplicate or conflict.
+        // A repeat of an earlier item of the batch (same id, same content)
+        // takes that item's outcome; the same id with other content waits
+        // for a later round, where the store holds the earlier one.
+        let mut repeats = Vec::new();
+        let mut first_round = true;
         while !round.is_empty() {
-            let mut seen = HashSet::new();
-            let (now, later): (Vec<_>, Vec<_>) = round
-                .into_iter()
-                .partition(|(_, it)| seen.insert(key(&it.record)));
-            let plans = self.plan(source, now)?;
-            self.submit_all(source, plans, &mut outcomes);
+            let (now, later) = split_round(round, &mut repeats);
+            let undecided: Vec<usize> = now.iter().chain(&later).map(|(i, _)| *i).collect();
+            match self.plan(source, now) {
+                Ok(plans) => self.submit_all(source, plans, &mut outcomes),
+                Err(e) if first_round => return Err(e),
+                Err(e) => {
+                    // Earlier rounds are written: answer item by item.
+                    fail_all(&mut outcomes, undecided.into_iter(), &e);
+                    break;
+                }
+            }
+            first_round = false;
             round = later;
+        }
+        for (i, j) in repeats {
+            outcomes[i] = Some(repeat_of(outcomes[j].as_ref()));
         }
         let outcomes: Vec<Outcome> = outcomes
             .into_iter()
-            .map(|o| o.expect("every item has an outcome"))
+            .map(|o| {
+                o.unwrap_or_else(|| Outcome::Failed {
+                    why: "not decided".into(),
+                })
+            })
             .collect();
         self.count(source, &outcomes, t0);
         Ok(outcomes)
@@ -215,9 +242,11 @@ impl Capture {
     }
 
     fn consent_check(&self, mut r: NewRecord) -> Result<NewRecord, Outcome> {
+        // Evidence is kept whoever it names; a consent record is what consent is.
         if self.consent == ConsentPolicy::Off
             || r.custodian.is_empty()
             || r.kind != FrameKind::Message
+            || r.channel == "consent"
         {
             return Ok(r);
         }
@@ -243,12 +272,7 @@ impl Capture {
             .no_consent
             .with_label_values(&["flagged"])
             .inc();
-        if let Ok(mut v) = serde_json::from_slice::<Value>(&r.body) {
-            if v.is_object() {
-                v["consent"] = json!("none on file");
-                r.body = v.to_string().into_bytes();
-            }
-        }
+        r = with_field(r, "consent", json!("none on file"));
         Ok(r)
     }
 
@@ -258,10 +282,23 @@ impl Capture {
         source: &str,
         items: Vec<(usize, Item)>,
     ) -> Result<Vec<(usize, Plan)>, CaptureError> {
-        items
-            .into_iter()
-            .map(|(i, item)| Ok((i, self.plan_one(source, item)?)))
-            .collect()
+        let mut plans = Vec::with_capacity(items.len());
+        for (i, item) in items {
+            let plan = self.plan_one(source, item)?;
+            // The record as it will be written (fingerprint, conflict fields
+            // and id added) must still fit: checked before anything is submitted.
+            let plan = match plan {
+                Plan::Submit(r) | Plan::SubmitConflict(r, _) if self.store.check(&r).is_err() => {
+                    let why = self.store.check(&r).err().map(|e| e.to_string());
+                    Plan::Done(Outcome::Invalid {
+                        why: why.unwrap_or_default(),
+                    })
+                }
+                p => p,
+            };
+            plans.push((i, plan));
+        }
+        Ok(plans)
     }
 
     fn plan_one(&self, source: &str, item: Item) -> Result<Plan, CaptureError> {
@@ -269,7 +306,10 @@ impl Capture {
         if rec.record_id.is_empty() {
             return Ok(Plan::Submit(with_fingerprint(rec, &item.fingerprint)));
         }
-        let stored = self.lookup(&rec, &rec.record_id)?;
+        let stored = match self.lookup(&rec, &rec.record_id)? {
+            Lookup::Found(s) => s,
+            Lookup::Erased(seq) => return Ok(Plan::Done(Outcome::Duplicate { seq })),
+        };
         let Some(existing) = stored.first() else {
             return Ok(Plan::Submit(with_fingerprint(rec, &item.fingerprint)));
         };
@@ -278,39 +318,41 @@ impl Capture {
             return Ok(Plan::Done(Outcome::Duplicate { seq: same.seq }));
         }
         // Different content under a stored id: kept as a conflict record.
-        let conflict_id = format!(
-            "{}#conflict:{}",
-            rec.record_id,
-            &hex::encode(item.fingerprint)[..32]
-        );
-        if let Some(c) = self.lookup(&rec, &conflict_id)?.first() {
-            return Ok(Plan::Done(Outcome::Duplicate { seq: c.seq }));
+        let conflict_id = conflict_id(&rec.record_id, &item.fingerprint);
+        match self.lookup(&rec, &conflict_id)? {
+            Lookup::Erased(seq) => return Ok(Plan::Done(Outcome::Duplicate { seq })),
+            Lookup::Found(c) if !c.is_empty() => {
+                return Ok(Plan::Done(Outcome::Duplicate { seq: c[0].seq }))
+            }
+            Lookup::Found(_) => {}
         }
         let original = std::mem::replace(&mut rec.record_id, conflict_id);
         rec = with_fingerprint(rec, &item.fingerprint);
-        if let Ok(mut v) = serde_json::from_slice::<Value>(&rec.body) {
-            if v.is_object() {
-                v["conflict"] =
-                    json!({"record_id": original, "stored_seq": existing.seq, "source": source});
-                rec.body = v.to_string().into_bytes();
-            }
-        }
+        let link = json!({"record_id": original, "stored_seq": existing.seq, "source": source});
+        rec = with_field(rec, "conflict", link);
         Ok(Plan::SubmitConflict(rec, existing.seq))
     }
 
     /// Stored records of `rec`'s channel and kind under `id`.
-    fn lookup(&self, rec: &NewRecord, id: &str) -> Result<Vec<Record>, CaptureError> {
-        let found = self
-            .store
-            .by_record_id(id, 64)
-            .map_err(|source| CaptureError::Lookup {
-                record_id: id.to_string(),
-                source,
-            })?;
-        Ok(found
-            .into_iter()
-            .filter(|r| r.channel == rec.channel && r.kind == rec.kind)
-            .collect())
+    fn lookup(&self, rec: &NewRecord, id: &str) -> Result<Lookup, CaptureError> {
+        let found = match self.store.by_record_id(id, LOOKUP_MAX) {
+            Ok(f) => f,
+            // A crypto-shredded record under this id: the store holds it,
+            // unreadable by design. It must not be captured again.
+            Err(stele_engine::Error::Erased { seq, .. }) => return Ok(Lookup::Erased(seq)),
+            Err(source) => {
+                return Err(CaptureError::Lookup {
+                    record_id: id.to_string(),
+                    source,
+                })
+            }
+        };
+        Ok(Lookup::Found(
+            found
+                .into_iter()
+                .filter(|r| r.channel == rec.channel && r.kind == rec.kind)
+                .collect(),
+        ))
     }
 
     /// Submit every planned record, wait for each, and fill in the outcomes.
@@ -402,21 +444,89 @@ impl Capture {
     }
 }
 
+/// Split a round: the first item of each key now, the rest later, except
+/// exact repeats (same key and fingerprint as an item going now), which are
+/// noted in `repeats` as (item, the item it repeats).
+type Round = Vec<(usize, Item)>;
+
+fn split_round(round: Round, repeats: &mut Vec<(usize, usize)>) -> (Round, Round) {
+    let mut first: std::collections::HashMap<String, (usize, [u8; 32])> = Default::default();
+    let (mut now, mut later) = (Vec::new(), Vec::new());
+    for (i, item) in round {
+        match first.entry(key(&item.record)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((i, item.fingerprint));
+                now.push((i, item));
+            }
+            std::collections::hash_map::Entry::Occupied(o) if o.get().1 == item.fingerprint => {
+                repeats.push((i, o.get().0))
+            }
+            std::collections::hash_map::Entry::Occupied(_) => later.push((i, item)),
+        }
+    }
+    (now, later)
+}
+
+/// The outcome of an item that repeats one stored in the same batch.
+fn repeat_of(first: Option<&Outcome>) -> Outcome {
+    match first {
+        Some(Outcome::Stored { seq }) | Some(Outcome::Duplicate { seq }) => {
+            Outcome::Duplicate { seq: *seq }
+        }
+        Some(Outcome::Conflict { conflict_seq, .. }) => Outcome::Duplicate { seq: *conflict_seq },
+        Some(other) => other.clone(),
+        None => Outcome::Failed {
+            why: "the item it repeats was not decided".into(),
+        },
+    }
+}
+
+fn fail_all(
+    outcomes: &mut [Option<Outcome>],
+    items: impl Iterator<Item = usize>,
+    e: &CaptureError,
+) {
+    for i in items {
+        outcomes[i] = Some(Outcome::Failed { why: e.to_string() });
+    }
+}
+
+/// The id a conflict record is stored under: the original id with the new
+/// content's hash, or (when that would be over the label limit) a hash of both.
+fn conflict_id(id: &str, fingerprint: &[u8; 32]) -> String {
+    let fp = &hex::encode(fingerprint)[..32];
+    let long = format!("{id}#conflict:{fp}");
+    if long.len() <= stele_engine::record::ID_LEN_MAX {
+        return long;
+    }
+    let of_id = &hex::encode(Sha256::digest(id.as_bytes()))[..32];
+    format!("#conflict:{of_id}:{fp}")
+}
+
+/// `rec` with `field` set in its JSON object body. Evidence is verbatim and
+/// never changed; bodies that are not JSON objects are left as they are.
+fn with_field(mut rec: NewRecord, field: &str, value: Value) -> NewRecord {
+    if rec.kind != FrameKind::Message {
+        return rec;
+    }
+    if let Ok(mut v) = serde_json::from_slice::<Value>(&rec.body) {
+        if v.is_object() {
+            v[field] = value;
+            rec.body = v.to_string().into_bytes();
+        }
+    }
+    rec
+}
+
 /// The key a record is stored once under.
 fn key(r: &NewRecord) -> String {
     format!("{:?}|{}|{}", r.kind, r.channel, r.record_id)
 }
 
-/// `rec` with `fingerprint` in its JSON body (bodies that are not a JSON
-/// object are their own fingerprint's content and are left as they are).
-fn with_fingerprint(mut rec: NewRecord, fingerprint: &[u8; 32]) -> NewRecord {
-    if let Ok(mut v) = serde_json::from_slice::<Value>(&rec.body) {
-        if v.is_object() {
-            v[FINGERPRINT_FIELD] = json!(hex::encode(fingerprint));
-            rec.body = v.to_string().into_bytes();
-        }
-    }
-    rec
+/// `rec` with `fingerprint` in its JSON body (evidence, and bodies that are
+/// not a JSON object, are their own fingerprint's content and stay as they are).
+fn with_fingerprint(rec: NewRecord, fingerprint: &[u8; 32]) -> NewRecord {
+    with_field(rec, FINGERPRINT_FIELD, json!(hex::encode(fingerprint)))
 }
 
 /// The fingerprint a stored record was captured with: the one in its JSON
@@ -424,6 +534,9 @@ fn with_fingerprint(mut rec: NewRecord, fingerprint: &[u8; 32]) -> NewRecord {
 /// JSON body stored without one (before fingerprints were kept): such a
 /// record cannot be told apart from a redelivery, so it counts as the same.
 fn fingerprint_of(r: &Record) -> Option<[u8; 32]> {
+    if r.kind != FrameKind::Message {
+        return Some(Sha256::digest(&r.body).into());
+    }
     match serde_json::from_slice::<Value>(&r.body) {
         Ok(v) if v.is_object() => v
             .get(FINGERPRINT_FIELD)?
@@ -509,6 +622,62 @@ mod tests {
             "{o:?}"
         );
         assert!(matches!(o[3], Outcome::Refused { .. }), "{o:?}");
+        drop(c);
+        Arc::into_inner(store).unwrap().close().unwrap();
+    }
+
+    fn store_for(name: &str) -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = fault_device(name, FaultConfig::new(5), ZONE, 16);
+        let opts = small_options(&dir.path().join("index.redb"));
+        (
+            dir,
+            Arc::new(Store::create(as_devices(&dev), keys(), opts).unwrap()),
+        )
+    }
+
+    #[test]
+    fn consent_can_be_recorded_under_refuse_and_evidence_stays_verbatim() {
+        let (_dir, store) = store_for("capture-consent");
+        let c = Capture::new(store.clone(), ConsentPolicy::Refuse, None).unwrap();
+        let body = json!({"custodian": "t7"}).to_string();
+        let r = NewRecord::message("consent:t7", CONSENT_CONVERSATION, 1, body.clone())
+            .with_custodian("t7")
+            .with_channel("consent", "consent");
+        let o = c
+            .store("consent", vec![Item::new(r, body.as_bytes())])
+            .unwrap();
+        assert!(matches!(o[0], Outcome::Stored { .. }), "{o:?}");
+        let raw = b"{ \"b\": 1,   \"a\": 123456789012345678901234 }".to_vec();
+        let mut ev =
+            NewRecord::message("delivery:x", "c", 1, raw.clone()).with_channel("w", "delivery");
+        ev.kind = FrameKind::Evidence;
+        let o = c.store("w", vec![Item::new(ev.clone(), &raw)]).unwrap();
+        let Outcome::Stored { seq } = o[0] else {
+            panic!("{o:?}")
+        };
+        assert_eq!(
+            store.get(seq).unwrap().body,
+            raw,
+            "evidence is stored byte for byte"
+        );
+        let again = c.store("w", vec![Item::new(ev, &raw)]).unwrap();
+        assert_eq!(again[0], Outcome::Duplicate { seq });
+        drop(c);
+        Arc::into_inner(store).unwrap().close().unwrap();
+    }
+
+    #[test]
+    fn a_conflict_under_a_longest_id_still_fits() {
+        let (_dir, store) = store_for("capture-long");
+        let c = Capture::new(store.clone(), ConsentPolicy::Off, None).unwrap();
+        let id = "i".repeat(stele_engine::record::ID_LEN_MAX);
+        let first = c.store("api", vec![item(&id, "a")]).unwrap();
+        assert!(matches!(first[0], Outcome::Stored { .. }), "{first:?}");
+        let o = c.store("api", vec![item(&id, "b")]).unwrap();
+        assert!(matches!(o[0], Outcome::Conflict { .. }), "{o:?}");
+        let o = c.store("api", vec![item(&id, "b")]).unwrap();
+        assert!(matches!(o[0], Outcome::Duplicate { .. }), "{o:?}");
         drop(c);
         Arc::into_inner(store).unwrap().close().unwrap();
     }

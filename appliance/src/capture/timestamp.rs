@@ -49,7 +49,7 @@ pub fn from_str(s: &str) -> Result<i64, String> {
         let x: f64 = t.parse().map_err(|_| format!("{s:?} is not a number"))?;
         return from_epoch_number(x);
     }
-    rfc3339(t).ok_or_else(|| {
+    rfc3339(t).filter(|us| in_range(*us)).ok_or_else(|| {
         format!("{s:?} is neither a count from the epoch nor an RFC 3339 time (YYYY-MM-DDTHH:MM:SS[.f](Z|±hh:mm))")
     })
 }
@@ -66,10 +66,14 @@ fn from_epoch_number(x: f64) -> Result<i64, String> {
         x
     };
     let us = us.round();
-    if us < FIRST_S as f64 * 1e6 || us > (LAST_S as f64 + 1.0) * 1e6 {
+    if us < FIRST_S as f64 * 1e6 || us > LAST_S as f64 * 1e6 + 999_999.0 || !in_range(us as i64) {
         return Err(format!("{x} is outside the years 1 to 9999"));
     }
     Ok(us as i64)
+}
+
+fn in_range(us: i64) -> bool {
+    (FIRST_S * 1_000_000..=LAST_S * 1_000_000 + 999_999).contains(&us)
 }
 
 fn digits(s: &str, n: usize) -> Option<i64> {
@@ -204,6 +208,9 @@ mod tests {
             json!("1.2.3"),
             json!("--5"),
             json!("2025-06-15T10:00:00.Z"),
+            json!("0001-01-01T00:00:00+01:00"),
+            json!("9999-12-31T23:59:59-23:59"),
+            json!(253_402_300_800i64),
         ] {
             let r = from_json(&v);
             assert!(r.is_err(), "{v} gave {r:?}");

@@ -265,9 +265,10 @@ fn message(c: &Change, m: &Value, dir: Direction, thread: Option<&str>) -> Norma
         (None, Direction::Outbound) => to.clone(),
         (None, Direction::Inbound) => from.clone(),
     };
-    let conversation = match m["group_id"].as_str().filter(|g| !g.is_empty()) {
-        Some(g) => c.conversation(&format!("group:{g}")),
-        None => c.conversation(&other),
+    let group = s(&m["group_id"]);
+    let conversation = match group.as_str() {
+        "" => c.conversation(&other),
+        g => c.conversation(&format!("group:{g}")),
     };
     let kind = message_type(m);
     let (media, content) = media_of(m, &kind);
@@ -296,8 +297,23 @@ fn message(c: &Change, m: &Value, dir: Direction, thread: Option<&str>) -> Norma
         timestamp_us: body["timestamp_us"].as_i64().unwrap_or(c.received_us),
         body,
         media,
-        fingerprint: fingerprint(m),
+        fingerprint: content_fingerprint(m),
         flags,
+    }
+}
+
+/// A message's fingerprint leaves out what differs between its live delivery
+/// and its history-sync copy (the delivery status of the moment).
+fn content_fingerprint(m: &Value) -> [u8; 32] {
+    match m.get("history_context") {
+        Some(_) => {
+            let mut m = m.clone();
+            if let Some(o) = m.as_object_mut() {
+                o.remove("history_context");
+            }
+            fingerprint(&m)
+        }
+        None => fingerprint(m),
     }
 }
 
@@ -369,6 +385,9 @@ fn history(out: &mut Vec<Normalized>, c: &Change, h: &Value) {
 
 fn status(c: &Change, st: &Value) -> Normalized {
     let id = s(&st["id"]);
+    if id.is_empty() || !st.is_object() {
+        return unreadable(st, "a status without a message id", c.received_us);
+    }
     let status = s(&st["status"]);
     let recipient = party(&st["recipient_id"]);
     let mut flags = Vec::new();
@@ -384,7 +403,7 @@ fn status(c: &Change, st: &Value) -> Normalized {
     });
     c.when(&st["timestamp"], &mut flags, &mut body);
     let conversation = match st["recipient_type"].as_str() {
-        Some("group") => c.conversation(&format!("group:{recipient}")),
+        Some("group") => c.conversation(&format!("group:{}", s(&st["recipient_id"]))),
         _ => c.conversation(&recipient),
     };
     Normalized {

@@ -124,6 +124,18 @@ enum Command {
         /// The phone's UTC offset when it exported, e.g. +01:00 (exports carry local time).
         #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
         utc_offset: String,
+        /// Largest uncompressed zip entry, MiB (default 4096).
+        #[arg(long)]
+        max_entry_mib: Option<u64>,
+        /// Largest uncompressed total of all entries of one zip, MiB (default 65536).
+        #[arg(long)]
+        max_total_mib: Option<u64>,
+        /// Largest compression ratio of a zip entry past its first MiB (default 100).
+        #[arg(long)]
+        max_ratio: Option<u64>,
+        /// Largest chat text, MiB (it is parsed in memory; default 256).
+        #[arg(long)]
+        max_text_mib: Option<u64>,
     },
     /// What the store is and what opening it found.
     Info {
@@ -575,31 +587,27 @@ fn run(cli: Cli) -> Result<()> {
             custodian,
             conversation,
             utc_offset,
+            max_entry_mib,
+            max_total_mib,
+            max_ratio,
+            max_text_mib,
         } => {
-            let offset = parse_offset(&utc_offset)?;
-            let (_, s) = StoreDir::open(&store)?;
-            let r = capture::chat_export::import(
-                &s,
-                &file,
-                &custodian,
-                conversation.as_deref(),
-                offset,
-            );
-            s.close()?;
-            let r = r?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
-            eprintln!(
-                "imported {}: {} messages, {} stored, {} already stored, {} attachments stored, {} lines fit no message{}; dates read {} ({})",
-                file.display(),
-                r.messages,
-                r.stored,
-                r.already_stored,
-                r.attachments_stored,
-                r.unparsed_lines.len(),
-                if r.unparsed_lines.is_empty() { String::new() } else { format!(" (lines {:?}, kept in the import report)", r.unparsed_lines) },
-                r.date_order,
-                r.date_order_reason
-            );
+            let d = capture::chat_export::import::Limits::default();
+            let mib = |v: Option<u64>, d: u64| v.map_or(d, |m| m.saturating_mul(1 << 20));
+            capture::chat_export::import(&capture::chat_export::import::ImportArgs {
+                file,
+                store,
+                custodian,
+                conversation,
+                utc_offset_s: parse_offset(&utc_offset)?,
+                limits: capture::chat_export::import::Limits {
+                    entry_bytes: mib(max_entry_mib, d.entry_bytes),
+                    total_bytes: mib(max_total_mib, d.total_bytes),
+                    ratio: max_ratio.unwrap_or(d.ratio),
+                    text_bytes: mib(max_text_mib, d.text_bytes),
+                    ..d
+                },
+            })?;
         }
         Command::Info { store } => {
             let (sd, s) = StoreDir::open(&store)?;

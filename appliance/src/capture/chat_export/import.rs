@@ -1,214 +1,492 @@
 //! `stele import`: a WhatsApp export (`.txt`, or `.zip` with its
-//! attachments) stored as evidence, messages, attachment blobs and a report.
+//! attachments and one or more chat texts) stored as evidence, messages,
+//! attachment blobs and an import report per chat.
+//!
+//! Nothing is held whole in memory but a chat text being parsed: the file is
+//! hashed and archived verbatim as a streamed blob (with a small evidence
+//! record naming it) before anything is read from it; a zip is read from the
+//! file, each entry decompressed as a stream under limits ([`Limits`]);
+//! attachments are streamed into blobs as the messages naming them are
+//! stored. Records go through the capture service ([`Capture`]), so the consent
+//! policy and store-once apply as they do to HTTP capture. A file that
+//! yields no messages, an entry over a limit, a refused message: each is
+//! stated in the report and fails the command, naming the evidence.
 
-use std::collections::HashMap;
+mod archive;
+mod chat;
+mod text;
+
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use stele_engine::{FrameKind, NewRecord, Store};
 
+pub use archive::{Limits, Refusal};
+pub use chat::ChatSummary;
+
 use super::parse::parse;
+use crate::capture::service::{Capture, Item, Outcome};
+use archive::{Archive, OpenError};
+use chat::Chat;
+
+/// The channel every imported record is filed under.
+const SOURCE: &str = "whatsapp-export";
+
+/// What `stele import` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ImportArgs {
+    pub file: PathBuf,
+    pub store: PathBuf,
+    /// The employee whose phone the export came from.
+    pub custodian: String,
+    /// The conversation id (default: from the custodian and the file name).
+    pub conversation: Option<String>,
+    /// The phone's UTC offset, seconds (exports carry local time).
+    pub utc_offset_s: i64,
+    pub limits: Limits,
+}
 
 /// What an import did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ImportSummary {
+    pub file: String,
     pub file_sha256: String,
+    pub bytes: u64,
+    /// `txt` or `zip`.
+    pub format: &'static str,
+    /// The evidence record naming the verbatim file's blob.
+    pub evidence_seq: u64,
+    /// The chat's conversation (the file's, when it holds several chats).
     pub conversation: String,
     pub messages: u64,
     pub stored: u64,
     pub already_stored: u64,
+    pub refused: u64,
+    pub conflicts: u64,
     pub attachments_stored: u64,
+    pub attachments_already_stored: u64,
     pub attachments_missing: u64,
-    pub unparsed_lines: Vec<usize>,
-    pub date_order: String,
-    pub date_order_reason: String,
+    pub attachments_refused: u64,
+    /// The single chat's (several chats: see `chats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unparsed_lines: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_order: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_order_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub report_seq: Option<u64>,
+    pub chats: Vec<ChatSummary>,
+    pub limits: Limits,
 }
 
-/// Import an export (`.txt`, or `.zip` with its attachments) into `store`.
-pub fn import(
-    store: &Store,
-    file: &Path,
-    custodian: &str,
-    conversation: Option<&str>,
+impl ImportSummary {
+    /// Everything an operator must act on.
+    pub fn problems(&self) -> Vec<String> {
+        self.chats.iter().flat_map(ChatSummary::problems).collect()
+    }
+}
+
+/// What every part of one import shares.
+pub struct Ctx<'a> {
+    capture: &'a Capture,
+    store: &'a Store,
+    custodian: &'a str,
     utc_offset_s: i64,
-) -> Result<ImportSummary> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    let is_zip = bytes.starts_with(b"PK\x03\x04");
-    let mut attachments: HashMap<String, Vec<u8>> = HashMap::new();
-    let text = if is_zip {
-        let mut z = zip::ZipArchive::new(std::io::Cursor::new(&bytes))
-            .with_context(|| format!("{} is not a readable zip", file.display()))?;
-        let mut chat = None;
-        for i in 0..z.len() {
-            let mut f = z.by_index(i)?;
-            if f.is_dir() {
-                continue;
-            }
-            let name = f.name()?.rsplit('/').next().unwrap_or("").to_string();
-            let mut data = Vec::new();
-            f.read_to_end(&mut data)?;
-            if name.ends_with(".txt")
-                && chat.is_none()
-                && (name == "_chat.txt" || name.starts_with("WhatsApp"))
-            {
-                chat = Some(data);
-            } else {
-                attachments.insert(name, data);
-            }
-        }
-        let Some(c) = chat else {
-            bail!(
-                "{}: no chat text (_chat.txt or WhatsApp Chat….txt) inside the zip",
-                file.display()
-            );
-        };
-        String::from_utf8_lossy(&c).into_owned()
-    } else {
-        String::from_utf8(bytes.clone())
-            .with_context(|| format!("{} is not UTF-8 text", file.display()))?
-    };
-    let parsed = parse(&text);
-    if parsed.messages.is_empty() {
-        bail!(
-            "{}: no WhatsApp messages found ({} lines not in any message)",
-            file.display(),
-            parsed.unparsed.len()
+    file_name: &'a str,
+    file_sha256: &'a str,
+    evidence_seq: u64,
+    limits: Limits,
+}
+
+/// `stele import`: open the store, import, print the summary; fail, naming
+/// the evidence and the reports, if anything was refused or not importable.
+pub fn import(a: &ImportArgs) -> Result<()> {
+    let (sd, s) = crate::store_dir::StoreDir::open(&a.store)?;
+    let store = Arc::new(s);
+    let result = Capture::new(store.clone(), sd.config.capture.consent, None)
+        .and_then(|cap| import_with(&cap, &store, a));
+    let store = Arc::try_unwrap(store)
+        .map_err(|_| anyhow!("the store is still in use after the import"))?;
+    store.close()?;
+    let r = result?;
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    for c in &r.chats {
+        eprintln!(
+            "imported {}{}{}: {} messages, {} stored, {} already stored, {} refused, {} conflicts, {} attachments stored, {} lines fit no message{}; dates read {} ({})",
+            a.file.display(),
+            if r.chats.len() > 1 { format!(" ({})", c.name) } else { String::new() },
+            c.already_imported_seq.map_or(String::new(), |s| format!(" (already imported in full, seq {s})")),
+            c.messages, c.stored, c.already_stored, c.refused, c.conflicts, c.attachments_stored,
+            c.unparsed_lines.len(),
+            match c.unparsed_lines.len() {
+                0 => String::new(),
+                1..=20 => format!(" (lines {:?}, kept in the import report)", c.unparsed_lines),
+                _ => format!(" (lines {:?}…, all kept in the import report)", &c.unparsed_lines[..20]),
+            },
+            c.date_order, c.date_order_reason
         );
     }
-    let conversation = conversation.map(String::from).unwrap_or_else(|| {
-        let stem = file
-            .file_stem()
-            .map_or("chat".into(), |s| s.to_string_lossy().to_string());
-        format!("whatsapp-export:{custodian}:{stem}")
-    });
-    let mut summary = ImportSummary {
+    for note in r.chats.iter().filter_map(|c| c.encoding.as_ref()?.note()) {
+        eprintln!("{}: {note}", a.file.display());
+    }
+    let problems = r.problems();
+    if !problems.is_empty() {
+        let reports: Vec<String> = r
+            .chats
+            .iter()
+            .filter_map(|c| c.report_seq)
+            .map(|s| s.to_string())
+            .collect();
+        bail!(
+            "{}: {}; the file is archived verbatim as evidence (seq {}), the import report is at seq {}",
+            a.file.display(),
+            problems.join("; "),
+            r.evidence_seq,
+            reports.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Import export `a.file` into `store` through `capture`.
+pub fn import_with(capture: &Capture, store: &Store, a: &ImportArgs) -> Result<ImportSummary> {
+    let file = &a.file;
+    let (bytes, sha) = hash_file(file)?;
+    let digest = hex::encode(sha);
+    let format = if looks_like_zip(file)? { "zip" } else { "txt" };
+    let stem = file
+        .file_stem()
+        .map_or("chat".into(), |s| s.to_string_lossy().to_string());
+    let conversation = a
+        .conversation
+        .clone()
+        .unwrap_or_else(|| format!("whatsapp-export:{}:{stem}", a.custodian));
+    let file_name = file
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().to_string());
+    let mut ctx = Ctx {
+        capture,
+        store,
+        custodian: &a.custodian,
+        utc_offset_s: a.utc_offset_s,
+        file_name: &file_name,
+        file_sha256: &digest,
+        evidence_seq: 0,
+        limits: a.limits,
+    };
+    ctx.evidence_seq = archive_file(&ctx, file, bytes, &sha, &conversation, format)?;
+    let chats = match format {
+        "zip" => import_zip(&ctx, file, &conversation, a, &stem)?,
+        _ => vec![import_txt(&ctx, file, bytes, &sha, &conversation)?],
+    };
+    let total = |f: fn(&ChatSummary) -> u64| chats.iter().map(f).sum::<u64>();
+    let one = (chats.len() == 1).then(|| chats[0].clone());
+    Ok(ImportSummary {
+        file: file.display().to_string(),
         file_sha256: digest.clone(),
-        conversation: conversation.clone(),
-        messages: parsed.messages.len() as u64,
-        unparsed_lines: parsed.unparsed.iter().map(|(n, _)| *n).collect(),
-        date_order: parsed.date_order.clone(),
-        date_order_reason: parsed.date_order_reason.clone(),
+        bytes,
+        format,
+        evidence_seq: ctx.evidence_seq,
+        conversation: one
+            .as_ref()
+            .map_or(conversation, |c| c.conversation.clone()),
+        messages: total(|c| c.messages),
+        stored: total(|c| c.stored),
+        already_stored: total(|c| c.already_stored),
+        refused: total(|c| c.refused),
+        conflicts: total(|c| c.conflicts),
+        attachments_stored: total(|c| c.attachments_stored),
+        attachments_already_stored: total(|c| c.attachments_already_stored),
+        attachments_missing: total(|c| c.attachments_missing),
+        attachments_refused: total(|c| c.attachments_refused),
+        unparsed_lines: one.as_ref().map(|c| c.unparsed_lines.clone()),
+        date_order: one.as_ref().map(|c| c.date_order.clone()),
+        date_order_reason: one.as_ref().map(|c| c.date_order_reason.clone()),
+        report_seq: one.as_ref().and_then(|c| c.report_seq),
+        chats,
+        limits: a.limits,
+    })
+}
+
+/// Length and SHA-256 of a file, read as a stream.
+fn hash_file(file: &Path) -> Result<(u64, [u8; 32])> {
+    let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let got = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        };
+        h.update(&buf[..got]);
+        n += got as u64;
+    }
+    Ok((n, h.finalize().into()))
+}
+
+fn looks_like_zip(file: &Path) -> Result<bool> {
+    let mut magic = [0u8; 4];
+    let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let n = f
+        .read(&mut magic)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let named = file
+        .extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("zip"));
+    Ok(named || (n == 4 && (&magic == b"PK\x03\x04" || &magic == b"PK\x05\x06")))
+}
+
+/// The file verbatim: a streamed blob, and an evidence record naming it
+/// (`whatsapp-export-file:<sha256>`, stored once). Returns the record's seq.
+fn archive_file(
+    ctx: &Ctx,
+    file: &Path,
+    bytes: u64,
+    sha: &[u8; 32],
+    conversation: &str,
+    format: &str,
+) -> Result<u64> {
+    let id = format!("whatsapp-export-file:{}", ctx.file_sha256);
+    if let Some(r) = ctx
+        .store
+        .by_record_id(&id, 8)?
+        .iter()
+        .find(|r| r.kind == FrameKind::Evidence && r.channel == SOURCE)
+    {
+        return Ok(r.seq);
+    }
+    let mut record =
+        NewRecord::message(id, conversation, stele_engine::store::now_us(), Vec::new())
+            .with_custodian(ctx.custodian)
+            .with_channel(SOURCE, "export-file");
+    record.kind = FrameKind::Evidence;
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let blob = ctx
+        .store
+        .put_blob_for(f, &record)
+        .with_context(|| format!("archiving {} as a blob", file.display()))?;
+    if &blob.sha256 != sha || blob.len != bytes {
+        bail!("{} changed while it was being archived ({bytes} bytes hashed, {} stored); import it again once it is complete", file.display(), blob.len);
+    }
+    record.body = serde_json::json!({
+        "channel": SOURCE, "type": "export-file", "file_name": ctx.file_name, "format": format,
+        "bytes": bytes, "sha256": ctx.file_sha256,
+        "blob": {"bytes": blob.len, "seq": blob.seq, "sha256": hex::encode(blob.sha256)},
+    })
+    .to_string()
+    .into_bytes();
+    match ctx
+        .capture
+        .store(
+            SOURCE,
+            vec![Item {
+                record,
+                fingerprint: *sha,
+            }],
+        )?
+        .pop()
+    {
+        Some(Outcome::Stored { seq } | Outcome::Duplicate { seq }) => Ok(seq),
+        Some(Outcome::Conflict { conflict_seq, .. }) => Ok(conflict_seq),
+        Some(Outcome::Refused { why } | Outcome::Invalid { why } | Outcome::Failed { why }) => {
+            bail!(
+                "the evidence record of {} was not stored: {why} (its blob is at seq {})",
+                file.display(),
+                blob.seq
+            )
+        }
+        None => bail!(
+            "capture answered nothing for the evidence record of {}",
+            file.display()
+        ),
+    }
+}
+
+/// A chat that could not be read at all: only its report is stored.
+fn failed(ctx: &Ctx, name: String, conversation: &str, why: String) -> Result<ChatSummary> {
+    let chat = Chat {
+        name: name.clone(),
+        folder: String::new(),
+        conversation: conversation.into(),
+        ctx,
+        encoding: None,
+    };
+    let mut sum = ChatSummary {
+        name,
+        conversation: conversation.into(),
+        problem: Some(why),
         ..Default::default()
     };
-    let exists = |id: &str| -> Result<bool> { Ok(!store.by_record_id(id, 1)?.is_empty()) };
-    // The file itself, as evidence.
-    let evidence_id = format!("whatsapp-export-file:{digest}");
-    if !exists(&evidence_id)? {
-        let mut ev = NewRecord::message(
-            evidence_id.clone(),
-            conversation.clone(),
-            stele_engine::store::now_us(),
-            bytes.clone(),
-        )
-        .with_custodian(custodian)
-        .with_channel("whatsapp-export", "export-file");
-        ev.kind = FrameKind::Evidence;
-        store.append(ev)?;
-    }
-    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        indicatif::ProgressBar::new(parsed.messages.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} importing {pos}/{len} messages [{bar:40}] {eta}",
-        )
-        .expect("valid template"),
-    );
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    let mut pending = Vec::new();
-    for m in &parsed.messages {
-        bar.inc(1);
-        // Identical lines in one minute are told apart by their order.
-        let key = format!(
-            "{}|{}|{}",
-            m.wallclock_us,
-            m.author.as_deref().unwrap_or(""),
-            m.text
-        );
-        let nth = seen.entry(key.clone()).or_insert(0);
-        *nth += 1;
-        let id = format!(
-            "whatsapp-export:{conversation}:{}:{nth}",
-            &hex::encode(Sha256::digest(key.as_bytes()))[..32]
-        );
-        if exists(&id)? {
-            summary.already_stored += 1;
-            continue;
-        }
-        let kind = if m.author.is_none() {
-            "system"
-        } else if m.deleted {
-            "deleted"
-        } else if m.attachment.is_some() || m.media_omitted {
-            "media"
-        } else {
-            "text"
+    sum.report_seq = Some(chat.report(&sum, &[], &[])?);
+    Ok(sum)
+}
+
+fn import_txt(
+    ctx: &Ctx,
+    file: &Path,
+    bytes: u64,
+    sha: &[u8; 32],
+    conversation: &str,
+) -> Result<ChatSummary> {
+    let name = ctx.file_name.to_string();
+    if bytes > ctx.limits.text_bytes {
+        let why = Refusal::TextTooLarge {
+            entry: name.clone(),
+            limit: ctx.limits.text_bytes,
         };
-        let ts = m.wallclock_us - utc_offset_s * 1_000_000;
-        let mut body = serde_json::json!({
-            "channel": "whatsapp-export", "author": m.author, "text": m.text, "line": m.line,
-            "attachment": m.attachment, "media_omitted": m.media_omitted, "deleted": m.deleted,
-            "edited": m.edited, "export_file_sha256": digest,
-        });
-        let rec_owner = NewRecord::message(id.clone(), conversation.clone(), ts, Vec::new())
-            .with_custodian(custodian)
-            .with_channel("whatsapp-export", kind);
-        if let Some(name) = &m.attachment {
-            match attachments.get(name) {
-                Some(data) => {
-                    let b = store.put_blob_for(&data[..], &rec_owner)?;
-                    body["blob"] = serde_json::json!({"seq": b.seq, "sha256": hex::encode(b.sha256), "bytes": b.len});
-                    summary.attachments_stored += 1;
-                }
-                None => {
-                    body["blob"] = serde_json::json!(null);
-                    if is_zip {
-                        summary.attachments_missing += 1;
-                    }
-                }
-            }
+        return failed(ctx, name, conversation, why.to_string());
+    }
+    let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if &<[u8; 32]>::from(Sha256::digest(&raw)) != sha {
+        bail!(
+            "{} changed during the import; import it again once it is complete",
+            file.display()
+        );
+    }
+    let (text, encoding) = text::decode(&raw);
+    drop(raw);
+    let parsed = parse(&text);
+    drop(text);
+    let chat = Chat {
+        name,
+        folder: String::new(),
+        conversation: conversation.into(),
+        ctx,
+        encoding: Some(encoding),
+    };
+    chat.import(&parsed, None)
+}
+
+fn import_zip(
+    ctx: &Ctx,
+    file: &Path,
+    conversation: &str,
+    a: &ImportArgs,
+    stem: &str,
+) -> Result<Vec<ChatSummary>> {
+    let name = ctx.file_name.to_string();
+    let mut zip = match Archive::open(file, ctx.limits) {
+        Ok(z) => z,
+        Err(OpenError::Refused(r)) => {
+            return Ok(vec![failed(
+                ctx,
+                name,
+                conversation,
+                format!("{}: {r}", file.display()),
+            )?])
         }
-        let mut rec = rec_owner;
-        rec.body = body.to_string().into_bytes();
-        pending.push(store.submit(rec)?);
-        if pending.len() >= 512 {
-            for p in pending.drain(..) {
-                p.wait()?;
-                summary.stored += 1;
-            }
+        Err(OpenError::NotAZip(why)) => {
+            return Ok(vec![failed(
+                ctx,
+                name,
+                conversation,
+                format!("{} is not a readable zip: {why}", file.display()),
+            )?])
         }
+    };
+    let texts = archive::chat_texts(&zip.entries);
+    if texts.is_empty() {
+        let why = format!(
+            "{}: no chat text inside the zip (looked for _chat.txt and .txt files named \"WhatsApp …\" in any language, among {} entries)",
+            file.display(),
+            zip.entries.len()
+        );
+        return Ok(vec![failed(ctx, name, conversation, why)?]);
     }
-    for p in pending {
-        p.wait()?;
-        summary.stored += 1;
+    let names = conversations(&zip, &texts, conversation, a, stem);
+    let mut out = Vec::new();
+    for (&i, conv) in texts.iter().zip(names) {
+        let entry = zip.entries[i].clone();
+        let raw = match zip.read_text(i) {
+            Ok(raw) => raw,
+            Err(r) => {
+                out.push(failed(ctx, entry.path.clone(), &conv, r.to_string())?);
+                continue;
+            }
+        };
+        let (text, encoding) = text::decode(&raw);
+        drop(raw);
+        let parsed = parse(&text);
+        drop(text);
+        let chat = Chat {
+            name: entry.path.clone(),
+            folder: entry.folder().into(),
+            conversation: conv,
+            ctx,
+            encoding: Some(encoding),
+        };
+        out.push(chat.import(&parsed, Some(&mut zip))?);
     }
-    bar.finish_and_clear();
-    // The import's report, with every line that fit no message, kept verbatim.
-    let report_id = format!("whatsapp-export-report:{digest}:{}", summary.stored);
-    let mut report = NewRecord::message(
-        report_id,
-        conversation.clone(),
-        stele_engine::store::now_us(),
-        serde_json::json!({
-            "file_sha256": digest, "messages": summary.messages, "stored": summary.stored,
-            "already_stored": summary.already_stored, "date_order": summary.date_order,
-            "date_order_reason": summary.date_order_reason,
-            "unparsed": parsed.unparsed.iter().map(|(n, l)| serde_json::json!({"line": n, "text": l})).collect::<Vec<_>>(),
-        })
-        .to_string(),
-    )
-    .with_custodian(custodian)
-    .with_channel("whatsapp-export", "import-report");
-    report.kind = FrameKind::Evidence;
-    if summary.stored > 0 || !parsed.unparsed.is_empty() {
-        summary.report_seq = Some(store.append(report)?.seq);
+    Ok(out)
+}
+
+/// The conversation of each chat text: the file's for a zip with one; with
+/// several, one per text, from its name (`_chat.txt` from its folder).
+fn conversations(
+    zip: &Archive,
+    texts: &[usize],
+    conversation: &str,
+    a: &ImportArgs,
+    stem: &str,
+) -> Vec<String> {
+    if texts.len() == 1 {
+        return vec![conversation.to_string()];
     }
-    Ok(summary)
+    let mut out: Vec<String> = Vec::new();
+    for &i in texts {
+        let e = &zip.entries[i];
+        let name = if e.base().eq_ignore_ascii_case("_chat.txt") {
+            if e.folder().is_empty() {
+                stem.to_string()
+            } else {
+                e.folder().to_string()
+            }
+        } else {
+            let p = &e.path;
+            p.len()
+                .checked_sub(4)
+                .and_then(|n| p.get(..n))
+                .unwrap_or(p)
+                .to_string()
+        };
+        let mut conv = match &a.conversation {
+            Some(c) => format!("{c}:{name}"),
+            None => format!("whatsapp-export:{}:{name}", a.custodian),
+        };
+        if out.contains(&conv) {
+            conv = format!("{conv}:{i}");
+        }
+        out.push(conv);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zip_is_known_by_magic_or_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.bin");
+        std::fs::write(&a, b"PK\x03\x04rest").unwrap();
+        let b = dir.path().join("b.txt");
+        std::fs::write(&b, b"12/03/24, 09:16 - a: b").unwrap();
+        let c = dir.path().join("c.ZIP");
+        std::fs::write(&c, b"").unwrap();
+        assert!(
+            looks_like_zip(&a).unwrap()
+                && !looks_like_zip(&b).unwrap()
+                && looks_like_zip(&c).unwrap()
+        );
+        assert_eq!(hash_file(&b).unwrap().0, 22);
+    }
 }

@@ -414,6 +414,11 @@ fn seal_early(
             out
         };
         let body = frame::seal_body_in_place(&mut out, &mut header, &key, &shared.store_id);
+        // Let go of the store before answering: once the builder has every
+        // frame, the store may close, and no sealing thread (which is not
+        // joined) may then still hold the index open.
+        drop(shared);
+        drop(key);
         // The builder waits for every frame it placed, so it is still listening.
         let _ = tx.send((out, body));
     });

@@ -591,13 +591,14 @@ fn ingest_batch(st: &AppState, body: &[u8], who: &str) -> Response {
     let mut failed = Vec::new();
     for (n, o) in numbers.iter().zip(&outcomes) {
         match o {
-            o if o.is_kept() => kept.push(*n),
+            Outcome::Stored { .. } | Outcome::Duplicate { .. } | Outcome::Conflict { .. } => {
+                kept.push(*n)
+            }
             Outcome::Refused { why } | Outcome::Invalid { why } => {
                 st.capture.metrics().line_errors.inc();
                 rejected.push(json!({"line": n, "error": why}))
             }
             Outcome::Failed { why } => failed.push(json!({"line": n, "error": why})),
-            _ => unreachable!("every outcome is kept, refused, invalid or failed"),
         }
     }
     rejected.sort_by_key(|v| v["line"].as_u64());

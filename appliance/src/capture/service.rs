@@ -79,6 +79,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The seq the item is kept at (for a conflict, the conflict record's).
+    pub fn kept_seq(&self) -> Option<u64> {
+        match self {
+            Outcome::Stored { seq } | Outcome::Duplicate { seq } => Some(*seq),
+            Outcome::Conflict { conflict_seq, .. } => Some(*conflict_seq),
+            Outcome::Refused { .. } | Outcome::Invalid { .. } | Outcome::Failed { .. } => None,
+        }
+    }
+
     /// Whether the item is in the archive now.
     pub fn is_kept(&self) -> bool {
         matches!(
@@ -229,6 +238,14 @@ impl Capture {
             .collect();
         self.count(source, &outcomes, t0);
         Ok(outcomes)
+    }
+
+    /// Store one item (blocking): [`Capture::store`] of a batch of one.
+    pub fn store_one(&self, source: &str, item: Item) -> Result<Outcome, CaptureError> {
+        let outcome = self.store(source, vec![item])?.into_iter().next();
+        Ok(outcome.unwrap_or_else(|| Outcome::Failed {
+            why: "capture answered nothing for the item".into(),
+        }))
     }
 
     /// Check an item against the store's limits and the consent policy.

@@ -13,7 +13,7 @@
 
 use serde_json::Value;
 
-use crate::when::days_from_civil;
+use crate::when::{days_from_civil, days_in_month};
 
 const SECONDS_BELOW: f64 = 1e12;
 const MILLIS_BELOW: f64 = 1e15;
@@ -102,15 +102,6 @@ fn rfc3339(s: &str) -> Option<i64> {
         us += time_of_day(rest)?;
     }
     Some(us)
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 /// `THH:MM:SS[.f](Z|±hh:mm)` as microseconds after midnight UTC (may be negative or past a day).

@@ -42,7 +42,7 @@ use serde::Serialize;
 
 use super::header::{self, DateParts, YearAt};
 use super::markers;
-use crate::when::days_from_civil;
+use crate::when::{days_from_civil, days_in_month};
 
 /// One parsed message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -436,15 +436,6 @@ fn decide_calendar(raws: &[Raw], order: Order) -> Calendar {
         name,
         reason,
         buddhist,
-    }
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
     }
 }
 

@@ -241,20 +241,16 @@ impl Chat<'_> {
         })
         .to_string()
         .into_bytes();
-        match self
-            .ctx
-            .capture
-            .store(
-                SOURCE,
-                vec![Item {
-                    record,
-                    fingerprint: digest,
-                }],
-            )?
-            .pop()
-        {
-            Some(o) if o.is_kept() => Ok(()),
-            o => bail!(
+        let o = self.ctx.capture.store_one(
+            SOURCE,
+            Item {
+                record,
+                fingerprint: digest,
+            },
+        )?;
+        match o.kept_seq() {
+            Some(_) => Ok(()),
+            None => bail!(
                 "the record that {} was imported in full was not stored: {o:?}",
                 self.name
             ),
@@ -599,24 +595,16 @@ impl Chat<'_> {
         let mut record = self.owner(id, stele_engine::store::now_us(), "import-report");
         record.kind = FrameKind::Evidence;
         record.body = bytes;
-        match self
-            .ctx
-            .capture
-            .store(
-                SOURCE,
-                vec![Item {
-                    record,
-                    fingerprint: digest,
-                }],
-            )?
-            .pop()
-        {
-            Some(Outcome::Stored { seq } | Outcome::Duplicate { seq }) => Ok(seq),
-            Some(Outcome::Conflict { conflict_seq, .. }) => Ok(conflict_seq),
-            Some(Outcome::Refused { why } | Outcome::Invalid { why } | Outcome::Failed { why }) => {
-                bail!("the import report of {} was not stored: {why}", self.name)
-            }
-            None => bail!("capture answered nothing for the import report"),
+        let o = self.ctx.capture.store_one(
+            SOURCE,
+            Item {
+                record,
+                fingerprint: digest,
+            },
+        )?;
+        match o.kept_seq() {
+            Some(seq) => Ok(seq),
+            None => bail!("the import report of {} was not stored: {o:?}", self.name),
         }
     }
 }

@@ -478,6 +478,20 @@ enum AdminCommand {
         #[arg(long)]
         store: PathBuf,
     },
+    /// Accept new records again after the log was found cut short (operator role; audited).
+    AcknowledgeCut {
+        #[arg(long)]
+        store: PathBuf,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Open a copy of the store that an anchor shows was rolled back or forked (operator role; audited).
+    AcceptRollback {
+        #[arg(long)]
+        store: PathBuf,
+        #[command(flatten)]
+        who: Who,
+    },
 }
 
 fn main() {
@@ -628,6 +642,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("  compliance clock {}", when::format(s.compliance_now_us()));
             println!("  recovery: {} tail frames kept, {} torn bytes discarded, {} index entries replayed", r.tail_frames, r.discarded_tail_bytes, r.index_replayed);
+            print_anchors(r);
             s.close()?;
         }
         Command::Put {
@@ -1101,6 +1116,48 @@ fn run(cli: Cli) -> Result<()> {
             }
             s.close()?;
         }
+        Command::Admin {
+            command: AdminCommand::AcknowledgeCut { store, who },
+        } => {
+            let (_, s, actor) = open_as(&store, &who)?;
+            s.acknowledge_log_cut(&actor, &who.reason)?;
+            println!("acknowledged: the store accepts new records again");
+            s.close()?;
+        }
+        Command::Admin {
+            command: AdminCommand::AcceptRollback { store, who },
+        } => {
+            let sd = StoreDir::load(&store)?;
+            let token = access::token(who.token_file.as_deref())?;
+            let actor = access::actor(&sd.config, &who.actor, token.as_deref());
+            let s = StoreDir::open_with(&store, |o| {
+                o.accept_rollback = Some((actor, who.reason.clone()))
+            })?;
+            println!(
+                "opened and re-anchored at seq {}; the rollback is in the audit trail",
+                s.next_seq()
+            );
+            s.close()?;
+        }
     }
     Ok(())
+}
+
+/// Where the store's checkpoints are anchored, and whether its log was found cut short.
+fn print_anchors(r: &stele_engine::OpenReport) {
+    if r.anchors_held.is_empty() && r.anchors_empty.is_empty() {
+        println!("  rollback anchors: none configured (store.anchors): a restored old copy would not be noticed");
+    }
+    for (place, generation) in &r.anchors_held {
+        println!("  rollback anchor: {place} (checkpoint generation {generation})");
+    }
+    for place in &r.anchors_empty {
+        println!("  rollback anchor: {place} (first anchor written now)");
+    }
+    if let Some(c) = &r.log_cut {
+        println!(
+            "  LOG CUT SHORT: the index had seen seq {} but the log ends at {}; new records refused until `stele admin acknowledge-cut`; evidence {}",
+            c.index_next, c.log_next, c.evidence
+        );
+    }
 }

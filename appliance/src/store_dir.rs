@@ -9,9 +9,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use stele_config::{Config, KeyProviderKind, CONFIG_FILE};
+use stele_engine::anchor::{AnchorPlace, DirAnchor};
 use stele_engine::device::{Device, FileDevice, Geometry, ZoneDirDevice};
 use stele_engine::{FileKek, KeyProvider, Keyring, Pkcs11Config, Pkcs11Kek, Store, StoreOptions};
 use zeroize::Zeroizing;
+
+/// The HSM token, as the place a rollback anchor is kept.
+type HsmAnchor = Arc<dyn AnchorPlace>;
 
 pub struct StoreDir {
     pub root: PathBuf,
@@ -54,28 +58,42 @@ impl StoreDir {
         self.resolve(&self.config.keys.keystore)
     }
 
-    /// The key provider the configuration names; `create` makes a new key file.
-    fn provider(&self, create: bool) -> Result<Box<dyn KeyProvider>> {
+    /// The key provider the configuration names; `create` makes a new key
+    /// file. An HSM also keeps the rollback anchor, through the same session.
+    fn provider(&self, create: bool) -> Result<(Box<dyn KeyProvider>, Option<HsmAnchor>)> {
         let k = &self.config.keys;
         Ok(match k.provider {
             KeyProviderKind::File => {
                 let path = self.key_path();
-                if create {
-                    Box::new(FileKek::create(&path)?)
+                let kek = if create {
+                    FileKek::create(&path)?
                 } else {
-                    Box::new(FileKek::load(&path)?)
-                }
+                    FileKek::load(&path)?
+                };
+                (Box::new(kek), None)
             }
             KeyProviderKind::Pkcs11 => {
                 let p = k.pkcs11.as_ref().context("[keys.pkcs11] is missing")?;
                 let pin = Zeroizing::new(self.read_secret(&p.pin_file, "HSM PIN")?);
-                Box::new(Pkcs11Kek::open(&Pkcs11Config {
+                let kek = Arc::new(Pkcs11Kek::open(&Pkcs11Config {
                     module: self.resolve(&p.module),
                     token_label: p.token_label.clone(),
                     pin,
-                })?)
+                })?);
+                (Box::new(kek.clone()), Some(kek))
             }
         })
+    }
+
+    /// Where checkpoints are anchored outside the data: every configured
+    /// directory, and the HSM token when the key-encryption key lives in one.
+    fn anchors(&self, hsm: Option<HsmAnchor>) -> Vec<Arc<dyn AnchorPlace>> {
+        let mut out: Vec<Arc<dyn AnchorPlace>> = Vec::new();
+        for d in &self.config.store.anchors {
+            out.push(Arc::new(DirAnchor::new(self.resolve(d))));
+        }
+        out.extend(hsm);
+        out
     }
 
     fn options(&self, keyring: Arc<Keyring>) -> StoreOptions {
@@ -126,13 +144,15 @@ impl StoreDir {
                 devices.push(Arc::new(ZoneDirDevice::create(&path, geometry)?));
             }
         }
-        let provider = sd.provider(sd.config.keys.provider == KeyProviderKind::File)?;
+        let (provider, hsm) = sd.provider(sd.config.keys.provider == KeyProviderKind::File)?;
         let keyring = Arc::new(Keyring::create(
             provider,
             &sd.keystore_path(),
             sd.config.keys.rotation_days,
         )?);
-        let store = Store::create(devices, keyring.root_keys(), sd.options(keyring))?;
+        let mut options = sd.options(keyring.clone());
+        options.anchors = sd.anchors(hsm);
+        let store = Store::create(devices, keyring.root_keys(), options)?;
         std::fs::write(&cfg_path, sd.config.to_toml())
             .with_context(|| format!("writing {}", cfg_path.display()))?;
         Ok((sd, store))
@@ -153,9 +173,22 @@ impl StoreDir {
 
     /// Open the store in `root`, recovering it if it was not closed cleanly.
     pub fn open(root: &Path) -> Result<(StoreDir, Store)> {
+        Self::open_adjusted(root, |_| {})
+    }
+
+    /// Open the store in `root` with `adjust` applied to its options.
+    pub fn open_with(root: &Path, adjust: impl FnOnce(&mut StoreOptions)) -> Result<Store> {
+        Ok(Self::open_adjusted(root, adjust)?.1)
+    }
+
+    fn open_adjusted(
+        root: &Path,
+        adjust: impl FnOnce(&mut StoreOptions),
+    ) -> Result<(StoreDir, Store)> {
         let sd = StoreDir::load(root)?;
+        let (provider, hsm) = sd.provider(false)?;
         let keyring = Arc::new(Keyring::open(
-            sd.provider(false)?,
+            provider,
             &sd.keystore_path(),
             sd.config.keys.rotation_days,
         )?);
@@ -166,7 +199,10 @@ impl StoreDir {
             .iter()
             .map(|d| stele_engine::device::open_path(&sd.resolve(d)))
             .collect::<stele_engine::Result<Vec<_>>>()?;
-        let store = Store::open(devices, keyring.root_keys(), sd.options(keyring))?;
+        let mut options = sd.options(keyring.clone());
+        options.anchors = sd.anchors(hsm);
+        adjust(&mut options);
+        let store = Store::open(devices, keyring.root_keys(), options)?;
         Ok((sd, store))
     }
 }

@@ -167,6 +167,24 @@ pub enum Action {
         stored_seq: u64,
         conflict_seq: u64,
     },
+    /// The log was found ending before records the index had seen: they
+    /// were cut from the log below the store. New records are refused until acknowledged.
+    LogCutShort {
+        index_next: u64,
+        log_next: u64,
+        evidence: String,
+    },
+    /// An operator acknowledged a log found cut short; new records are accepted again.
+    LogCutAcknowledged {
+        index_next: u64,
+        log_next: u64,
+    },
+    /// An operator opened a copy of the store an anchor showed was rolled
+    /// back or forked (what the anchor found is in `found`).
+    RollbackAccepted {
+        anchor: String,
+        found: String,
+    },
 }
 
 impl Action {
@@ -201,6 +219,9 @@ impl Action {
             Action::DeliveryRefused { .. } => "delivery-refused",
             Action::DeliveryUnreadable { .. } => "delivery-unreadable",
             Action::CaptureConflict { .. } => "capture-conflict",
+            Action::LogCutShort { .. } => "log-cut-short",
+            Action::LogCutAcknowledged { .. } => "log-cut-acknowledged",
+            Action::RollbackAccepted { .. } => "rollback-accepted",
         }
     }
 }

@@ -116,6 +116,7 @@ impl Store {
         mut reader: impl std::io::Read,
         owner: &NewRecord,
     ) -> Result<BlobRef> {
+        self.writable()?;
         let keys = &self.shared.keys;
         let subject = self.subject_of(&owner.conversation_id, &owner.custodian);
         let subject_tag = self.subject_tag(subject);

@@ -104,3 +104,41 @@ mod tests {
         assert_eq!(align_down(8191), 4096);
     }
 }
+
+/// Large plaintext buffers kept for reuse (media chunks), shared by the
+/// producers, the builder and the sealing threads. It holds nothing of the
+/// store, so a sealing job that outlives its batch keeps no store open.
+#[derive(Default)]
+pub struct PlaintextPool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl PlaintextPool {
+    /// Buffers smaller than this are not worth keeping.
+    const KEEP_BYTES_MIN: usize = 256 << 10;
+    /// At most this many buffers are kept.
+    const KEEP_COUNT_MAX: usize = 32;
+
+    /// A cleared buffer of at least `capacity` bytes, recycled if one is at hand.
+    pub fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        match free.iter().position(|b| b.capacity() >= capacity) {
+            Some(i) => {
+                let mut b = free.swap_remove(i);
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Hand back a buffer for reuse (small ones, or past the count, are freed).
+    pub fn give(&self, b: Vec<u8>) {
+        if b.capacity() >= Self::KEEP_BYTES_MIN {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            if free.len() < Self::KEEP_COUNT_MAX {
+                free.push(b);
+            }
+        }
+    }
+}

@@ -94,6 +94,8 @@ pub struct CommitStats {
     pub batches: AtomicU64,
     pub checkpoints: AtomicU64,
     pub zones_sealed: AtomicU64,
+    /// Rollback anchors that could not be written (each place, each checkpoint).
+    pub anchor_failures: AtomicU64,
 }
 
 /// The index watermark: every seq below `next` is in the index.
@@ -118,12 +120,14 @@ pub(crate) struct Shared {
     pub store_id: [u8; 16],
     pub keys: Keys,
     pub keyring: Option<Arc<Keyring>>,
+    /// Where each checkpoint is also anchored, outside the data.
+    pub anchors: Vec<Arc<dyn crate::anchor::AnchorPlace>>,
     pub clock: Arc<ComplianceClock>,
     pub log: Mutex<LogState>,
     /// Empty zones in the order they will be opened.
     pub free: Mutex<VecDeque<u32>>,
     /// Large plaintext buffers handed back by the builder for reuse (media chunks).
-    pub buffers: Mutex<Vec<Vec<u8>>>,
+    pub buffers: Arc<crate::buffer::PlaintextPool>,
     /// Where the writer announces sealed zones (zone, first seq, end seq) to the tree-head signer.
     pub seals: Mutex<Option<Sender<(u32, u64, u64)>>>,
     pub zones: ZoneSet,
@@ -142,25 +146,12 @@ pub(crate) struct Shared {
 impl Shared {
     /// A buffer of at least `capacity` bytes, recycled if one is at hand.
     pub fn take_buffer(&self, capacity: usize) -> Vec<u8> {
-        let mut pool = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
-        match pool.iter().position(|b| b.capacity() >= capacity) {
-            Some(i) => {
-                let mut b = pool.swap_remove(i);
-                b.clear();
-                b
-            }
-            None => Vec::with_capacity(capacity),
-        }
+        self.buffers.take(capacity)
     }
 
     /// Hand back a large buffer for reuse.
     pub fn give_buffer(&self, b: Vec<u8>) {
-        if b.capacity() >= 256 << 10 {
-            let mut pool = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < 32 {
-                pool.push(b);
-            }
-        }
+        self.buffers.give(b)
     }
 
     /// The data key that opens frames carrying `key_id` (frame `seq`, for errors).
@@ -397,7 +388,11 @@ fn seal_early(
     key: Arc<DataKey>,
 ) -> Body {
     let (tx, rx) = oneshot::channel();
-    let shared = shared.clone();
+    // The job holds the buffer pool and the store id, never the store: the
+    // pool's threads are not joined, and a job still queued when a failed
+    // builder gives up must not keep the index (or anything else) open.
+    let buffers = shared.buffers.clone();
+    let store_id = shared.store_id;
     let mut header = header.clone();
     pool.spawn(move || {
         let mut out = if payload_at == frame::HEADER_LEN {
@@ -406,18 +401,14 @@ fn seal_early(
             buf
         } else {
             let len = FRAME_OVERHEAD + buf.len() - payload_at;
-            let mut out = shared.take_buffer(len);
+            let mut out = buffers.take(len);
             out.extend_from_slice(&[0; frame::HEADER_LEN]);
             out.extend_from_slice(&buf[payload_at..]);
             out.resize(len, 0);
-            shared.give_buffer(buf);
+            buffers.give(buf);
             out
         };
-        let body = frame::seal_body_in_place(&mut out, &mut header, &key, &shared.store_id);
-        // Let go of the store before answering: once the builder has every
-        // frame, the store may close, and no sealing thread (which is not
-        // joined) may then still hold the index open.
-        drop(shared);
+        let body = frame::seal_body_in_place(&mut out, &mut header, &key, &store_id);
         drop(key);
         // The builder waits for every frame it placed, so it is still listening.
         let _ = tx.send((out, body));
@@ -756,9 +747,34 @@ pub(crate) fn checkpoint(shared: &Shared, log: &mut LogState) -> Result<()> {
         .iter()
         .map(|d| d.device().as_ref())
         .collect();
-    sb.write_all(&devices)?;
+    sb.write_all(&devices, &shared.keys)?;
     shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    write_anchors(shared, sb);
     Ok(())
+}
+
+/// Anchor the checkpoint just written everywhere configured (after the
+/// superblock, so an anchor is never newer than a superblock that exists).
+/// A place that fails is counted and reported, never fatal: it only weakens
+/// the rollback check until it is reachable again.
+fn write_anchors(shared: &Shared, sb: &Superblock) {
+    if shared.anchors.is_empty() {
+        return;
+    }
+    let anchor = crate::anchor::Anchor {
+        store_id: sb.store_id,
+        generation: sb.generation,
+        next_seq: sb.next_seq,
+        chain_head: sb.chain_head,
+        written_us: sb.checkpoint_us,
+    };
+    let bytes = anchor.encode(&shared.keys);
+    for place in &shared.anchors {
+        if let Err(e) = place.write(&sb.store_id, &bytes) {
+            shared.stats.anchor_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(place = %place.describe(), "rollback anchor not written: {e}");
+        }
+    }
 }
 
 /// The MAC that makes the persisted compliance clock tamper-evident.

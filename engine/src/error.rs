@@ -109,6 +109,22 @@ pub enum Error {
         found: u64,
     },
 
+    /// Bytes that only Stele writes fail their MAC: they were edited outside it.
+    #[error("{path}: {what} fails authentication: it was altered outside Stele (evidence of tampering; the store is not opened)")]
+    Tampered { path: String, what: String },
+
+    /// The store is older than an anchor kept outside its data.
+    #[error("the store was rolled back or forked: {reason} ({anchor}); it is not opened. Restore the newest copy; if this copy must be used, an operator opens it with `stele admin accept-rollback` (recorded in the audit trail)")]
+    RolledBack { anchor: String, reason: String },
+
+    /// The log lost acknowledged frames the index had seen (cut or rolled back below the store).
+    #[error("the log ends at seq {log_next} but the index had seen records up to seq {index_next}: acknowledged records were cut from the log (evidence of tampering or of a disk that lost writes). The store is open for reading only until an operator acknowledges it (`stele admin acknowledge-cut`); the index that saw them is kept at {evidence}")]
+    LogCutShort {
+        index_next: u64,
+        log_next: u64,
+        evidence: String,
+    },
+
     #[error("the key in {key_path} does not open this store (store {store_id})")]
     WrongKey { key_path: String, store_id: String },
 

@@ -48,6 +48,32 @@ pub trait KeyProvider: Send + Sync {
     fn destroy_generation(&self, generation: u32) -> Result<()>;
 }
 
+/// A provider shared with another user of the same token session (the
+/// rollback anchor): one PKCS#11 context per process, never two.
+impl<T: KeyProvider + ?Sized> KeyProvider for std::sync::Arc<T> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn current_generation(&self) -> Result<u32> {
+        (**self).current_generation()
+    }
+    fn wrap(&self, generation: u32, key: &[u8; 32], aad: &[u8]) -> Result<Vec<u8>> {
+        (**self).wrap(generation, key, aad)
+    }
+    fn unwrap(&self, generation: u32, wrapped: &[u8], aad: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        (**self).unwrap(generation, wrapped, aad)
+    }
+    fn generations(&self) -> Result<Vec<u32>> {
+        (**self).generations()
+    }
+    fn new_generation(&self) -> Result<u32> {
+        (**self).new_generation()
+    }
+    fn destroy_generation(&self, generation: u32) -> Result<()> {
+        (**self).destroy_generation(generation)
+    }
+}
+
 /// Fill `buf` from the system's secure random generator.
 pub fn random(buf: &mut [u8]) -> Result<()> {
     SystemRandom::new()
@@ -536,6 +562,65 @@ impl KeyProvider for Pkcs11Kek {
         s.destroy_object(h)
             .map_err(|e| self.err(format!("cannot destroy generation {generation}: {e}")))
     }
+}
+
+/// Rollback anchors kept on the token as data objects (`stele-anchor-<store id>`):
+/// private, token objects, readable only after logging in with the PIN.
+impl crate::anchor::AnchorPlace for Pkcs11Kek {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn read(&self, store_id: &[u8; 16]) -> Result<Option<Vec<u8>>> {
+        use cryptoki::object::{Attribute, AttributeType};
+        let s = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let found = s
+            .find_objects(&anchor_template(store_id))
+            .map_err(|e| self.err(format!("cannot look for the rollback anchor: {e}")))?;
+        let Some(&h) = found.first() else {
+            return Ok(None);
+        };
+        let attrs = s
+            .get_attributes(h, &[AttributeType::Value])
+            .map_err(|e| self.err(format!("cannot read the rollback anchor: {e}")))?;
+        Ok(attrs.into_iter().find_map(|a| match a {
+            Attribute::Value(v) => Some(v),
+            _ => None,
+        }))
+    }
+
+    fn write(&self, store_id: &[u8; 16], bytes: &[u8]) -> Result<()> {
+        use cryptoki::object::Attribute;
+        let s = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let template = anchor_template(store_id);
+        let found = s
+            .find_objects(&template)
+            .map_err(|e| self.err(format!("cannot look for the rollback anchor: {e}")))?;
+        match found.first() {
+            Some(&h) => s
+                .update_attributes(h, &[Attribute::Value(bytes.to_vec())])
+                .map_err(|e| self.err(format!("cannot update the rollback anchor: {e}"))),
+            None => {
+                let mut create = template;
+                create.extend([
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                    Attribute::Value(bytes.to_vec()),
+                ]);
+                s.create_object(&create)
+                    .map(|_| ())
+                    .map_err(|e| self.err(format!("cannot create the rollback anchor: {e}")))
+            }
+        }
+    }
+}
+
+fn anchor_template(store_id: &[u8; 16]) -> Vec<cryptoki::object::Attribute> {
+    use cryptoki::object::{Attribute, ObjectClass};
+    vec![
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Label(format!("stele-anchor-{}", hex::encode(store_id)).into_bytes()),
+    ]
 }
 
 #[cfg(test)]

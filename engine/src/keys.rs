@@ -172,6 +172,11 @@ impl Keys {
     }
 }
 
+/// Compare two MACs without a timing signal of where they first differ.
+pub fn equal_ct(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! log with block-level write-once enforcement, group commit and crash-safe
 //! recovery. [`Store`] is the entry point.
 
+pub mod anchor;
 pub mod audit;
 pub mod blob;
 pub mod buffer;

@@ -28,7 +28,7 @@ use crate::record::{envelope, open_envelope, NewRecord, Receipt, Record};
 use crate::scan::{Scanner, Stretch};
 use crate::superblock::{DeviceEntry, Superblock};
 use crate::zone::{ZoneCondition, ZoneSet, ZoneState, ZonedDevice};
-use stele_config::{DataSubject, RecordFacts, RetentionPolicy};
+use stele_config::{DataSubject, RecordFacts, RetentionPolicy, Role};
 
 /// Microseconds since the Unix epoch, from the system clock.
 pub fn now_us() -> i64 {
@@ -60,6 +60,11 @@ pub struct StoreOptions {
     /// Sign a tree head this often while the log grows, and at every zone
     /// seal. `None`: only on request ([`Store::sign_tree_head`]).
     pub tree_head_interval: Option<std::time::Duration>,
+    /// Where rollback anchors are kept, outside the store's data ([`crate::anchor`]).
+    pub anchors: Vec<Arc<dyn crate::anchor::AnchorPlace>>,
+    /// Open even though an anchor says the store was rolled back or forked:
+    /// an operator's decision, with its reason, kept in the audit trail.
+    pub accept_rollback: Option<(Actor, String)>,
 }
 
 /// A background scrub schedule ([`Store::start_background_scrub`]): every
@@ -84,6 +89,14 @@ impl std::fmt::Debug for StoreOptions {
             )
             .field("subject", &self.subject)
             .field("drift_budget_ppm", &self.drift_budget_ppm)
+            .field(
+                "anchors",
+                &self
+                    .anchors
+                    .iter()
+                    .map(|a| a.describe())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -102,6 +115,8 @@ impl StoreOptions {
             drift_budget_ppm: 1000,
             time: Arc::new(SystemTimeSource),
             tree_head_interval: None,
+            anchors: Vec::new(),
+            accept_rollback: None,
         }
     }
 }
@@ -122,6 +137,24 @@ pub struct OpenReport {
     pub next_seq: u64,
     pub sealed_zones: u32,
     pub immutability: Vec<(u32, Immutability)>,
+    /// Rollback anchors holding this store's checkpoint (place, generation),
+    /// and the places that held none yet.
+    pub anchors_held: Vec<(String, u64)>,
+    pub anchors_empty: Vec<String>,
+    /// Set when the log was found shorter than the index had seen: the
+    /// store reads but refuses new records until an operator acknowledges it.
+    pub log_cut: Option<LogCut>,
+}
+
+/// Acknowledged records missing from the log, found at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCut {
+    /// The index had seen every seq below this.
+    pub index_next: u64,
+    /// The log ends here.
+    pub log_next: u64,
+    /// Where the index that saw them is kept (its entries name the lost records).
+    pub evidence: String,
 }
 
 /// A media blob stored in the log.
@@ -175,6 +208,8 @@ pub struct Store {
     pub(crate) compliance_lock: Mutex<()>,
     /// The background tree-head signer and its stop flag.
     notary: Mutex<Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
+    /// Why new records are refused (a log found cut short, until acknowledged).
+    quarantine: Mutex<Option<LogCut>>,
     /// The background scrubber's schedule and stop flag (its thread holds a weak handle).
     scrubber: Mutex<Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
 }
@@ -280,11 +315,12 @@ impl Store {
             checkpoint_us: now,
             clock,
             clock_mac: commit::clock_mac(&keys, &store_id, &clock),
+            state_mac: [0; 16],
             devices: entries,
             zones: states,
         };
         let devs: Vec<&dyn Device> = devices.iter().map(|d| d.as_ref()).collect();
-        sb.write_all(&devs)?;
+        sb.write_all(&devs, &keys)?;
         if options.index_path.exists() {
             std::fs::remove_file(&options.index_path).map_err(|e| {
                 Error::io(
@@ -363,6 +399,19 @@ impl Store {
                 store_id: hex::encode(sb.store_id),
             });
         }
+        for (d, own) in devices.iter().zip(&per_device) {
+            if !own.authentic(&keys) {
+                return Err(Error::Tampered {
+                    path: d.name().to_string(),
+                    what: format!(
+                        "superblock generation {} (checkpoint at seq {}, zone table)",
+                        own.generation, own.next_seq
+                    ),
+                });
+            }
+        }
+        let anchors = crate::anchor::read_all(&options.anchors, &keys, &sb.store_id)?;
+        let found_generation = sb.generation;
         if commit::clock_mac(&keys, &sb.store_id, &sb.clock) != sb.clock_mac {
             return Err(Error::NotAStore {
                 path: devices[0].name().to_string(),
@@ -445,6 +494,8 @@ impl Store {
                 reason: format!("frames are missing or damaged here, yet a later batch with seq {seq} exists at offset {off}"),
             });
         }
+        // Nothing is written before the anchors have been heard.
+        let mut rollback = accept(&options, anchors.check_age(found_generation, next_seq))?;
         let new_wp = align_up(end).min(zone_size);
         assert!(
             new_wp >= cp.write_pointer,
@@ -466,12 +517,13 @@ impl Store {
             .epoch
             .checked_add(1)
             .ok_or_else(|| Error::invalid("epoch", "the store has been opened 2^32 times"))?;
-        let index = Index::open(&options.index_path)?;
+        let (index, log_cut) = open_index(&options.index_path, next_seq)?;
         let store_id = sb.store_id;
         let shared = Arc::new(Shared {
             store_id,
             keys,
             keyring: options.keyring.clone(),
+            anchors: options.anchors.clone(),
             clock,
             log: Mutex::new(LogState {
                 sb,
@@ -480,7 +532,7 @@ impl Store {
             }),
             free: Mutex::new(VecDeque::new()),
             seals: Mutex::new(None),
-            buffers: Mutex::new(Vec::new()),
+            buffers: Arc::default(),
             zones,
             index,
             options: options.commit.clone(),
@@ -564,6 +616,13 @@ impl Store {
             next_seq,
             sealed_zones: sealed,
             immutability,
+            anchors_held: anchors
+                .held
+                .iter()
+                .map(|(p, a)| (p.clone(), a.generation))
+                .collect(),
+            anchors_empty: anchors.empty.clone(),
+            log_cut: None,
         };
         if discarded > 0 {
             tracing::warn!(
@@ -599,9 +658,30 @@ impl Store {
             subject: options.subject,
             compliance_lock: Mutex::new(()),
             notary: Mutex::new(notary),
+            quarantine: Mutex::new(None),
             scrubber: Mutex::new(None),
         };
         store.record_clock_anomalies()?;
+        if rollback.is_none() {
+            rollback = accept(
+                &options,
+                anchors.check_fork(&|seq| store.frame_hash(seq, next_seq, chain_head)),
+            )?;
+        }
+        if let Some((anchor, found)) = rollback {
+            let (actor, reason) = options
+                .accept_rollback
+                .as_ref()
+                .expect("accepted by someone");
+            store.write_audit(
+                actor,
+                Action::RollbackAccepted { anchor, found },
+                Outcome::Done,
+                reason,
+            )?;
+        }
+        let mut store = store;
+        store.report.log_cut = store.quarantine_at_open(log_cut)?;
         Ok(store)
     }
 
@@ -821,6 +901,7 @@ impl Store {
                 "system records are written by the store itself",
             ));
         }
+        self.writable()?;
         let sub = self.prepare(&rec)?;
         self.submit_raw(sub)
     }
@@ -1085,6 +1166,12 @@ impl Store {
         Ok(())
     }
 
+    /// Wait until the index holds every acknowledged record and has made it durable.
+    pub fn persist_index(&self) -> Result<()> {
+        self.sync_index()?;
+        self.shared.index.persist()
+    }
+
     /// Records whose record id is `id`, oldest first.
     pub fn by_record_id(&self, id: &str, limit: usize) -> Result<Vec<Record>> {
         self.by_id(TagDomain::RecordId, id, limit)
@@ -1193,6 +1280,120 @@ impl Store {
         Ok(report)
     }
 
+    /// The SHA-256 of frame `seq` as the chain holds it (for anchors):
+    /// the next frame's `prev_hash`, or the log head's for the last frame.
+    fn frame_hash(&self, seq: u64, next_seq: u64, chain_head: [u8; 32]) -> Result<[u8; 32]> {
+        if seq + 1 >= next_seq {
+            return Ok(chain_head);
+        }
+        Ok(self.frame_bytes(seq + 1)?.0.prev_hash)
+    }
+
+    /// Whether new records are refused because the log was found cut short
+    /// (now, or at an earlier open and not yet acknowledged). A cut found now
+    /// is written to the audit trail first.
+    fn quarantine_at_open(&self, found: Option<LogCut>) -> Result<Option<LogCut>> {
+        if let Some(cut) = &found {
+            self.write_audit(
+                &Actor::system(),
+                Action::LogCutShort {
+                    index_next: cut.index_next,
+                    log_next: cut.log_next,
+                    evidence: cut.evidence.clone(),
+                },
+                Outcome::Done,
+                "found at open: the log ends before records the index had seen",
+            )?;
+        }
+        let latest = |name: &str| -> Result<Option<Record>> {
+            Ok(self
+                .by_record_id(name, usize::MAX)?
+                .into_iter()
+                .max_by_key(|r| r.seq))
+        };
+        let Some(cut) = latest("log-cut-short")? else {
+            return Ok(None);
+        };
+        if latest("log-cut-acknowledged")?.is_some_and(|a| a.seq > cut.seq) {
+            return Ok(None);
+        }
+        let event: AuditEvent = serde_json::from_slice(&cut.body)
+            .map_err(|e| Error::invalid("audit event", e.to_string()))?;
+        let Action::LogCutShort {
+            index_next,
+            log_next,
+            evidence,
+        } = event.action
+        else {
+            return Err(Error::invalid(
+                "audit event",
+                "log-cut-short of another type",
+            ));
+        };
+        let cut = LogCut {
+            index_next,
+            log_next,
+            evidence,
+        };
+        *self.quarantine.lock().unwrap_or_else(|p| p.into_inner()) = Some(cut.clone());
+        Ok(Some(cut))
+    }
+
+    /// The log cut that stops new records, if any.
+    pub fn log_cut(&self) -> Option<LogCut> {
+        self.quarantine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records are refused while a log cut waits for acknowledgement.
+    pub(crate) fn writable(&self) -> Result<()> {
+        match self.log_cut() {
+            Some(c) => Err(Error::LogCutShort {
+                index_next: c.index_next,
+                log_next: c.log_next,
+                evidence: c.evidence,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// An operator acknowledges a log found cut short (after comparing the
+    /// evidence with the replica or a backup): new records are accepted again.
+    pub fn acknowledge_log_cut(&self, actor: &Actor, reason: &str) -> Result<()> {
+        let Some(cut) = self.log_cut() else {
+            return Err(Error::NotFound {
+                what: "a log cut waiting for acknowledgement".into(),
+            });
+        };
+        let action = Action::LogCutAcknowledged {
+            index_next: cut.index_next,
+            log_next: cut.log_next,
+        };
+        if !actor.has(Role::Operator) {
+            self.write_audit(
+                actor,
+                action,
+                Outcome::Refused {
+                    why: "needs the operator role".into(),
+                },
+                reason,
+            )?;
+            return Err(Error::Unauthorized {
+                actor: actor.name.clone(),
+                action: "acknowledge a log cut".into(),
+                role: "operator".into(),
+            });
+        }
+        self.write_audit(actor, action, Outcome::Done, reason)?;
+        self.quarantine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        Ok(())
+    }
+
     /// Stop accepting appends, finish every queued one, checkpoint and stop the threads.
     pub fn close(self) -> Result<()> {
         self.shutdown();
@@ -1292,6 +1493,65 @@ impl Drop for Store {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A rollback an anchor found, accepted by an operator who asked to open
+/// this copy anyway (returned for the audit trail), or the refusal.
+fn accept(options: &StoreOptions, found: Result<()>) -> Result<Option<(String, String)>> {
+    match (found, &options.accept_rollback) {
+        (Ok(()), _) => Ok(None),
+        (Err(Error::RolledBack { anchor, reason }), Some((actor, _)))
+            if actor.has(Role::Operator) =>
+        {
+            tracing::error!(%anchor, "opening a rolled-back store as {}: {reason}", actor.name);
+            Ok(Some((anchor, reason)))
+        }
+        (Err(Error::RolledBack { .. }), Some((actor, _))) => Err(Error::Unauthorized {
+            actor: actor.name.clone(),
+            action: "open a store an anchor shows was rolled back".into(),
+            role: "operator".into(),
+        }),
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// Open the index; if it has seen seqs the log no longer holds, those
+/// acknowledged records were cut from the log below the store. The index
+/// that saw them is kept aside as evidence (its entries name them) and a
+/// fresh one is rebuilt from the log.
+fn open_index(path: &std::path::Path, log_next: u64) -> Result<(Index, Option<LogCut>)> {
+    let index = Index::open(path)?;
+    let index_next = index.next_seq()?;
+    if index_next <= log_next {
+        return Ok((index, None));
+    }
+    drop(index);
+    let stamp = now_us();
+    let evidence = path.with_file_name(format!(
+        "{}.cut-{log_next}-{index_next}-{stamp}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("index")
+    ));
+    std::fs::rename(path, &evidence).map_err(|e| {
+        Error::io(
+            &path.display().to_string(),
+            "set aside the index",
+            None,
+            None,
+            e,
+        )
+    })?;
+    tracing::error!(
+        index = index_next,
+        log = log_next,
+        evidence = %evidence.display(),
+        "the log ends before records the index had seen: acknowledged records were cut from the log"
+    );
+    let cut = LogCut {
+        index_next,
+        log_next,
+        evidence: evidence.display().to_string(),
+    };
+    Ok((Index::open(path)?, Some(cut)))
 }
 
 /// Index every frame from the index's `next_seq` up to `next_seq` of the log. Returns how many.

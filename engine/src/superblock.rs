@@ -10,10 +10,11 @@ use crate::buffer::{align_up, AlignedBuf};
 use crate::clock::ClockReading;
 use crate::device::{Device, META_COPY_BYTES};
 use crate::error::{Error, Result};
+use crate::keys::Keys;
 use crate::zone::{ZoneCondition, ZoneState};
 
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"STELESB\0";
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const HEADER_LEN: usize = 224;
 const DEVICE_ENTRY_LEN: usize = 24;
 const ZONE_ENTRY_LEN: usize = 24;
@@ -48,6 +49,10 @@ pub struct Superblock {
     pub clock: ClockReading,
     /// HMAC (root-derived key) over the store id and `clock`, so the clock cannot be edited on disk.
     pub clock_mac: [u8; 16],
+    /// HMAC (root-derived key) over every other byte of this copy: a
+    /// checkpoint, zone table or write pointer edited on disk is caught even
+    /// when its CRC was recomputed.
+    pub state_mac: [u8; 16],
     pub devices: Vec<DeviceEntry>,
     /// One entry per global zone; the write pointer is the checkpointed (durable) one.
     pub zones: Vec<ZoneState>,
@@ -89,6 +94,7 @@ impl Superblock {
         b[136..144].copy_from_slice(&self.checkpoint_us.to_le_bytes());
         b[144..176].copy_from_slice(&self.clock.to_bytes());
         b[176..192].copy_from_slice(&self.clock_mac);
+        b[192..208].copy_from_slice(&self.state_mac);
         let mut p = HEADER_LEN;
         for d in &self.devices {
             b[p..p + 16].copy_from_slice(&d.device_id);
@@ -197,9 +203,24 @@ impl Superblock {
                 boottime_ns: u64_at(168),
             },
             clock_mac: b[176..192].try_into().expect("16 bytes"),
+            state_mac: b[192..208].try_into().expect("16 bytes"),
             devices,
             zones,
         }))
+    }
+
+    /// The MAC this copy must carry: over its encoding with the MAC field
+    /// zeroed (the CRC left out, as it is computed over the MAC).
+    fn expected_mac(&self, keys: &Keys) -> [u8; 16] {
+        let mut bare = self.clone();
+        bare.state_mac = [0; 16];
+        let len = Self::encoded_len(self.devices.len(), self.zones.len());
+        keys.state_mac(b"stele/v4/superblock", &bare.encode()[..len - 4])
+    }
+
+    /// Whether this copy was written by a holder of the store's root key.
+    pub fn authentic(&self, keys: &Keys) -> bool {
+        crate::keys::equal_ct(&self.expected_mac(keys), &self.state_mac)
     }
 
     /// Read both slots of `device` and return the valid copies.
@@ -224,11 +245,16 @@ impl Superblock {
     }
 
     /// Write this superblock (generation already bumped) to its slot on every device, then flush them all.
-    pub fn write_all(&mut self, devices: &[&dyn Device]) -> Result<()> {
+    pub fn write_all(&mut self, devices: &[&dyn Device], keys: &Keys) -> Result<()> {
         let slot = (self.generation % 2) as u8;
         for (i, d) in devices.iter().enumerate() {
             self.device_index = i as u16;
+            self.state_mac = self.expected_mac(keys);
             let buf = self.encode();
+            assert!(
+                self.authentic(keys),
+                "a superblock is written authenticated"
+            );
             d.write_meta(slot, &buf).map_err(|e| {
                 Error::io(
                     d.name(),
@@ -271,6 +297,7 @@ mod tests {
                 boottime_ns: 88,
             },
             clock_mac: [5; 16],
+            state_mac: [6; 16],
             devices: vec![DeviceEntry {
                 device_id: [9; 16],
                 zone_count: 3,

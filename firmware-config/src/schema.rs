@@ -102,6 +102,12 @@ pub struct StoreSection {
     pub zones_per_device: u32,
     #[serde(default = "default_index")]
     pub index: String,
+    /// Directories outside the store's data (another disk, the boot volume)
+    /// where every checkpoint is anchored, so that a restored old copy of the
+    /// store is refused at open. With `keys.provider = "pkcs11"` the HSM
+    /// token holds an anchor too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anchors: Vec<String>,
 }
 
 fn default_index() -> String {

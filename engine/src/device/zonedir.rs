@@ -3,7 +3,12 @@
 //! zone is first written. Sealed zone files are marked immutable with
 //! FS_IMMUTABLE_FL (what `chattr +i` sets): once set, even root's write,
 //! truncate, rename and unlink fail until a holder of CAP_LINUX_IMMUTABLE
-//! clears it.
+//! clears it. Open zone files are append-only (FS_APPEND_FL, `chattr +a`)
+//! and written through O_APPEND, so the newest records cannot be cut off or
+//! overwritten by truncating or rewriting the file either: every write must
+//! start exactly at the file's end, which is the zone's write pointer. The
+//! only bytes the device itself ever cuts are those past the write pointer
+//! (a torn tail recovery discarded), just before the first write after open.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -25,10 +30,14 @@ use crate::error::{Error, Result};
 const SUPERBLOCK_FILE: &str = "superblock";
 /// The inode flag `chattr +i` sets (linux/fs.h).
 const FS_IMMUTABLE_FL: libc::c_int = 0x0000_0010;
+/// The inode flag `chattr +a` sets (linux/fs.h).
+const FS_APPEND_FL: libc::c_int = 0x0000_0020;
 
 struct ZoneFile {
     file: File,
     writable: bool,
+    /// Where the next append lands (the file's length) for a writable file.
+    end: std::sync::atomic::AtomicU64,
 }
 
 pub struct ZoneDirDevice {
@@ -129,13 +138,16 @@ impl ZoneDirDevice {
         let path = self.zone_path(zone);
         let zf = if for_write {
             let existed = path.exists();
-            let (file, _) = open_direct(&path, true)?;
+            let file = open_append(&path)?;
             if !existed {
                 *self.dir_dirty.lock().unwrap_or_else(|p| p.into_inner()) = true;
             }
+            let end = file.metadata()?.len();
+            append_only(&file, zone);
             ZoneFile {
                 file,
                 writable: true,
+                end: end.into(),
             }
         } else {
             let mut opts = OpenOptions::new();
@@ -147,6 +159,7 @@ impl ZoneDirDevice {
                 Ok(file) => ZoneFile {
                     file,
                     writable: false,
+                    end: 0.into(),
                 },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
@@ -180,7 +193,50 @@ fn get_flags(f: &File) -> io::Result<libc::c_int> {
 }
 
 fn set_immutable(f: &File) -> io::Result<()> {
-    set_flags(f, get_flags(f)? | FS_IMMUTABLE_FL)
+    set_flags(f, (get_flags(f)? | FS_IMMUTABLE_FL) & !FS_APPEND_FL)
+}
+
+/// A zone file opened for appending only (O_DIRECT where the file system has it).
+fn open_append(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(true).append(true).create(true);
+    match opts.clone().custom_flags(libc::O_DIRECT).open(path) {
+        Ok(f) => Ok(f),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => opts.open(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Mark an open zone file append-only. Without CAP_LINUX_IMMUTABLE or on a
+/// file system without the flag the zone is still written by appends only
+/// (O_APPEND); the file is then merely not protected from other writers.
+fn append_only(f: &File, zone: u32) {
+    let r = get_flags(f).and_then(|fl| {
+        if fl & FS_APPEND_FL == 0 {
+            set_flags(f, fl | FS_APPEND_FL)
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = r {
+        tracing::debug!(zone, "open zone file not marked append-only: {e}");
+    }
+}
+
+/// Cut a writable zone file back to `len` (bytes past the write pointer
+/// only: a discarded torn tail), lifting the append-only flag for the cut.
+fn cut_tail(zf: &ZoneFile, len: u64) -> io::Result<()> {
+    let flags = get_flags(&zf.file).unwrap_or(0);
+    if flags & FS_APPEND_FL != 0 {
+        set_flags(&zf.file, flags & !FS_APPEND_FL)?;
+    }
+    let cut = zf.file.set_len(len);
+    if flags & FS_APPEND_FL != 0 {
+        set_flags(&zf.file, flags)?;
+    }
+    cut?;
+    zf.end.store(len, Ordering::Release);
+    Ok(())
 }
 
 fn set_flags(f: &File, flags: libc::c_int) -> io::Result<()> {
@@ -309,8 +365,8 @@ impl Device for ZoneDirDevice {
             Err(e) => return Err(e),
         };
         let flags = get_flags(&f)?;
-        if flags & FS_IMMUTABLE_FL != 0 {
-            set_flags(&f, flags & !FS_IMMUTABLE_FL)?;
+        if flags & (FS_IMMUTABLE_FL | FS_APPEND_FL) != 0 {
+            set_flags(&f, flags & !(FS_IMMUTABLE_FL | FS_APPEND_FL))?;
         }
         drop(f);
         std::fs::remove_file(&path)?;
@@ -319,6 +375,37 @@ impl Device for ZoneDirDevice {
 }
 
 impl ZoneDirDevice {
+    /// Every write must land at its zone file's end (the files are written
+    /// with O_APPEND): bytes past a write's offset are a discarded torn tail
+    /// and are cut first; a file shorter than a write's offset is refused.
+    /// Advances each file's end as if the writes had landed; a failed write
+    /// poisons the store, and reopening reads the ends again.
+    fn check_appends(&self, writes: &[ZoneWrite<'_>], files: &[Arc<ZoneFile>]) -> io::Result<()> {
+        for (w, zf) in writes.iter().zip(files) {
+            let end = zf.end.load(Ordering::Acquire);
+            if w.offset < end {
+                tracing::info!(
+                    zone = w.zone,
+                    from = w.offset,
+                    to = end,
+                    "cutting a discarded tail"
+                );
+                cut_tail(zf, w.offset)?;
+            } else if w.offset > end {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "zone {} file ends at {end}, before the write at {}: the file was cut below the store",
+                        w.zone, w.offset
+                    ),
+                ));
+            }
+            zf.end
+                .store(w.offset + w.data.len() as u64, Ordering::Release);
+        }
+        Ok(())
+    }
+
     fn write_batch(&self, writes: &[ZoneWrite<'_>], durable: bool) -> io::Result<()> {
         let mut files = Vec::with_capacity(writes.len());
         for w in writes {
@@ -328,6 +415,7 @@ impl ZoneDirDevice {
                 .expect("zone file opened for write");
             files.push(zf);
         }
+        self.check_appends(writes, &files)?;
         let raw: Vec<RawWrite<'_>> = writes
             .iter()
             .zip(&files)

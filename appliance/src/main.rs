@@ -283,10 +283,12 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// The compliance clock.
+    /// The compliance clock: its reading, anomalies and corroboration.
     Clock {
         #[arg(long)]
         store: PathBuf,
+        #[command(subcommand)]
+        command: Option<ClockCommand>,
     },
     /// The store's metrics in the Prometheus text format.
     Metrics {
@@ -464,6 +466,25 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum ClockCommand {
+    /// Four eyes state the true time (read from a clock they trust), so that
+    /// reclaim and erasure may go by it. The two principals must hold different roles.
+    Attest {
+        /// The true UTC time now (YYYY-MM-DDTHH:MM:SSZ).
+        #[arg(long)]
+        utc: String,
+        #[command(flatten)]
+        who: Who,
+        /// The second principal.
+        #[arg(long, value_name = "NAME")]
+        second: String,
+        /// A file holding the second principal's access token.
+        #[arg(long)]
+        second_token_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AccessCommand {
     /// Make a new random token and print it with the hash for stele.toml.
     NewToken,
@@ -549,6 +570,70 @@ fn open_as(store: &Path, who: &Who) -> Result<(StoreDir, stele_engine::Store, Ac
     let token = access::token(who.token_file.as_deref())?;
     let actor = access::actor(&sd.config, &who.actor, token.as_deref());
     Ok((sd, s, actor))
+}
+
+/// `stele clock`: the reading, or an attestation of the true time.
+fn clock(store: &Path, command: Option<ClockCommand>) -> Result<()> {
+    let (sd, s) = StoreDir::open(store)?;
+    let out = match command {
+        None => clock_status(&sd, &s),
+        Some(ClockCommand::Attest {
+            utc,
+            who,
+            second,
+            second_token_file,
+        }) => {
+            let first_token = access::token(who.token_file.as_deref())?;
+            let second_token = access::token(Some(&second_token_file))?;
+            let a = stele_engine::corroboration::Attestation {
+                first: access::actor(&sd.config, &who.actor, first_token.as_deref()),
+                second: access::actor(&sd.config, &second, second_token.as_deref()),
+                utc_us: when::parse(&utc)?,
+                reason: who.reason.clone(),
+            };
+            s.attest_time(&a).map(|r| {
+                serde_json::json!({
+                    "corroborated": true,
+                    "audit_seq": r.seq,
+                    "attested": when::format(r.attested_us),
+                    "compliance_now": when::format(r.compliance_us),
+                    "compliance_ahead_us": r.ahead_us,
+                    "ran_fast_by_us": r.fast_by_us,
+                })
+            })
+        }
+    };
+    let closed = s.close();
+    json(out?);
+    Ok(closed?)
+}
+
+fn clock_status(sd: &StoreDir, s: &stele_engine::Store) -> stele_engine::Result<serde_json::Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    s.record_clock_anomalies()?;
+    let c = s.clock();
+    let (trust, destructive) = s.clock_trust()?;
+    Ok(serde_json::json!({
+        "compliance_now": when::format(s.compliance_now_us()),
+        "compliance_now_us": s.compliance_now_us(),
+        "system_now": when::format(stele_engine::store::now_us()),
+        "system_minus_compliance_us": c.stats.gap_us.load(Relaxed),
+        "drift_budget_ppm": sd.config.clock.drift_budget_ppm,
+        "forward_jumps": c.stats.forward_jumps.load(Relaxed),
+        "backward_jumps": c.stats.backward_jumps.load(Relaxed),
+        "restarts": c.stats.restarts.load(Relaxed),
+        "elapsed_disagreements": c.stats.elapsed_disagreements.load(Relaxed),
+        "corroboration": trust.corroboration.map(|k| serde_json::json!({
+            "audit_seq": k.seq,
+            "source": k.source,
+            "attested": when::format(k.attested_us),
+            "compliance_then": when::format(k.compliance_us),
+        })),
+        "destructive_acts": match destructive {
+            Ok(t) => serde_json::json!({"allowed": true, "by_time": when::format(t)}),
+            Err(why) => serde_json::json!({"allowed": false, "why": why.to_string()}),
+        },
+    }))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -1060,22 +1145,7 @@ fn run(cli: Cli) -> Result<()> {
                 s.close()?;
             }
         },
-        Command::Clock { store } => {
-            let (sd, s) = StoreDir::open(&store)?;
-            use std::sync::atomic::Ordering::Relaxed;
-            let c = s.clock();
-            json(serde_json::json!({
-                "compliance_now": when::format(s.compliance_now_us()),
-                "compliance_now_us": s.compliance_now_us(),
-                "system_now": when::format(stele_engine::store::now_us()),
-                "system_minus_compliance_us": c.stats.gap_us.load(Relaxed),
-                "drift_budget_ppm": sd.config.clock.drift_budget_ppm,
-                "forward_jumps": c.stats.forward_jumps.load(Relaxed),
-                "backward_jumps": c.stats.backward_jumps.load(Relaxed),
-                "restarts": c.stats.restarts.load(Relaxed),
-            }));
-            s.close()?;
-        }
+        Command::Clock { store, command } => clock(&store, command)?,
         Command::Metrics { store } => {
             let (_, s) = StoreDir::open(&store)?;
             print!("{}", metrics::text(&metrics::registry(&s)?)?);

@@ -109,6 +109,7 @@ impl StoreDir {
         o.subject = c.keys.subject;
         o.retention = c.retention_policy();
         o.drift_budget_ppm = c.clock.drift_budget_ppm;
+        o.clock_max_error_us = c.clock.corroboration_max_error_s as i64 * 1_000_000;
         o.tree_head_interval = Some(Duration::from_secs(c.integrity.tree_head_interval_s));
         o
     }
@@ -124,6 +125,14 @@ impl StoreDir {
                 root.display(),
                 cfg_path.display()
             );
+        }
+        // Refused before anything is made, so a refused init leaves nothing behind.
+        if let Some((clock, gap_s)) = stele_engine::clock::interposed_clock() {
+            return Err(stele_engine::Error::ClockInterposed {
+                clock: clock.into(),
+                gap_s,
+            }
+            .into());
         }
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let sd = StoreDir {

@@ -364,6 +364,190 @@ fn refusals_are_enforced_and_recorded() {
     assert!(y - now <= 1, "new records follow the new rule: {put}");
 }
 
+/// Four eyes (olga, operator; lena, legal hold) state the true time.
+fn attest_now(s: &str) -> String {
+    let dir = Scratch::new();
+    let second = dir.path().join("lena.token");
+    std::fs::write(&second, "lena-token").unwrap();
+    let utc = stele_tests::utc_now_text();
+    ok_env(
+        &[
+            "clock",
+            "--store",
+            s,
+            "attest",
+            "--utc",
+            &utc,
+            "--as",
+            "olga",
+            "--reason",
+            "read from the reference clock",
+            "--second",
+            "lena",
+            "--second-token-file",
+            second.to_str().unwrap(),
+        ],
+        &[("STELE_TOKEN", "olga-token")],
+    )
+}
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// libfaketime fakes every clock the process reads through the C library,
+/// CLOCK_BOOTTIME and CLOCK_MONOTONIC included. The store reads elapsed time
+/// by the system call itself, sees the process's clocks disagree with the
+/// kernel's, records the anomaly and refuses to run under them (its own
+/// timeouts would not hold); reclaim and erasure never act early, and after
+/// the anomaly nothing is destroyed until the clock is corroborated again.
+#[test]
+fn an_interposed_clock_cannot_make_reclaim_or_erasure_act_early() {
+    let dir = Scratch::new();
+    let extra = format!(
+        "\n[[access.principals]]\nname = \"dora\"\nroles = [\"erasure\"]\ntoken_sha256 = \"{}\"\n",
+        sha256_hex("dora-token")
+    );
+    let cfg = write_config(dir.path(), &extra);
+    let store = dir.path().join("s");
+    let s = store.to_str().unwrap();
+    let faked = [("LD_PRELOAD", LIBFAKETIME), ("FAKETIME", "+10y")];
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "scripts/test-all installs libfaketime"
+    );
+    // A store is not created on a faked clock.
+    let err = fails(&["init", s, "--config", cfg.to_str().unwrap()], &faked);
+    assert!(err.contains("fakes its view of time"), "{err}");
+    ok(&["init", s, "--config", cfg.to_str().unwrap()]);
+    ok(&["demo", "--store", s, "--messages", "20000"]);
+    let put = [
+        "put",
+        "--store",
+        s,
+        "--record-id",
+        "c1",
+        "--conversation",
+        "chat-1",
+    ];
+    ok(&[&put[..], &["--body", "see you tomorrow"]].concat());
+    let before = ok(&["clock", "--store", s]);
+    attest_now(s);
+    let olga = ("STELE_TOKEN", "olga-token");
+    let dora = ("STELE_TOKEN", "dora-token");
+    let reclaim = ["reclaim", "--store", s, "--as", "olga", "--reason", "space"];
+    let req = [
+        "erase",
+        "request",
+        "--store",
+        s,
+        "--subject",
+        "chat-1",
+        "--as",
+        "dora",
+        "--reason",
+        "Art. 17",
+    ];
+    for (args, token) in [
+        (&reclaim[..], olga),
+        (&req[..], dora),
+        (&["clock", "--store", s][..], olga),
+    ] {
+        let err = fails(args, &[faked[0], faked[1], token]);
+        assert!(err.contains("fakes its view of time"), "{args:?}: {err}");
+    }
+    // The compliance clock did not move, the anomaly is recorded, and it
+    // voids the corroboration: destructive acts wait for a new one.
+    let year = |out: &str| -> String {
+        out.split("\"compliance_now\":\"").nth(1).unwrap()[..10].to_string()
+    };
+    let after = ok(&["clock", "--store", s]);
+    assert_eq!(year(&after), year(&before), "{after}");
+    assert!(
+        after.contains("\"allowed\":false") && after.contains("disagreed"),
+        "{after}"
+    );
+    let audit = ok(&["audit", "--store", s]);
+    assert!(
+        audit.matches("\"kind\":\"elapsed-disagrees\"").count() >= 3,
+        "{audit}"
+    );
+    let err = fails(&reclaim, &[olga]);
+    assert!(err.contains("disagreed"), "{err}");
+    let out = ok_env(&req, &[dora]);
+    assert!(out.contains("\"state\":\"waiting\""), "{out}");
+    // Corroborated again, retention still decides: nothing has expired.
+    attest_now(s);
+    let out = ok_env(&reclaim, &[olga]);
+    assert!(out.lines().count() >= 3, "{out}");
+    assert!(
+        out.lines().all(|l| l.contains("\"kept_because\"")),
+        "nothing reclaimed: {out}"
+    );
+    let process = [
+        "erase", "process", "--store", s, "--as", "dora", "--reason", "daily",
+    ];
+    let out = ok_env(&process, &[dora]);
+    assert!(
+        out.contains("waiting") && out.contains("retained until"),
+        "{out}"
+    );
+    assert!(ok(&["get", "--store", s, "--record-id", "c1"]).contains("see you tomorrow"));
+    let audit = ok(&["audit", "--store", s]);
+    assert!(
+        audit.contains("\"type\":\"clock-uncorroborated\""),
+        "{audit}"
+    );
+    assert!(ok(&["verify", "--store", s]).starts_with("ok:"));
+}
+
+/// An attestation needs two authenticated principals of different roles.
+#[test]
+fn an_attestation_needs_four_eyes() {
+    let dir = Scratch::new();
+    let cfg = write_config(dir.path(), "");
+    let store = dir.path().join("s");
+    let s = store.to_str().unwrap();
+    ok(&["init", s, "--config", cfg.to_str().unwrap()]);
+    let tok = dir.path().join("olga.token");
+    std::fs::write(&tok, "olga-token").unwrap();
+    let bad = dir.path().join("bad.token");
+    std::fs::write(&bad, "guess").unwrap();
+    let utc = stele_tests::utc_now_text();
+    let attest = |second: &str, file: &Path| {
+        fails(
+            &[
+                "clock",
+                "--store",
+                s,
+                "attest",
+                "--utc",
+                &utc,
+                "--as",
+                "olga",
+                "--reason",
+                "r",
+                "--second",
+                second,
+                "--second-token-file",
+                file.to_str().unwrap(),
+            ],
+            &[("STELE_TOKEN", "olga-token")],
+        )
+    };
+    assert!(attest("olga", &tok).contains("four eyes are two people"));
+    assert!(attest("lena", &bad).contains("authenticated"));
+    let audit = ok(&["audit", "--store", s]);
+    assert_eq!(
+        audit.matches("\"type\":\"clock-corroborated\"").count(),
+        2,
+        "{audit}"
+    );
+    assert!(
+        !audit.contains("\"outcome\":\"done\",\"reason\":\"r\""),
+        "{audit}"
+    );
+    assert!(ok(&["clock", "--store", s]).contains("\"corroboration\":null"));
+}
+
 #[test]
 fn a_wound_system_clock_expires_nothing() {
     let dir = Scratch::new();
@@ -393,6 +577,7 @@ fn a_wound_system_clock_expires_nothing() {
         "the system clock is wound ten years: {clock}"
     );
     assert!(clock.contains("\"forward_jumps\":1"), "{clock}");
+    attest_now(s);
     let out = ok_env(
         &[
             "reclaim",

@@ -185,6 +185,23 @@ pub enum Action {
         anchor: String,
         found: String,
     },
+    /// An independent source stated the true time; the compliance clock read
+    /// `compliance_us` then. Four eyes: the actor and `second`.
+    ClockCorroborated {
+        source: String,
+        attested_us: i64,
+        compliance_us: i64,
+        second: String,
+        /// How much faster than the attested times the clock ran since the
+        /// previous corroboration, beyond the drift budget, if it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fast_by_us: Option<i64>,
+    },
+    /// A destructive act (`reclaim`, `erasure`) refused because the clock
+    /// was not corroborated (recorded with outcome refused).
+    ClockUncorroborated {
+        act: String,
+    },
 }
 
 impl Action {
@@ -222,6 +239,8 @@ impl Action {
             Action::LogCutShort { .. } => "log-cut-short",
             Action::LogCutAcknowledged { .. } => "log-cut-acknowledged",
             Action::RollbackAccepted { .. } => "rollback-accepted",
+            Action::ClockCorroborated { .. } => "clock-corroborated",
+            Action::ClockUncorroborated { .. } => "clock-uncorroborated",
         }
     }
 }

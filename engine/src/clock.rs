@@ -2,7 +2,12 @@
 //!
 //! It never goes backwards, and it moves forward no faster than the time
 //! that really elapsed (the kernel's CLOCK_BOOTTIME, which no one can set)
-//! plus a drift budget, while following the system clock when it can. So:
+//! plus a drift budget, while following the system clock when it can.
+//! Elapsed time is read with the `clock_gettime` system call itself, not
+//! through the C library or the vDSO, so a preloaded library (libfaketime,
+//! say) that fakes the process's view of time cannot speed it up; it is
+//! cross-checked with `/proc/uptime`, and a disagreement is an anomaly
+//! (the smaller of the two is believed). So:
 //! * winding the system clock forward does not expire records early: the
 //!   compliance clock catches up at most `drift_budget_ppm` faster than real
 //!   time;
@@ -30,6 +35,93 @@ pub trait TimeSource: Send + Sync {
     fn boottime_ns(&self) -> u64;
     /// Identifies the current boot.
     fn boot_id(&self) -> [u8; 16];
+    /// A second reading of time since boot from another path into the
+    /// kernel (`/proc/uptime`), to cross-check [`TimeSource::boottime_ns`].
+    fn uptime_ns(&self) -> Option<u64> {
+        None
+    }
+    /// A clock of the process's that something fakes ([`interposed_clock`]).
+    fn interposed(&self) -> Option<(&'static str, i64)> {
+        None
+    }
+}
+
+/// CLOCK_BOOTTIME by the system call itself, bypassing the C library and
+/// the vDSO (which a preloaded library can interpose on).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn raw_clock(id: libc::clockid_t) -> Option<(i64, i64)> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let ret: i64;
+    // SAFETY: `clock_gettime(id, &mut ts)` writes one `timespec`
+    // into `ts`, which lives on this stack frame for the whole call and is
+    // not aliased; the kernel touches no other memory, on success or on
+    // error (it returns -EFAULT/-EINVAL without writing). The x86_64 syscall
+    // ABI clobbers only rax, rcx and r11, all declared.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") libc::SYS_clock_gettime => ret,
+            in("rdi") i64::from(id),
+            in("rsi") &mut ts as *mut libc::timespec,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    (ret == 0).then_some((ts.tv_sec, ts.tv_nsec))
+}
+
+/// Elsewhere the C library's `syscall` wrapper (still not the vDSO).
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+fn raw_clock(id: libc::clockid_t) -> Option<(i64, i64)> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: as above: the kernel writes one `timespec` into `ts`, which
+    // outlives the call, and nothing else, on every path.
+    let ret = unsafe { libc::syscall(libc::SYS_clock_gettime, id, &mut ts as *mut libc::timespec) };
+    (ret == 0).then_some((ts.tv_sec as i64, ts.tv_nsec as i64))
+}
+
+/// A clock the process reads through the C library that differs from the
+/// kernel's by more than a second: something (a preloaded library) fakes
+/// the process's view of time. Its name and the gap (library minus kernel, s).
+pub fn interposed_clock() -> Option<(&'static str, i64)> {
+    use nix::time::{clock_gettime, ClockId};
+    let clocks = [
+        ("CLOCK_MONOTONIC", ClockId::CLOCK_MONOTONIC),
+        ("CLOCK_BOOTTIME", ClockId::CLOCK_BOOTTIME),
+    ];
+    clocks.into_iter().find_map(|(name, id)| {
+        let lib = clock_gettime(id).ok()?;
+        let (secs, _) = raw_clock(id.as_raw())?;
+        let gap = lib.tv_sec() - secs;
+        (gap.abs() > 1).then_some((name, gap))
+    })
+}
+
+/// The smaller of the source's two readings of time since boot.
+fn believed_elapsed_ns(src: &dyn TimeSource) -> u64 {
+    let raw = src.boottime_ns();
+    src.uptime_ns().map_or(raw, |u| raw.min(u))
+}
+
+/// Parse the first field of `/proc/uptime` ("12345.67 …") as nanoseconds.
+pub fn parse_uptime(text: &str) -> Option<u64> {
+    let first = text.split_whitespace().next()?;
+    let (secs, frac) = first.split_once('.').unwrap_or((first, ""));
+    let secs: u64 = secs.parse().ok()?;
+    let mut frac_ns = 0u64;
+    let mut scale = 100_000_000u64;
+    for c in frac.chars().take(9) {
+        frac_ns += u64::from(c.to_digit(10)?) * scale;
+        scale /= 10;
+    }
+    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
 }
 
 /// The machine's clocks.
@@ -41,9 +133,17 @@ impl TimeSource for SystemTimeSource {
     }
 
     fn boottime_ns(&self) -> u64 {
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        raw_clock(libc::CLOCK_BOOTTIME)
+            .map(|(s, ns)| s.max(0) as u64 * 1_000_000_000 + ns.max(0) as u64)
             .unwrap_or(0)
+    }
+
+    fn uptime_ns(&self) -> Option<u64> {
+        parse_uptime(&std::fs::read_to_string("/proc/uptime").ok()?)
+    }
+
+    fn interposed(&self) -> Option<(&'static str, i64)> {
+        interposed_clock()
     }
 
     fn boot_id(&self) -> [u8; 16] {
@@ -86,6 +186,10 @@ pub enum AnomalyKind {
     BackwardJump,
     /// The store was opened in a new boot: the downtime could not be measured.
     Restart,
+    /// The two readings of time since boot (the system call and
+    /// `/proc/uptime`) disagree: something is interposing on one of them.
+    /// `gap_us` is the first minus the second.
+    ElapsedDisagrees,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +207,7 @@ pub struct ClockStats {
     pub forward_jumps: AtomicU64,
     pub backward_jumps: AtomicU64,
     pub restarts: AtomicU64,
+    pub elapsed_disagreements: AtomicU64,
     /// System minus compliance time at the last reading.
     pub gap_us: AtomicI64,
 }
@@ -114,10 +219,15 @@ struct State {
     boot_id: [u8; 16],
     ahead: bool,
     behind: bool,
+    disagree: bool,
 }
 
 /// Gaps below this are ordinary clock discipline, not anomalies.
 const TOLERANCE_US: i64 = 2_000_000;
+
+/// The two readings of time since boot may differ by this much (the
+/// uptime file has 10 ms resolution and is read a moment apart).
+const ELAPSED_TOLERANCE_NS: u64 = 1_000_000_000;
 
 pub struct ComplianceClock {
     src: Arc<dyn TimeSource>,
@@ -133,7 +243,7 @@ impl ComplianceClock {
         let reading = ClockReading {
             compliance_us: src.system_us(),
             boot_id: src.boot_id(),
-            boottime_ns: src.boottime_ns(),
+            boottime_ns: believed_elapsed_ns(src.as_ref()),
         };
         ComplianceClock::resume(src, drift_ppm, reading)
     }
@@ -141,7 +251,7 @@ impl ComplianceClock {
     /// Resume from a persisted reading.
     pub fn resume(src: Arc<dyn TimeSource>, drift_ppm: u32, r: ClockReading) -> ComplianceClock {
         let boot = src.boot_id();
-        let now_ns = src.boottime_ns();
+        let now_ns = believed_elapsed_ns(src.as_ref());
         let same_boot = boot == r.boot_id && now_ns >= r.boottime_ns;
         let clock = ComplianceClock {
             drift_ppm,
@@ -152,6 +262,7 @@ impl ComplianceClock {
                 boot_id: boot,
                 ahead: false,
                 behind: false,
+                disagree: false,
             }),
             pending: Mutex::new(Vec::new()),
             stats: ClockStats::default(),
@@ -171,6 +282,24 @@ impl ComplianceClock {
         clock
     }
 
+    /// Note that the process's own clock is faked (`gap_us`: library minus kernel).
+    pub fn record_interposed(&self, gap_us: i64) {
+        self.stats
+            .elapsed_disagreements
+            .fetch_add(1, Ordering::Relaxed);
+        self.record(ClockAnomaly {
+            kind: AnomalyKind::ElapsedDisagrees,
+            system_us: self.src.system_us(),
+            compliance_us: self.now_us(),
+            gap_us,
+        });
+    }
+
+    /// The source's verdict on the process's own clocks.
+    pub fn interposed(&self) -> Option<(&'static str, i64)> {
+        self.src.interposed()
+    }
+
     fn record(&self, a: ClockAnomaly) {
         tracing::warn!(?a, "compliance clock anomaly");
         self.pending
@@ -179,11 +308,34 @@ impl ComplianceClock {
             .push(a);
     }
 
+    /// Time since boot: the smaller of the two readings; a disagreement
+    /// beyond [`ELAPSED_TOLERANCE_NS`] is recorded once per episode.
+    fn elapsed_ns(&self, st: &mut State, sys: i64) -> u64 {
+        let raw = self.src.boottime_ns();
+        let Some(uptime) = self.src.uptime_ns() else {
+            return raw;
+        };
+        let off = raw.abs_diff(uptime) > ELAPSED_TOLERANCE_NS;
+        if off && !st.disagree {
+            self.stats
+                .elapsed_disagreements
+                .fetch_add(1, Ordering::Relaxed);
+            self.record(ClockAnomaly {
+                kind: AnomalyKind::ElapsedDisagrees,
+                system_us: sys,
+                compliance_us: st.value_us,
+                gap_us: ((raw as i128 - uptime as i128) / 1000) as i64,
+            });
+        }
+        st.disagree = off;
+        raw.min(uptime)
+    }
+
     /// The compliance time now, UTC microseconds.
     pub fn now_us(&self) -> i64 {
         let sys = self.src.system_us();
-        let now_ns = self.src.boottime_ns();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now_ns = self.elapsed_ns(&mut st, sys);
         let elapsed_us = (now_ns.saturating_sub(st.at_ns) / 1000) as i64;
         let allowed =
             elapsed_us.saturating_add(elapsed_us.saturating_mul(self.drift_ppm as i64) / 1_000_000);
@@ -279,6 +431,9 @@ pub struct ManualTime {
     pub system_us: AtomicI64,
     pub boottime_ns: AtomicU64,
     pub boot: Mutex<[u8; 16]>,
+    /// When set, `/proc/uptime` is staged as reading this much less than
+    /// boot time (an interposed clock); unset, there is no second reading.
+    pub uptime_lag_ns: Mutex<Option<u64>>,
 }
 
 impl ManualTime {
@@ -312,6 +467,10 @@ impl TimeSource for ManualTime {
     }
     fn boot_id(&self) -> [u8; 16] {
         *self.boot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn uptime_ns(&self) -> Option<u64> {
+        let lag = (*self.uptime_lag_ns.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Some(self.boottime_ns().saturating_sub(lag))
     }
 }
 
@@ -376,6 +535,52 @@ pub(crate) mod tests {
         assert_eq!(after, before, "it holds while the system clock is behind");
         assert_eq!(c.take_anomalies()[0].kind, AnomalyKind::BackwardJump);
         assert_eq!(c.stats.backward_jumps.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_disagreeing_uptime_is_an_anomaly_and_the_smaller_reading_is_believed() {
+        let (t, c) = setup();
+        let start = c.now_us();
+        // Something speeds up one reading of elapsed time by a year.
+        *t.uptime_lag_ns.lock().unwrap() = Some(365 * DAY_US as u64 * 1000);
+        tick(&t, 1_000_000, 365 * DAY_US);
+        let after = c.now_us();
+        assert!(after - start <= 1_001_000, "moved {} µs", after - start);
+        let kinds: Vec<_> = c.take_anomalies().iter().map(|a| a.kind).collect();
+        assert!(kinds.contains(&AnomalyKind::ElapsedDisagrees), "{kinds:?}");
+        assert_eq!(c.stats.elapsed_disagreements.load(Ordering::Relaxed), 1);
+        // While it lasts it is not recorded again.
+        tick(&t, 1_000_000, 1_000_000);
+        c.now_us();
+        assert!(!c
+            .take_anomalies()
+            .iter()
+            .any(|a| a.kind == AnomalyKind::ElapsedDisagrees));
+    }
+
+    #[test]
+    fn nothing_interposes_on_this_process_clock() {
+        assert_eq!(interposed_clock(), None);
+    }
+
+    #[test]
+    fn uptime_parses() {
+        assert_eq!(parse_uptime("12345.67 9999.00\n"), Some(12_345_670_000_000));
+        assert_eq!(parse_uptime("7 1"), Some(7_000_000_000));
+        assert_eq!(parse_uptime("x"), None);
+        assert_eq!(parse_uptime(""), None);
+    }
+
+    #[test]
+    fn the_system_call_and_proc_uptime_agree_here() {
+        let s = SystemTimeSource;
+        let raw = s.boottime_ns();
+        let up = s.uptime_ns().expect("/proc/uptime is readable");
+        assert!(raw > 0);
+        assert!(
+            raw.abs_diff(up) < ELAPSED_TOLERANCE_NS,
+            "raw {raw} uptime {up}"
+        );
     }
 
     #[test]

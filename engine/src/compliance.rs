@@ -9,17 +9,22 @@
 //! * `extensions`: seq → JSON [`Extension`]
 //! * `erasures`: request id (seq of `erasure-requested`) → JSON [`Erasure`]
 //! * `reclaimed`: first seq of the zone → JSON [`Reclaimed`]
+//! * `clock_trust`: 0 → JSON [`ClockTrust`] (the latest corroboration of
+//!   the compliance clock and any elapsed-time disagreement since)
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::audit::{Action, AuditEvent, Criteria, Outcome};
+use crate::clock::AnomalyKind;
+use crate::corroboration::{ClockTrust, Corroboration};
 use crate::error::{Error, Result};
 
 const HOLDS: TableDefinition<u64, &[u8]> = TableDefinition::new("holds");
 const EXTENSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("extensions");
 const ERASURES: TableDefinition<u64, &[u8]> = TableDefinition::new("erasures");
 const RECLAIMED: TableDefinition<u64, &[u8]> = TableDefinition::new("reclaimed");
+const CLOCK_TRUST: TableDefinition<u64, &[u8]> = TableDefinition::new("clock_trust");
 
 pub(crate) fn create_tables(db: &Database) -> std::result::Result<(), redb::Error> {
     let tx = db.begin_write()?;
@@ -28,6 +33,7 @@ pub(crate) fn create_tables(db: &Database) -> std::result::Result<(), redb::Erro
         tx.open_table(EXTENSIONS)?;
         tx.open_table(ERASURES)?;
         tx.open_table(RECLAIMED)?;
+        tx.open_table(CLOCK_TRUST)?;
     }
     tx.commit()?;
     Ok(())
@@ -38,6 +44,7 @@ pub(crate) fn delete_tables(tx: &WriteTransaction) -> std::result::Result<(), re
     tx.delete_table(EXTENSIONS)?;
     tx.delete_table(ERASURES)?;
     tx.delete_table(RECLAIMED)?;
+    tx.delete_table(CLOCK_TRUST)?;
     Ok(())
 }
 
@@ -197,12 +204,51 @@ impl ComplianceState<'_> {
         self.all(RECLAIMED)
     }
 
+    /// The latest corroboration of the compliance clock.
+    pub fn clock_trust(&self) -> Result<ClockTrust> {
+        Ok(self.get(CLOCK_TRUST, 0)?.unwrap_or_default())
+    }
+
+    /// Corroborations and elapsed-time disagreements change what the clock may be trusted for.
+    fn apply_clock(&self, seq: u64, e: &AuditEvent) -> Result<()> {
+        let mut trust = self.clock_trust()?;
+        match &e.action {
+            Action::ClockCorroborated {
+                source,
+                attested_us,
+                compliance_us,
+                ..
+            } => {
+                if trust.corroboration.as_ref().is_some_and(|c| c.seq >= seq) {
+                    return Ok(());
+                }
+                trust.corroboration = Some(Corroboration {
+                    seq,
+                    source: source.clone(),
+                    attested_us: *attested_us,
+                    compliance_us: *compliance_us,
+                });
+                trust.disputed_since = None;
+            }
+            Action::ClockAnomaly(a) if a.kind == AnomalyKind::ElapsedDisagrees => {
+                let after = trust.corroboration.as_ref().is_none_or(|c| c.seq < seq);
+                if !after || trust.disputed_since.is_some() {
+                    return Ok(());
+                }
+                trust.disputed_since = Some(seq);
+            }
+            _ => return Ok(()),
+        }
+        self.put(CLOCK_TRUST, 0, &trust)
+    }
+
     /// Apply the audit event at `seq` (idempotent).
     pub(crate) fn apply(&self, seq: u64, e: &AuditEvent) -> Result<()> {
         if e.outcome != Outcome::Done {
             return Ok(());
         }
         match &e.action {
+            Action::ClockCorroborated { .. } | Action::ClockAnomaly(_) => self.apply_clock(seq, e),
             Action::HoldPlaced { name, criteria } => self.put(
                 HOLDS,
                 seq,

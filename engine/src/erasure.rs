@@ -33,6 +33,9 @@ pub enum ErasureState {
     },
 }
 
+/// Why a request waits, and until when (if known).
+type Waiting = Option<(String, Option<i64>)>;
+
 impl Store {
     fn subject_kind(&self) -> &'static str {
         match self.subject {
@@ -98,6 +101,37 @@ impl Store {
         Ok(out)
     }
 
+    /// Nothing is shredded on an uncorroborated clock, nor before the
+    /// corroborated time passes `latest` (the subject's last retain-until).
+    fn erasure_clock(
+        &self,
+        actor: &Actor,
+        req: &Erasure,
+        latest: i64,
+        now: i64,
+    ) -> Result<(Waiting, i64)> {
+        let reason = format!("erasure request {}", req.id);
+        match self.destructive_now(actor, "erasure", &reason) {
+            Ok(t) if latest > t => Ok((
+                Some((
+                    format!(
+                        "records of the subject are retained until {} and the corroborated clock reads {}",
+                        crate::clock::utc(latest),
+                        crate::clock::utc(t)
+                    ),
+                    Some(latest),
+                )),
+                t,
+            )),
+            Ok(t) => Ok((None, t)),
+            Err(Error::ClockUncorroborated { why, .. }) => Ok((
+                Some((format!("the compliance clock is not corroborated: {why}"), None)),
+                now,
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
     fn process_erasure(&self, actor: &Actor, req: &Erasure) -> Result<ErasureState> {
         let _g = self
             .compliance_lock
@@ -153,6 +187,10 @@ impl Store {
             ))
         } else {
             None
+        };
+        let (waiting, now) = match waiting {
+            Some(w) => (Some(w), now),
+            None => self.erasure_clock(actor, req, latest, now)?,
         };
         if let Some((why, earliest_us)) = waiting {
             if req.waiting.as_deref() != Some(why.as_str()) {

@@ -185,6 +185,15 @@ pub enum Error {
 
     #[error("refused: {action}: {reason} (the attempt is recorded in the audit trail)")]
     Refused { action: String, reason: String },
+
+    #[error("refused to run: the process's {clock} differs from the kernel's by {gap_s} s, so something (a preloaded library such as libfaketime) fakes its view of time; timeouts and retention cannot be trusted under it (recorded in the audit trail as an elapsed-disagrees clock anomaly)")]
+    ClockInterposed { clock: String, gap_s: i64 },
+
+    #[error("refused: {act}: {why} (the refusal is recorded in the audit trail)")]
+    ClockUncorroborated {
+        act: String,
+        why: crate::corroboration::Uncorroborated,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,6 +9,7 @@ pub mod buffer;
 pub mod clock;
 pub mod commit;
 pub mod compliance;
+pub mod corroboration;
 pub mod device;
 pub mod erasure;
 pub mod error;

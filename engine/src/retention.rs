@@ -288,7 +288,7 @@ impl Store {
             reason,
         )?;
         Store::require_reason(reason)?;
-        self.record_clock_anomalies()?;
+        let now = self.destructive_now(actor, "reclaim", reason)?;
         self.sync_index()?;
         let c = Ctx {
             extensions: self.compliance().extensions()?,
@@ -305,7 +305,6 @@ impl Store {
         sealed.sort_by_key(|(_, s)| s.first_seq);
         let mut out = Vec::new();
         for (zone, st) in sealed {
-            let now = self.compliance_now_us();
             // Scan the zone: its frames, their hashes, and its bytes' SHA-256.
             let mut scanner = Scanner::new(
                 zones,

@@ -65,6 +65,9 @@ pub struct StoreOptions {
     /// Open even though an anchor says the store was rolled back or forked:
     /// an operator's decision, with its reason, kept in the audit trail.
     pub accept_rollback: Option<(Actor, String)>,
+    /// How much error the compliance clock may have gathered since it was
+    /// last corroborated before destructive acts are refused ([`crate::corroboration`]).
+    pub clock_max_error_us: i64,
 }
 
 /// A background scrub schedule ([`Store::start_background_scrub`]): every
@@ -117,6 +120,7 @@ impl StoreOptions {
             tree_head_interval: None,
             anchors: Vec::new(),
             accept_rollback: None,
+            clock_max_error_us: 3_600_000_000,
         }
     }
 }
@@ -212,6 +216,8 @@ pub struct Store {
     quarantine: Mutex<Option<LogCut>>,
     /// The background scrubber's schedule and stop flag (its thread holds a weak handle).
     scrubber: Mutex<Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
+    /// See [`StoreOptions::clock_max_error_us`].
+    pub(crate) clock_max_error_us: i64,
 }
 
 impl Store {
@@ -226,6 +232,13 @@ impl Store {
                 "devices",
                 "a store needs at least one device",
             ));
+        }
+        // A new store's compliance clock starts from the system clock: never from a faked one.
+        if let Some((clock, gap_s)) = options.time.interposed() {
+            return Err(Error::ClockInterposed {
+                clock: clock.into(),
+                gap_s,
+            });
         }
         let zone_size = options.zone_size;
         if zone_size == 0
@@ -657,11 +670,25 @@ impl Store {
             policy: options.retention.clone(),
             subject: options.subject,
             compliance_lock: Mutex::new(()),
+            clock_max_error_us: options.clock_max_error_us,
             notary: Mutex::new(notary),
             quarantine: Mutex::new(None),
             scrubber: Mutex::new(None),
         };
         store.record_clock_anomalies()?;
+        if let Some((clock, gap_s)) = store.shared.clock.interposed() {
+            // Recorded while the store's own waits still work (nothing here times out).
+            store
+                .shared
+                .clock
+                .record_interposed(gap_s.saturating_mul(1_000_000));
+            store.record_clock_anomalies()?;
+            store.close()?;
+            return Err(Error::ClockInterposed {
+                clock: clock.into(),
+                gap_s,
+            });
+        }
         if rollback.is_none() {
             rollback = accept(
                 &options,
@@ -1467,16 +1494,18 @@ impl Store {
                 let _ = handle.join();
             }
         }
-        // The signer holds a submission handle: stop it first so the pipeline can drain.
-        if let Some((handle, stop)) = self.notary.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            stop.store(true, Ordering::Release);
-            let _ = handle.join();
-        }
+        // The signer holds a submission handle: stop it first so the pipeline
+        // can drain. Its seal channel is closed before the join, so it wakes
+        // at once even where timed waits do not time out (a faked clock).
         self.shared
             .seals
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        if let Some((handle, stop)) = self.notary.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            stop.store(true, Ordering::Release);
+            let _ = handle.join();
+        }
         self.input.lock().unwrap_or_else(|p| p.into_inner()).take();
         for t in self
             .threads

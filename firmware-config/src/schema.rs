@@ -198,12 +198,18 @@ pub struct ClockSection {
     /// How much faster than elapsed monotonic time the compliance clock may
     /// move to catch up with the system clock, in parts per million.
     pub drift_budget_ppm: u32,
+    /// Reclaim and erasure go by a clock an independent source (a four-eyes
+    /// attestation) corroborated; they are refused once the error the clock
+    /// may have gathered since (its advance times the drift budget) exceeds
+    /// this many seconds. At 1000 ppm, 3600 s lasts about six weeks.
+    pub corroboration_max_error_s: u64,
 }
 
 impl Default for ClockSection {
     fn default() -> Self {
         ClockSection {
             drift_budget_ppm: 1000,
+            corroboration_max_error_s: 3600,
         }
     }
 }

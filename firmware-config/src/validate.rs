@@ -196,6 +196,13 @@ pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), Con
             "at most 100000 ppm (10%); 1000 is usual",
         ));
     }
+    if !(60..=86_400 * 30).contains(&cfg.clock.corroboration_max_error_s) {
+        return Err(c.fail(
+            &[Key("clock"), Key("corroboration_max_error_s")],
+            format!("{} s", cfg.clock.corroboration_max_error_s),
+            "between 60 s and 30 days; 3600 is usual",
+        ));
+    }
 
     // Retention.
     let r = &cfg.retention;

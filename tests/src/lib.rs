@@ -248,3 +248,23 @@ impl Archive {
             .seq
     }
 }
+
+/// The system clock's UTC time now, as the command line takes it (`YYYY-MM-DDTHH:MM:SSZ`).
+pub fn utc_now_text() -> String {
+    stele_engine::clock::utc(stele_engine::store::now_us())
+}
+
+/// Four eyes (an operator and a legal-hold officer) state that the true
+/// time is `utc_us`, so that reclaim and erasure may go by the clock.
+pub fn attest(store: &Store, utc_us: i64) {
+    use stele_config::Role;
+    use stele_engine::audit::Actor;
+    store
+        .attest_time(&stele_engine::corroboration::Attestation {
+            first: Actor::new("olga", &[Role::Operator]),
+            second: Actor::new("lena", &[Role::LegalHold]),
+            utc_us,
+            reason: "read from the reference clock".into(),
+        })
+        .expect("attestation accepted");
+}

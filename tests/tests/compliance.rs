@@ -225,6 +225,10 @@ fn holds_need_authority_and_keep_zones_from_reclaim() {
         .is_empty());
 
     // Nothing is reclaimable before retention ends.
+    stele_tests::attest(
+        &store,
+        a.time.system_us.load(std::sync::atomic::Ordering::SeqCst),
+    );
     let sealed = sealed_zones(&store);
     assert!(sealed.len() >= 6, "{sealed:?}");
     let v = store.reclaim(&operator(), "daily reclaim").unwrap();
@@ -236,6 +240,10 @@ fn holds_need_authority_and_keep_zones_from_reclaim() {
 
     // Eleven days later the B zones go; the held A zones stay.
     a.time.pass(11 * DAY_US);
+    stele_tests::attest(
+        &store,
+        a.time.system_us.load(std::sync::atomic::Ordering::SeqCst),
+    );
     let zone_file = |z: u32| dir.path().join(format!("data/zone-{z:06}"));
     let first_b_zone = store
         .zones()
@@ -346,6 +354,7 @@ fn the_compliance_clock_cannot_be_wound() {
     let c0 = store.compliance_now_us();
     // The system clock is wound ten years forward; one real second passes.
     a.time.advance(1_000_000, 3650 * DAY_US);
+    stele_tests::attest(&store, c0 + 1_000_000);
     let v = store
         .reclaim(&operator(), "try after winding the clock")
         .unwrap();
@@ -382,6 +391,15 @@ fn the_compliance_clock_cannot_be_wound() {
     // Eleven real days later the records have really left retention.
     a.time.pass(11 * DAY_US);
     assert!(store.retention_status(0).unwrap().expired);
+    // Still, attested three years behind it of the truth: corroborated, nothing goes early.
+    let truth = c0 + 11 * DAY_US + 10_000_000;
+    stele_tests::attest(&store, truth - 3 * 365 * DAY_US);
+    assert!(store
+        .reclaim(&operator(), "on a clock found ahead")
+        .unwrap()
+        .iter()
+        .all(|z| z.kept_because.is_some()));
+    stele_tests::attest(&store, truth);
     assert!(store
         .reclaim(&operator(), "for real")
         .unwrap()
@@ -521,6 +539,10 @@ fn crypto_shredding_waits_for_retention_and_holds_then_destroys_keys() {
         )
         .unwrap();
     a.time.pass(11 * DAY_US);
+    stele_tests::attest(
+        &store,
+        a.time.system_us.load(std::sync::atomic::Ordering::SeqCst),
+    );
     let st = store.process_erasures(&dpo()).unwrap();
     assert!(
         matches!(&st[0].1, ErasureState::Waiting { why, .. } if why.contains("legal hold")),

@@ -150,6 +150,10 @@ fn key_hierarchy_on_softhsm() {
     // Crypto-shredding on the HSM-backed keyring.
     time.pass(11 * DAY_US);
     let store = open_store(dir.path(), &time, &hsm.pin, false).unwrap();
+    stele_tests::attest(
+        &store,
+        time.system_us.load(std::sync::atomic::Ordering::SeqCst),
+    );
     let dpo = Actor::new("dora", &[Role::Erasure]);
     let (_, state) = store
         .request_erasure(&dpo, "c2", "Art. 17 request")

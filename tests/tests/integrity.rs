@@ -62,6 +62,10 @@ fn bundles_verify_offline_and_prove_the_log_only_grew() {
         .rotate_kek(&Actor::new("k", &[Role::KeyAdmin]), "rotation")
         .unwrap();
     a.time.pass(11 * DAY_US);
+    stele_tests::attest(
+        &store,
+        a.time.system_us.load(std::sync::atomic::Ordering::SeqCst),
+    );
     store
         .request_erasure(&Actor::new("d", &[Role::Erasure]), "deal-2", "Art. 17")
         .unwrap();

@@ -62,6 +62,10 @@ fn crash_during_reclaim(seed: u64) {
         )
         .unwrap();
     time.pass(11 * DAY_US);
+    stele_tests::attest(
+        &store,
+        time.system_us.load(std::sync::atomic::Ordering::SeqCst),
+    );
     let op = Actor::new("op", &[Role::Operator]);
     let mut cfg = FaultConfig::new(seed.wrapping_mul(104_729));
     cfg.power_cut_after_ops = Some(rng.random_range(1..40));

@@ -130,6 +130,9 @@ pub(crate) struct Shared {
     pub buffers: Arc<crate::buffer::PlaintextPool>,
     /// Where the writer announces sealed zones (zone, first seq, end seq) to the tree-head signer.
     pub seals: Mutex<Option<Sender<(u32, u64, u64)>>>,
+    /// The longest period of any retention class, in days: what the store's
+    /// own records (tree heads) are kept for.
+    pub longest_retention_days: i64,
     pub zones: ZoneSet,
     pub index: Index,
     pub options: CommitOptions,

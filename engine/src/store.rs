@@ -545,6 +545,13 @@ impl Store {
             }),
             free: Mutex::new(VecDeque::new()),
             seals: Mutex::new(None),
+            longest_retention_days: options
+                .retention
+                .classes
+                .iter()
+                .map(|c| i64::from(c.days))
+                .max()
+                .unwrap_or(0),
             buffers: Arc::default(),
             zones,
             index,

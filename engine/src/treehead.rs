@@ -167,11 +167,11 @@ pub(crate) fn sign(
         &body,
     )?;
     let (done, rx) = oneshot::channel();
-    let days = 100 * 366;
+    let days = shared.longest_retention_days;
     let sub = Submission {
         kind: FrameKind::System,
         timestamp_us: crate::store::now_us(),
-        // Tree heads are kept as long as anything could be proved against them.
+        // Tree heads are kept as long as any record could be proved against them.
         retain_until_us: shared.clock.now_us().saturating_add(days * 86_400_000_000),
         record_tag: shared.keys.tag(TagDomain::RecordId, record_id.as_bytes()),
         conversation_tag: shared

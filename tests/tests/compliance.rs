@@ -589,3 +589,53 @@ fn crypto_shredding_waits_for_retention_and_holds_then_destroys_keys() {
     assert_eq!(store.index_digest().unwrap(), digest);
     assert!(store.get(p2[3]).is_ok());
 }
+
+/// Ten simulated years of a quiet archive whose tree heads are signed at
+/// every zone seal: tree heads are kept as long as the longest class (six
+/// years here), so every zone whose records and heads have all left
+/// retention is reclaimed, year after year.
+#[test]
+fn zones_are_reclaimed_across_ten_years_of_tree_heads() {
+    let dir = Scratch::new();
+    let a = Archive::new(dir.path());
+    a.create(128).close().unwrap();
+    let store = a
+        .open_with(|o| o.tree_head_interval = Some(std::time::Duration::from_secs(3600)))
+        .unwrap();
+    let mut first_of_year = Vec::new();
+    let mut reclaimed = Vec::new();
+    for year in 0..10 {
+        first_of_year.push(a.put(&store, &format!("y{year}-0"), "chat", "carl", 300));
+        for i in 1..100 {
+            a.put(&store, &format!("y{year}-{i}"), "chat", "carl", 300);
+        }
+        a.time.pass(365 * DAY_US);
+        stele_tests::attest(&store, a.time.system_us.load(Ordering::SeqCst));
+        for z in store.reclaim(&operator(), "yearly reclaim").unwrap() {
+            if z.kept_because.is_none() {
+                reclaimed.push((year, z.first_seq, z.end_seq));
+            }
+        }
+    }
+    assert!(
+        !store.tree_heads(usize::MAX).unwrap().is_empty(),
+        "tree heads were signed"
+    );
+    // Years 0 to 2 are more than six years old by the end: all of their zones went.
+    let gone = |seq: u64| reclaimed.iter().any(|(_, f, e)| (*f..*e).contains(&seq));
+    for year in 0..3 {
+        let from = first_of_year[year];
+        let to = first_of_year[year + 1];
+        assert!(
+            (from..to).step_by(10).all(gone),
+            "year {year} ({from}..{to}) not all reclaimed: {reclaimed:?}"
+        );
+    }
+    // Nothing the last years' tree heads still keep went.
+    let young = first_of_year[6];
+    assert!(
+        reclaimed.iter().all(|(_, _, end)| *end <= young),
+        "{reclaimed:?}"
+    );
+    store.close().unwrap();
+}

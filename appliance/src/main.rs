@@ -529,6 +529,22 @@ fn main() {
     }
 }
 
+/// A listed record whose data key was destroyed: what is known of it.
+fn print_erased(e: &stele_engine::Error) {
+    if let stele_engine::Error::Erased {
+        seq,
+        key_id,
+        erased_at_us,
+        request,
+    } = e
+    {
+        json(serde_json::json!({
+            "seq": seq, "erased": true, "key_id": key_id,
+            "erased_at": when::format(*erased_at_us), "erasure_request": request,
+        }));
+    }
+}
+
 fn print_record(r: &stele_engine::Record) {
     let body = String::from_utf8_lossy(&r.body);
     println!(
@@ -773,17 +789,29 @@ fn run(cli: Cli) -> Result<()> {
             limit,
         } => {
             let (_, s) = StoreDir::open(&store)?;
-            let records = match (seq, record_id, conversation, from_us, to_us) {
-                (Some(q), None, None, None, None) => vec![s.get(q)?],
-                (None, Some(id), None, None, None) => s.by_record_id(&id, limit)?,
-                (None, None, Some(c), None, None) => s.by_conversation(&c, limit)?,
-                (None, None, None, Some(a), Some(b)) => s.by_time(a, b, limit)?,
+            let found = match (seq, &record_id, &conversation, from_us, to_us) {
+                (Some(q), None, None, None, None) => s.get(q).map(|r| vec![Ok(r)]),
+                (None, Some(id), None, None, None) => s.listing(id, true, limit),
+                (None, None, Some(c), None, None) => s.listing(c, false, limit),
+                (None, None, None, Some(a), Some(b)) => {
+                    s.by_time(a, b, limit).map(|v| v.into_iter().map(Ok).collect())
+                }
                 _ => bail!("give exactly one of --seq, --record-id, --conversation, or --from-us with --to-us"),
             };
-            for r in &records {
-                print_record(r);
+            let closed = s.close();
+            let found = found?;
+            for r in &found {
+                match r {
+                    Ok(r) => print_record(r),
+                    Err(e) => print_erased(e),
+                }
             }
-            s.close()?;
+            closed?;
+            match (found.is_empty(), record_id, conversation) {
+                (true, Some(id), _) => bail!("no record has record id {id:?}"),
+                (true, _, Some(c)) => bail!("no record is in conversation {c:?}"),
+                _ => {}
+            }
         }
         Command::Verify {
             store,

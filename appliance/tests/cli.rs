@@ -81,6 +81,11 @@ fn init_put_get_verify_reindex() {
     let o = stele(&["get", "--store", s, "--seq", "999"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found: seq 999"));
+    let o = stele(&["get", "--store", s, "--record-id", "no-such-id"]);
+    assert!(!o.status.success(), "a missing record is an error");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no record has record id \"no-such-id\""));
+    let o = stele(&["get", "--store", s, "--conversation", "no-such-chat"]);
+    assert!(!o.status.success());
     // A key file others can read is refused.
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let o = stele(&["verify", "--store", s]);

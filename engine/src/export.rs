@@ -243,11 +243,29 @@ pub fn verify_bundle(
             report.previous_head_linked = true;
         }
         if !report.previous_head_linked {
-            return Err(format!(
-                "the bundle proves nothing about the kept tree head of size {}: export again with it",
-                p.head.tree_size
-            ));
+            return Err(unlinked_previous(&p.head, &head.head));
         }
     }
     Ok(report)
+}
+
+/// Why a kept tree head is not linked to the bundle's: the log is shorter
+/// than it or forked from it, or the bundle left out the proof.
+fn unlinked_previous(kept: &crate::treehead::TreeHead, now: &crate::treehead::TreeHead) -> String {
+    if kept.tree_size > now.tree_size {
+        format!(
+            "the log is shorter than the tree head you kept ({} records, the bundle's log {}): it was rolled back",
+            kept.tree_size, now.tree_size
+        )
+    } else if kept.tree_size == now.tree_size {
+        format!(
+            "the log does not contain the tree head you kept (same size {}, another root): it was forked",
+            kept.tree_size
+        )
+    } else {
+        format!(
+            "the bundle holds no proof that its log contains the tree head you kept (size {}): export again with --previous-tree-head; if the store cannot prove it, its log was rolled back or forked",
+            kept.tree_size
+        )
+    }
 }

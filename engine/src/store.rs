@@ -1216,6 +1216,36 @@ impl Store {
         self.by_id(TagDomain::Conversation, id, limit)
     }
 
+    /// Records of conversation `id` (or with record id `id`, `by_record`),
+    /// where a crypto-shredded one is listed as its [`Error::Erased`]
+    /// (its ids cannot be read back, so it is matched by keyed tag alone)
+    /// instead of ending the listing. Any other error ends it.
+    pub fn listing(&self, id: &str, by_record: bool, limit: usize) -> Result<Vec<Result<Record>>> {
+        self.sync_index()?;
+        let domain = if by_record {
+            TagDomain::RecordId
+        } else {
+            TagDomain::Conversation
+        };
+        let tag = self.shared.keys.tag(domain, id.as_bytes());
+        let index = &self.shared.index;
+        let seqs = match by_record {
+            false => index.by_conversation_tag(&tag, limit)?,
+            true => index.by_record_tag(&tag, limit)?,
+        };
+        let mut out = Vec::with_capacity(seqs.len());
+        for s in seqs {
+            match self.get(s) {
+                Ok(r) if by_record && r.record_id != id => {}
+                Ok(r) if !by_record && r.conversation_id != id => {}
+                Ok(r) => out.push(Ok(r)),
+                Err(e @ Error::Erased { .. }) => out.push(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// Records whose id in `domain` is `id`: found by keyed tag, then checked
     /// against the decrypted id (so a tag collision can never return another record).
     fn by_id(&self, domain: TagDomain, id: &str, limit: usize) -> Result<Vec<Record>> {

@@ -559,6 +559,16 @@ fn crypto_shredding_waits_for_retention_and_holds_then_destroys_keys() {
     for &s in &p1 {
         assert!(matches!(store.get(s), Err(Error::Erased { request, .. }) if request == req));
     }
+    // A listing of the conversation names every shredded record and goes on.
+    let listed = store.listing("patient-1", false, usize::MAX).unwrap();
+    assert_eq!(listed.len(), 51, "50 messages and the manifest");
+    assert!(listed
+        .iter()
+        .all(|r| matches!(r, Err(Error::Erased { .. }))));
+    assert_eq!(
+        store.listing("patient-2", false, usize::MAX).unwrap().len(),
+        50
+    );
     assert!(matches!(
         store.read_blob(blob.seq, Vec::new()),
         Err(Error::Erased { .. })

@@ -221,3 +221,27 @@ fn background_scrub_runs_on_its_schedule() {
         .iter()
         .all(|r| r.damage_count == 0 && r.frames_checked >= 50));
 }
+
+/// A tree head kept from a longer log than the bundle's says the log was
+/// rolled back, instead of only that the bundle proves nothing.
+#[test]
+fn a_kept_tree_head_beyond_the_bundle_names_a_rollback() {
+    let dir = Scratch::new();
+    let a = Archive::new(dir.path());
+    let store = a.create(64);
+    for i in 0..30 {
+        a.put(&store, &format!("m{i}"), "deal-1", "tom", 150);
+    }
+    let pk = store.tree_head_public_key().unwrap();
+    let old = store.export_bundle(&[0, 1, 2], 100).unwrap();
+    for i in 30..50 {
+        a.put(&store, &format!("m{i}"), "deal-1", "tom", 150);
+    }
+    let kept = store.sign_tree_head().unwrap();
+    let err = verify_bundle(&old, Some(&pk), Some(&kept)).unwrap_err();
+    assert!(
+        err.contains("shorter than the tree head you kept") && err.contains("rolled back"),
+        "{err}"
+    );
+    store.close().unwrap();
+}

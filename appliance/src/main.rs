@@ -529,6 +529,22 @@ fn main() {
     }
 }
 
+/// Damage opening found and contained: a rebuilt index, zones set aside.
+fn print_damage(r: &stele_engine::OpenReport) {
+    if let Some(why) = &r.index_rebuilt {
+        println!("  index: DAMAGED, rebuilt from the log at this open: {why}");
+    }
+    for d in &r.damaged_zones {
+        println!(
+            "  zone {}: DAMAGED ({}), records {}..{} unreadable here: {}",
+            d.zone, d.at, d.first_seq, d.end_seq, d.reason
+        );
+    }
+    if let Some(z) = r.read_only_at {
+        println!("  READ ONLY: the active zone {z} is damaged; new records are refused until it is repaired");
+    }
+}
+
 /// A listed record whose data key was destroyed: what is known of it.
 fn print_erased(e: &stele_engine::Error) {
     if let stele_engine::Error::Erased {
@@ -744,6 +760,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("  compliance clock {}", when::format(s.compliance_now_us()));
             println!("  recovery: {} tail frames kept, {} torn bytes discarded, {} index entries replayed", r.tail_frames, r.discarded_tail_bytes, r.index_replayed);
             print_anchors(r);
+            print_damage(r);
             s.close()?;
         }
         Command::Put {
@@ -790,23 +807,33 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let (_, s) = StoreDir::open(&store)?;
             let found = match (seq, &record_id, &conversation, from_us, to_us) {
-                (Some(q), None, None, None, None) => s.get(q).map(|r| vec![Ok(r)]),
+                (Some(q), None, None, None, None) => s.get(q).map(|r| vec![(q, Ok(r))]),
                 (None, Some(id), None, None, None) => s.listing(id, true, limit),
                 (None, None, Some(c), None, None) => s.listing(c, false, limit),
                 (None, None, None, Some(a), Some(b)) => {
-                    s.by_time(a, b, limit).map(|v| v.into_iter().map(Ok).collect())
+                    s.by_time(a, b, limit).map(|v| v.into_iter().map(|r| (r.seq, Ok(r))).collect())
                 }
                 _ => bail!("give exactly one of --seq, --record-id, --conversation, or --from-us with --to-us"),
             };
             let closed = s.close();
             let found = found?;
-            for r in &found {
+            let mut unreadable = 0;
+            for (seq, r) in &found {
                 match r {
                     Ok(r) => print_record(r),
-                    Err(e) => print_erased(e),
+                    Err(e @ stele_engine::Error::Erased { .. }) => print_erased(e),
+                    Err(e) => {
+                        unreadable += 1;
+                        json(serde_json::json!({
+                            "seq": seq, "unreadable": true, "error": e.to_string(),
+                        }));
+                    }
                 }
             }
             closed?;
+            if unreadable > 0 {
+                bail!("{unreadable} of the {} records listed could not be read (listed above with their error)", found.len());
+            }
             match (found.is_empty(), record_id, conversation) {
                 (true, Some(id), _) => bail!("no record has record id {id:?}"),
                 (true, _, Some(c)) => bail!("no record is in conversation {c:?}"),
@@ -856,17 +883,28 @@ fn run(cli: Cli) -> Result<()> {
             }
             (Some(store), None) => {
                 let (_, s) = StoreDir::open(&store)?;
-                let v = s.verify()?;
-                let root = s.merkle_root(v.next_seq)?;
-                // And every frame against its recorded Merkle leaf, every root against the signed tree heads.
+                // The chain walk stops at the first break; the scrub after it
+                // goes on to the end and lists every damaged place.
+                let walked = s.verify();
                 let scrub = s.scrub(stele_engine::scrub::ScrubMode::Full, None)?;
-                if scrub.damage_count > 0 {
-                    for d in &scrub.damage {
-                        json(d);
+                let v = match walked {
+                    Ok(v) if scrub.damage_count == 0 && v.damaged_zones.is_empty() => v,
+                    walked => {
+                        for d in &scrub.damage {
+                            json(d);
+                        }
+                        s.close()?;
+                        let first = match walked {
+                            Err(e) => format!("; the chain walk stopped at: {e}"),
+                            Ok(_) => String::new(),
+                        };
+                        bail!(
+                            "{} damaged places (listed above){first}",
+                            scrub.damage_count
+                        );
                     }
-                    s.close()?;
-                    bail!("{} damaged frames (listed above)", scrub.damage_count);
-                }
+                };
+                let root = s.merkle_root(v.next_seq)?;
                 println!(
                     "ok: {} frames ({} bytes), seq {}..{}, chain head {}; Merkle root {}; every frame matches its Merkle leaf and {} signed tree heads match the rebuilt roots; {} shredded frames checked without their key; {} reclaimed ranges crossed",
                     v.frames, v.bytes, v.first_seq, v.next_seq, v.chain_head, hex::encode(root), scrub.tree_heads_checked, v.shredded, v.reclaimed_ranges

@@ -111,6 +111,7 @@ impl StoreDir {
         o.drift_budget_ppm = c.clock.drift_budget_ppm;
         o.clock_max_error_us = c.clock.corroboration_max_error_s as i64 * 1_000_000;
         o.tree_head_interval = Some(Duration::from_secs(c.integrity.tree_head_interval_s));
+        o.progress = Some(rebuild_progress());
         o
     }
 
@@ -214,4 +215,28 @@ impl StoreDir {
         let store = Store::open(devices, keyring.root_keys(), options)?;
         Ok((sd, store))
     }
+}
+
+/// A progress bar for rebuilding the index (on a terminal; nothing otherwise).
+fn rebuild_progress() -> stele_engine::store::Progress {
+    let bar: std::sync::Mutex<Option<indicatif::ProgressBar>> = Default::default();
+    Arc::new(move |done, total| {
+        if total < 10_000 || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return;
+        }
+        let mut bar = bar.lock().unwrap_or_else(|p| p.into_inner());
+        let b = bar.get_or_insert_with(|| {
+            let b = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} rebuilding the index from the log: {pos}/{len} frames [{bar:40}] {eta}",
+            ) {
+                b.set_style(style);
+            }
+            b
+        });
+        b.set_position(done);
+        if done >= total {
+            b.finish_and_clear();
+        }
+    })
 }

@@ -183,3 +183,86 @@ fn tree_heads_exports_and_the_offline_verifier() {
     let o = stele(&["verify", "--offline", b, "--public-key", &"ab".repeat(32)]);
     assert!(!o.status.success());
 }
+
+/// Run `stele` and give up after `secs` (a hang is a failure, not a stuck CI job).
+fn bounded(args: &[&str], secs: u64) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stele"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run stele");
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed().as_secs() > secs {
+            let _ = child.kill();
+            panic!("stele {args:?} did not finish in {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_corrupt_index_is_rebuilt_and_nothing_hangs() {
+    let dir = Scratch::new();
+    let store = dir.path().join("s");
+    let s = store.to_str().unwrap();
+    ok(&["init", s, "--zone-size-mib", "1", "--zones", "16"]);
+    for i in 0..20 {
+        let id = format!("wamid.{i}");
+        ok(&[
+            "put",
+            "--store",
+            s,
+            "--record-id",
+            &id,
+            "--conversation",
+            "chat-1",
+            "--body",
+            &format!("hello {i}"),
+        ]);
+    }
+    // 64 KiB of random bytes over the index, as an accident or an attacker would.
+    let index = store.join("index/index.redb");
+    let mut bytes = std::fs::read(&index).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for b in bytes.iter_mut().skip(4096).take(64 << 10) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(&index, bytes).unwrap();
+    let got = bounded(&["get", "--store", s, "--record-id", "wamid.7"], 120);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert!(String::from_utf8_lossy(&got.stdout).contains("\"body\":\"hello 7\""));
+    let info = ok(&["info", "--store", s]);
+    assert!(
+        !info.contains("DAMAGED"),
+        "rebuilt once, sound since: {info}"
+    );
+    let kept = std::fs::read_dir(store.join("index"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".damaged-")
+        })
+        .count();
+    assert_eq!(kept, 1, "the damaged index is kept beside the new one");
+    let re = bounded(&["admin", "reindex", "--store", s], 120);
+    assert!(
+        re.status.success(),
+        "{}",
+        String::from_utf8_lossy(&re.stderr)
+    );
+    assert!(String::from_utf8_lossy(&re.stdout).contains("reindexed 20 frames"));
+    ok(&["verify", "--store", s]);
+}

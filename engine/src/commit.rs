@@ -103,6 +103,8 @@ pub struct CommitStats {
 pub(crate) struct IndexState {
     pub next: u64,
     pub failed: Option<String>,
+    /// The failure was damage to the index file (rebuilt at the next open).
+    pub damaged: bool,
 }
 
 /// The durable state of the log: what the last checkpoint may record.
@@ -206,9 +208,11 @@ impl Shared {
         let _waiting = WaiterGuard(&self.index_waiters);
         while st.next <= seq {
             if let Some(f) = &st.failed {
-                return Err(Error::Index {
-                    path: "index".into(),
-                    reason: f.clone(),
+                let (path, reason) = ("index".into(), f.clone());
+                return Err(if st.damaged {
+                    Error::IndexDamaged { path, reason }
+                } else {
+                    Error::Index { path, reason }
                 });
             }
             if seq >= self.acked.load(Ordering::Acquire) {
@@ -800,7 +804,23 @@ const INDEX_PERSIST_IDLE: Duration = Duration::from_secs(1);
 /// How long the indexer gathers entries into one transaction.
 const INDEX_GATHER: Duration = Duration::from_millis(5);
 
+/// Should the indexer thread die, readers waiting on it are told why
+/// instead of waiting for an index that will not come.
+struct IndexerExit<'a>(&'a Shared);
+
+impl Drop for IndexerExit<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut st = self.0.indexed.lock().unwrap_or_else(|p| p.into_inner());
+            st.failed = Some("the indexer stopped on an internal error".into());
+            drop(st);
+            self.0.indexed_cv.notify_all();
+        }
+    }
+}
+
 fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
+    let _exit = IndexerExit(&shared);
     let mut last_persist = Instant::now();
     let mut dirty = false;
     loop {
@@ -856,6 +876,7 @@ fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
             }
             Err(e) => {
                 tracing::error!("index update failed: {e}");
+                st.damaged = matches!(e, Error::IndexDamaged { .. });
                 st.failed = Some(e.to_string());
             }
         }

@@ -39,6 +39,16 @@ pub(crate) fn create_tables(db: &Database) -> std::result::Result<(), redb::Erro
     Ok(())
 }
 
+/// Read the first and last entry of every compliance table.
+pub(crate) fn probe(tx: &redb::ReadTransaction) -> std::result::Result<(), redb::Error> {
+    for def in [HOLDS, EXTENSIONS, ERASURES, RECLAIMED, CLOCK_TRUST] {
+        let t = tx.open_table(def)?;
+        t.first()?;
+        t.last()?;
+    }
+    Ok(())
+}
+
 pub(crate) fn delete_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::Error> {
     tx.delete_table(HOLDS)?;
     tx.delete_table(EXTENSIONS)?;
@@ -125,8 +135,13 @@ impl Reclaimed {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> Error {
-    Error::Index {
+fn err(e: impl Into<redb::Error>) -> Error {
+    crate::index::classify(std::path::Path::new("index (compliance state)"), e.into())
+}
+
+/// A stored entry that does not parse: the index file is damaged.
+fn damaged(e: serde_json::Error) -> Error {
+    Error::IndexDamaged {
         path: "index (compliance state)".into(),
         reason: e.to_string(),
     }
@@ -134,19 +149,21 @@ fn err(e: impl std::fmt::Display) -> Error {
 
 /// Read access to the compliance tables, and the one way they change.
 pub struct ComplianceState<'a> {
-    pub(crate) db: &'a Database,
+    pub(crate) index: &'a crate::index::Index,
 }
 
 impl ComplianceState<'_> {
     fn all<T: DeserializeOwned>(&self, table: TableDefinition<u64, &[u8]>) -> Result<Vec<T>> {
-        let tx = self.db.begin_read().map_err(err)?;
-        let t = tx.open_table(table).map_err(err)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(err)? {
-            let (_, v) = item.map_err(err)?;
-            out.push(serde_json::from_slice(v.value()).map_err(err)?);
-        }
-        Ok(out)
+        self.index.guard(|| {
+            let tx = self.index.db().begin_read().map_err(err)?;
+            let t = tx.open_table(table).map_err(err)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(err)? {
+                let (_, v) = item.map_err(err)?;
+                out.push(serde_json::from_slice(v.value()).map_err(damaged)?);
+            }
+            Ok(out)
+        })
     }
 
     fn get<T: DeserializeOwned>(
@@ -154,22 +171,27 @@ impl ComplianceState<'_> {
         table: TableDefinition<u64, &[u8]>,
         k: u64,
     ) -> Result<Option<T>> {
-        let tx = self.db.begin_read().map_err(err)?;
-        let t = tx.open_table(table).map_err(err)?;
-        match t.get(k).map_err(err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(err)?)),
-            None => Ok(None),
-        }
+        self.index.guard(|| {
+            let tx = self.index.db().begin_read().map_err(err)?;
+            let t = tx.open_table(table).map_err(err)?;
+            match t.get(k).map_err(err)? {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(damaged)?)),
+                None => Ok(None),
+            }
+        })
     }
 
     fn put<T: Serialize>(&self, table: TableDefinition<u64, &[u8]>, k: u64, v: &T) -> Result<()> {
-        let bytes = serde_json::to_vec(v).map_err(err)?;
-        let tx = self.db.begin_write().map_err(err)?;
-        {
-            let mut t = tx.open_table(table).map_err(err)?;
-            t.insert(k, &bytes[..]).map_err(err)?;
-        }
-        tx.commit().map_err(err)
+        let bytes =
+            serde_json::to_vec(v).map_err(|e| Error::invalid("compliance entry", e.to_string()))?;
+        self.index.guard(|| {
+            let tx = self.index.db().begin_write().map_err(err)?;
+            {
+                let mut t = tx.open_table(table).map_err(err)?;
+                t.insert(k, &bytes[..]).map_err(err)?;
+            }
+            tx.commit().map_err(err)
+        })
     }
 
     pub fn holds(&self) -> Result<Vec<Hold>> {
@@ -264,9 +286,10 @@ impl ComplianceState<'_> {
             ),
             Action::HoldReleased { hold } => {
                 let Some(mut h) = self.hold(*hold)? else {
-                    return Err(err(format!(
-                        "audit event {seq} releases unknown hold {hold}"
-                    )));
+                    return Err(Error::Index {
+                        path: "index (compliance state)".into(),
+                        reason: format!("audit event {seq} releases unknown hold {hold}"),
+                    });
                 };
                 if h.released.is_none() {
                     h.released = Some(Release {

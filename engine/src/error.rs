@@ -162,6 +162,17 @@ pub enum Error {
     #[error("index error in {path}: {reason}")]
     Index { path: String, reason: String },
 
+    /// The index database is damaged (its pages fail redb's checks, or redb
+    /// panicked reading them). The index is derived from the log: the next
+    /// open sets the damaged file aside and rebuilds it.
+    #[error("the index {path} is damaged ({reason}); it is set aside and rebuilt from the log when the store is next opened (or by `stele admin reindex`)")]
+    IndexDamaged { path: String, reason: String },
+
+    /// A zone file is missing or shorter than the log says; its records are
+    /// unreadable here until it is repaired, every other zone is served.
+    #[error("{at}: zone damaged: {reason}")]
+    ZoneDamaged { at: Location, reason: String },
+
     #[error("key provider {provider}: {reason}")]
     KeyProvider { provider: String, reason: String },
 

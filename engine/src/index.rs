@@ -10,6 +10,7 @@
 //! * `chunk_refs`: chunk seq u64 | manifest seq u64 → () (which blob manifests use a chunk)
 //! * `merkle`: height u8 | index u64 → hash: every leaf and every complete node of height ≥ 3 ([`crate::merkle`])
 //! * `meta`: "next_seq" → the first sequence number not yet indexed
+//! * `key_ids`: data key id u32 → the first seq encrypted with it (every key the log names)
 //!
 //! The compliance state (holds, retention extensions, erasure requests,
 //! reclaimed zones; see [`crate::compliance`]) lives in the same database
@@ -38,6 +39,7 @@ const TIMES: TableDefinition<&[u8], ()> = TableDefinition::new("times");
 const CHUNK_REFS: TableDefinition<&[u8], ()> = TableDefinition::new("chunk_refs");
 const MERKLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("merkle");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const KEY_IDS: TableDefinition<u32, u64> = TableDefinition::new("key_ids");
 const NEXT_SEQ: &str = "next_seq";
 const LOCATION_LEN: usize = 69;
 
@@ -188,151 +190,272 @@ pub struct Index {
     path: PathBuf,
 }
 
-impl Index {
-    pub fn open(path: &Path) -> Result<Index> {
-        let err = |e: &dyn std::fmt::Display| Error::Index {
-            path: path.display().to_string(),
+/// What a redb error means for the store: damage to the file (set it aside
+/// and rebuild) or a failure to reach it (an I/O error, the file in use).
+pub(crate) fn classify(path: &Path, e: redb::Error) -> Error {
+    use redb::Error as E;
+    let path = path.display().to_string();
+    match e {
+        E::Corrupted(_)
+        | E::UpgradeRequired(_)
+        | E::TableTypeMismatch { .. }
+        | E::TableIsMultimap(_)
+        | E::TableIsNotMultimap(_)
+        | E::TypeDefinitionChanged { .. }
+        | E::TableDoesNotExist(_)
+        | E::TransactionPoisoned => Error::IndexDamaged {
+            path,
             reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        },
+        other => Error::Index {
+            path,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Run `f`, turning a panic (redb panics on some damaged pages) into
+/// [`Error::IndexDamaged`]. Damage found is marked beside the file, so the
+/// next open sets the file aside and rebuilds it even if it does not touch
+/// the damaged pages itself.
+fn guard_at<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic inside the database".into());
+            Err(Error::IndexDamaged {
+                path: path.display().to_string(),
+                reason: format!("reading it failed: {what}"),
+            })
         }
-        let db = Database::create(path).map_err(|e| err(&e))?;
+    };
+    if let Err(Error::IndexDamaged { reason, .. }) = &result {
+        if let Err(e) = std::fs::write(mark_path(path), reason) {
+            tracing::error!("cannot mark the index damaged: {e}");
+        }
+    }
+    result
+}
+
+fn mark_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".damaged");
+    path.with_file_name(name)
+}
+
+/// The damage an earlier access found in the index at `path`, if any.
+pub(crate) fn damage_mark(path: &Path) -> Option<String> {
+    std::fs::read_to_string(mark_path(path)).ok()
+}
+
+/// Forget the mark once the damaged file is set aside.
+pub(crate) fn clear_damage_mark(path: &Path) {
+    let _ = std::fs::remove_file(mark_path(path));
+}
+
+impl Index {
+    /// Open (or create) the index at `path`. A damaged file is reported as
+    /// [`Error::IndexDamaged`], never a panic, so the caller can set it aside.
+    pub fn open(path: &Path) -> Result<Index> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Index {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        let db = guard_at(path, || {
+            Database::create(path).map_err(|e| classify(path, e.into()))
+        })?;
         let index = Index {
             db,
             path: path.to_path_buf(),
         };
-        let tx = index.db.begin_write().map_err(|e| err(&e))?;
-        {
-            tx.open_table(LOCATIONS).map_err(|e| err(&e))?;
-            tx.open_table(RECORD_TAGS).map_err(|e| err(&e))?;
-            tx.open_table(CONVERSATIONS).map_err(|e| err(&e))?;
-            tx.open_table(CUSTODIANS).map_err(|e| err(&e))?;
-            tx.open_table(TIMES).map_err(|e| err(&e))?;
-            tx.open_table(CHUNK_REFS).map_err(|e| err(&e))?;
-            tx.open_table(MERKLE).map_err(|e| err(&e))?;
-            tx.open_table(META).map_err(|e| err(&e))?;
-        }
-        tx.commit().map_err(|e| err(&e))?;
-        crate::compliance::create_tables(&index.db).map_err(|e| err(&e))?;
+        index.guard(|| {
+            let tx = index.db.begin_write().map_err(|e| index.err(e))?;
+            {
+                tx.open_table(LOCATIONS).map_err(|e| index.err(e))?;
+                tx.open_table(MERKLE).map_err(|e| index.err(e))?;
+                for t in [RECORD_TAGS, CONVERSATIONS, CUSTODIANS, TIMES, CHUNK_REFS] {
+                    tx.open_table(t).map_err(|e| index.err(e))?;
+                }
+                tx.open_table(META).map_err(|e| index.err(e))?;
+                tx.open_table(KEY_IDS).map_err(|e| index.err(e))?;
+            }
+            tx.commit().map_err(|e| index.err(e))?;
+            crate::compliance::create_tables(&index.db).map_err(|e| index.err(e))
+        })?;
         Ok(index)
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Index {
+    /// Run `f` on the database; redb's panics on damaged pages become
+    /// [`Error::IndexDamaged`] instead of unwinding through the store.
+    pub(crate) fn guard<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        guard_at(&self.path, f)
+    }
+
+    /// Read the first and last entry of every table: the pages every open
+    /// and most queries touch first.
+    pub(crate) fn probe_tables(&self) -> Result<()> {
+        self.guard(|| {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let t = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+            t.first().map_err(|e| self.err(e))?;
+            t.last().map_err(|e| self.err(e))?;
+            for def in [RECORD_TAGS, CONVERSATIONS, CUSTODIANS, TIMES, CHUNK_REFS] {
+                let t = tx.open_table(def).map_err(|e| self.err(e))?;
+                t.first().map_err(|e| self.err(e))?;
+                t.last().map_err(|e| self.err(e))?;
+            }
+            let t = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+            t.first().map_err(|e| self.err(e))?;
+            t.last().map_err(|e| self.err(e))?;
+            crate::compliance::probe(&tx).map_err(|e| self.err(e))
+        })
+    }
+
+    /// An entry that cannot be what the index writes: the file is damaged.
+    fn damaged(&self, reason: String) -> Error {
+        Error::IndexDamaged {
             path: self.path.display().to_string(),
-            reason: e.to_string(),
+            reason,
         }
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> Error {
+        classify(&self.path, e.into())
     }
 
     /// The first sequence number the index does not cover.
     pub fn next_seq(&self) -> Result<u64> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(META).map_err(|e| self.err(e))?;
-        Ok(t.get(NEXT_SEQ)
-            .map_err(|e| self.err(e))?
-            .map_or(0, |v| v.value()))
+        self.guard(|| {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let t = tx.open_table(META).map_err(|e| self.err(e))?;
+            Ok(t.get(NEXT_SEQ)
+                .map_err(|e| self.err(e))?
+                .map_or(0, |v| v.value()))
+        })
     }
 
     /// Add `entries` (consecutive, starting at the index's `next_seq`). Durable
     /// only if `durable`; otherwise a crash may lose it and the log replays it.
     pub fn insert(&self, entries: &[IndexEntry], durable: bool) -> Result<()> {
-        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })
-        .map_err(|e| self.err(e))?;
-        {
-            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            let mut next = meta
-                .get(NEXT_SEQ)
-                .map_err(|e| self.err(e))?
-                .map_or(0, |v| v.value());
-            let mut loc = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
-            let mut rec = tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
-            let mut conv = tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
-            let mut cust = tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
-            let mut times = tx.open_table(TIMES).map_err(|e| self.err(e))?;
-            let mut refs = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
-            let mut merkle = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
-            for e in entries {
-                if e.loc.seq < next {
-                    continue; // already indexed (replay after a crash)
-                }
-                // In order; a gap only where reclaimed zones were (the scanner checks the chain).
-                assert!(e.loc.seq >= next, "index entries arrive in sequence order");
-                let mut v = [0u8; LOCATION_LEN];
-                v[0..4].copy_from_slice(&e.loc.zone.to_le_bytes());
-                v[4..12].copy_from_slice(&e.loc.offset.to_le_bytes());
-                v[12..16].copy_from_slice(&e.loc.frame_len.to_le_bytes());
-                v[16..20].copy_from_slice(&e.loc.crc.to_le_bytes());
-                v[20] = e.loc.kind as u8;
-                v[21..29].copy_from_slice(&e.loc.timestamp_us.to_le_bytes());
-                v[29..37].copy_from_slice(&e.loc.retain_until_us.to_le_bytes());
-                v[37..41].copy_from_slice(&e.loc.key_id.to_le_bytes());
-                v[41..53].copy_from_slice(&e.loc.custodian_tag);
-                v[53..69].copy_from_slice(&e.loc.conversation_tag);
-                loc.insert(e.loc.seq, &v[..]).map_err(|x| self.err(x))?;
-                if e.record_tag != [0; TAG_LEN] {
-                    rec.insert(&tag_key(&e.record_tag, e.loc.seq)[..], ())
-                        .map_err(|x| self.err(x))?;
-                }
-                if e.loc.kind.is_record() {
-                    if e.conversation_tag != [0; TAG_LEN] {
-                        conv.insert(&tag_key(&e.conversation_tag, e.loc.seq)[..], ())
+        self.guard(|| {
+            let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            tx.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })
+            .map_err(|e| self.err(e))?;
+            {
+                let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+                let mut next = meta
+                    .get(NEXT_SEQ)
+                    .map_err(|e| self.err(e))?
+                    .map_or(0, |v| v.value());
+                let mut loc = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+                let mut rec = tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
+                let mut conv = tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+                let mut cust = tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
+                let mut times = tx.open_table(TIMES).map_err(|e| self.err(e))?;
+                let mut refs = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+                let mut merkle = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+                let mut key_ids = tx.open_table(KEY_IDS).map_err(|e| self.err(e))?;
+                let mut seen_key = crate::keys::ROOT_KEY_ID;
+                for e in entries {
+                    if e.loc.seq < next {
+                        continue; // already indexed (replay after a crash)
+                    }
+                    // In order; a gap only where reclaimed zones were (the scanner checks the chain).
+                    assert!(e.loc.seq >= next, "index entries arrive in sequence order");
+                    let mut v = [0u8; LOCATION_LEN];
+                    v[0..4].copy_from_slice(&e.loc.zone.to_le_bytes());
+                    v[4..12].copy_from_slice(&e.loc.offset.to_le_bytes());
+                    v[12..16].copy_from_slice(&e.loc.frame_len.to_le_bytes());
+                    v[16..20].copy_from_slice(&e.loc.crc.to_le_bytes());
+                    v[20] = e.loc.kind as u8;
+                    v[21..29].copy_from_slice(&e.loc.timestamp_us.to_le_bytes());
+                    v[29..37].copy_from_slice(&e.loc.retain_until_us.to_le_bytes());
+                    v[37..41].copy_from_slice(&e.loc.key_id.to_le_bytes());
+                    v[41..53].copy_from_slice(&e.loc.custodian_tag);
+                    v[53..69].copy_from_slice(&e.loc.conversation_tag);
+                    loc.insert(e.loc.seq, &v[..]).map_err(|x| self.err(x))?;
+                    if e.record_tag != [0; TAG_LEN] {
+                        rec.insert(&tag_key(&e.record_tag, e.loc.seq)[..], ())
                             .map_err(|x| self.err(x))?;
                     }
-                    if e.loc.custodian_tag != [0; CUSTODIAN_TAG_LEN] {
-                        cust.insert(&custodian_key(&e.loc.custodian_tag, e.loc.seq)[..], ())
+                    if e.loc.kind.is_record() {
+                        if e.conversation_tag != [0; TAG_LEN] {
+                            conv.insert(&tag_key(&e.conversation_tag, e.loc.seq)[..], ())
+                                .map_err(|x| self.err(x))?;
+                        }
+                        if e.loc.custodian_tag != [0; CUSTODIAN_TAG_LEN] {
+                            cust.insert(&custodian_key(&e.loc.custodian_tag, e.loc.seq)[..], ())
+                                .map_err(|x| self.err(x))?;
+                        }
+                        times
+                            .insert(&time_key(e.loc.timestamp_us, e.loc.seq)[..], ())
                             .map_err(|x| self.err(x))?;
                     }
-                    times
-                        .insert(&time_key(e.loc.timestamp_us, e.loc.seq)[..], ())
-                        .map_err(|x| self.err(x))?;
+                    for &c in &e.refs {
+                        refs.insert(&pair_key(c, e.loc.seq)[..], ())
+                            .map_err(|x| self.err(x))?;
+                    }
+                    merkle_add(&mut merkle, e.loc.seq, e.leaf).map_err(|x| self.err(x))?;
+                    if e.loc.key_id != seen_key {
+                        seen_key = e.loc.key_id;
+                        let known = key_ids.get(seen_key).map_err(|x| self.err(x))?.is_some();
+                        if !known {
+                            key_ids
+                                .insert(seen_key, e.loc.seq)
+                                .map_err(|x| self.err(x))?;
+                        }
+                    }
+                    next = e.loc.seq + 1;
                 }
-                for &c in &e.refs {
-                    refs.insert(&pair_key(c, e.loc.seq)[..], ())
-                        .map_err(|x| self.err(x))?;
-                }
-                merkle_add(&mut merkle, e.loc.seq, e.leaf).map_err(|x| self.err(x))?;
-                next = e.loc.seq + 1;
+                meta.insert(NEXT_SEQ, next).map_err(|e| self.err(e))?;
             }
-            meta.insert(NEXT_SEQ, next).map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))
+            tx.commit().map_err(|e| self.err(e))
+        })
     }
 
     /// Make every earlier insert durable.
     pub fn persist(&self) -> Result<()> {
-        self.insert(&[], true)
+        self.guard(|| self.insert(&[], true))
     }
 
     /// Remove everything (before a rebuild).
     pub fn clear(&self) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.delete_table(LOCATIONS).map_err(|e| self.err(e))?;
-        tx.delete_table(RECORD_TAGS).map_err(|e| self.err(e))?;
-        tx.delete_table(CONVERSATIONS).map_err(|e| self.err(e))?;
-        tx.delete_table(CUSTODIANS).map_err(|e| self.err(e))?;
-        tx.delete_table(TIMES).map_err(|e| self.err(e))?;
-        tx.delete_table(CHUNK_REFS).map_err(|e| self.err(e))?;
-        tx.delete_table(MERKLE).map_err(|e| self.err(e))?;
-        tx.delete_table(META).map_err(|e| self.err(e))?;
-        crate::compliance::delete_tables(&tx).map_err(|e| self.err(e))?;
-        {
-            tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
-            tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
-            tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
-            tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
-            tx.open_table(TIMES).map_err(|e| self.err(e))?;
-            tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
-            tx.open_table(MERKLE).map_err(|e| self.err(e))?;
-            tx.open_table(META).map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        crate::compliance::create_tables(&self.db).map_err(|e| self.err(e))
+        self.guard(|| {
+            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            tx.delete_table(LOCATIONS).map_err(|e| self.err(e))?;
+            tx.delete_table(RECORD_TAGS).map_err(|e| self.err(e))?;
+            tx.delete_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+            tx.delete_table(CUSTODIANS).map_err(|e| self.err(e))?;
+            tx.delete_table(TIMES).map_err(|e| self.err(e))?;
+            tx.delete_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+            tx.delete_table(MERKLE).map_err(|e| self.err(e))?;
+            tx.delete_table(META).map_err(|e| self.err(e))?;
+            tx.delete_table(KEY_IDS).map_err(|e| self.err(e))?;
+            crate::compliance::delete_tables(&tx).map_err(|e| self.err(e))?;
+            {
+                tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+                tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
+                tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+                tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
+                tx.open_table(TIMES).map_err(|e| self.err(e))?;
+                tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+                tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+                tx.open_table(META).map_err(|e| self.err(e))?;
+                tx.open_table(KEY_IDS).map_err(|e| self.err(e))?;
+            }
+            tx.commit().map_err(|e| self.err(e))?;
+            crate::compliance::create_tables(&self.db).map_err(|e| self.err(e))
+        })
     }
 
     /// The database, shared with the compliance state.
@@ -350,105 +473,111 @@ impl Index {
         to_seq: u64,
         cover: &[(u8, u64, crate::merkle::Hash)],
     ) -> Result<u64> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut n = 0;
-        {
-            let mut merkle = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
-            let mut h = 0u32;
-            while h < 64 && (1u64 << h) <= to_seq - from_seq {
-                for i in from_seq.div_ceil(1 << h)..(to_seq >> h) {
+        self.guard(|| {
+            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            let mut n = 0;
+            {
+                let mut merkle = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+                let mut h = 0u32;
+                while h < 64 && (1u64 << h) <= to_seq - from_seq {
+                    for i in from_seq.div_ceil(1 << h)..(to_seq >> h) {
+                        merkle
+                            .remove(&node_key(h as u8, i)[..])
+                            .map_err(|e| self.err(e))?;
+                    }
+                    h += 1;
+                }
+                for (h, i, hash) in cover {
                     merkle
-                        .remove(&node_key(h as u8, i)[..])
+                        .insert(&node_key(*h, *i)[..], &hash[..])
                         .map_err(|e| self.err(e))?;
                 }
-                h += 1;
             }
-            for (h, i, hash) in cover {
-                merkle
-                    .insert(&node_key(*h, *i)[..], &hash[..])
-                    .map_err(|e| self.err(e))?;
-            }
-        }
-        {
-            let mut loc = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
-            let mut rec = tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
-            let mut conv = tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
-            let mut cust = tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
-            let mut times = tx.open_table(TIMES).map_err(|e| self.err(e))?;
-            for seq in from_seq..to_seq {
-                let Some(v) = loc.remove(seq).map_err(|e| self.err(e))? else {
-                    continue;
-                };
-                let v = v.value().to_vec();
-                n += 1;
-                if v.len() != LOCATION_LEN {
-                    continue;
+            {
+                let mut loc = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+                let mut rec = tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
+                let mut conv = tx.open_table(CONVERSATIONS).map_err(|e| self.err(e))?;
+                let mut cust = tx.open_table(CUSTODIANS).map_err(|e| self.err(e))?;
+                let mut times = tx.open_table(TIMES).map_err(|e| self.err(e))?;
+                for seq in from_seq..to_seq {
+                    let Some(v) = loc.remove(seq).map_err(|e| self.err(e))? else {
+                        continue;
+                    };
+                    let v = v.value().to_vec();
+                    n += 1;
+                    if v.len() != LOCATION_LEN {
+                        continue;
+                    }
+                    let ts = i64::from_le_bytes(v[21..29].try_into().expect("8"));
+                    times
+                        .remove(&time_key(ts, seq)[..])
+                        .map_err(|e| self.err(e))?;
+                    let ct: [u8; CUSTODIAN_TAG_LEN] = v[41..53].try_into().expect("12");
+                    cust.remove(&custodian_key(&ct, seq)[..])
+                        .map_err(|e| self.err(e))?;
                 }
-                let ts = i64::from_le_bytes(v[21..29].try_into().expect("8"));
-                times
-                    .remove(&time_key(ts, seq)[..])
-                    .map_err(|e| self.err(e))?;
-                let ct: [u8; CUSTODIAN_TAG_LEN] = v[41..53].try_into().expect("12");
-                cust.remove(&custodian_key(&ct, seq)[..])
-                    .map_err(|e| self.err(e))?;
-            }
-            let mut refs = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
-            let lo = pair_key(from_seq, 0);
-            let hi = pair_key(to_seq, 0);
-            let doomed: Vec<Vec<u8>> = refs
-                .range(&lo[..]..&hi[..])
-                .map_err(|e| self.err(e))?
-                .filter_map(|i| i.ok().map(|(k, _)| k.value().to_vec()))
-                .collect();
-            for k in doomed {
-                refs.remove(&k[..]).map_err(|e| self.err(e))?;
-            }
-            // Tag tables are keyed by tag first: drop their entries of the range by a scan.
-            for table in [&mut rec, &mut conv] {
-                let mut doomed = Vec::new();
-                for item in table.iter().map_err(|e| self.err(e))? {
-                    let (k, _) = item.map_err(|e| self.err(e))?;
-                    let s = seq_of(k.value());
-                    if (from_seq..to_seq).contains(&s) {
-                        doomed.push(k.value().to_vec());
+                let mut refs = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+                let lo = pair_key(from_seq, 0);
+                let hi = pair_key(to_seq, 0);
+                let doomed: Vec<Vec<u8>> = refs
+                    .range(&lo[..]..&hi[..])
+                    .map_err(|e| self.err(e))?
+                    .filter_map(|i| i.ok().map(|(k, _)| k.value().to_vec()))
+                    .collect();
+                for k in doomed {
+                    refs.remove(&k[..]).map_err(|e| self.err(e))?;
+                }
+                // Tag tables are keyed by tag first: drop their entries of the range by a scan.
+                for table in [&mut rec, &mut conv] {
+                    let mut doomed = Vec::new();
+                    for item in table.iter().map_err(|e| self.err(e))? {
+                        let (k, _) = item.map_err(|e| self.err(e))?;
+                        let s = seq_of(k.value());
+                        if (from_seq..to_seq).contains(&s) {
+                            doomed.push(k.value().to_vec());
+                        }
+                    }
+                    for k in doomed {
+                        table.remove(&k[..]).map_err(|e| self.err(e))?;
                     }
                 }
-                for k in doomed {
-                    table.remove(&k[..]).map_err(|e| self.err(e))?;
-                }
             }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(n)
+            tx.commit().map_err(|e| self.err(e))?;
+            Ok(n)
+        })
     }
 
     pub fn location(&self, seq: u64) -> Result<Option<FrameLocation>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
-        let Some(v) = t.get(seq).map_err(|e| self.err(e))? else {
-            return Ok(None);
-        };
-        self.decode_location(seq, v.value()).map(Some)
+        self.guard(|| {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let t = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+            let Some(v) = t.get(seq).map_err(|e| self.err(e))? else {
+                return Ok(None);
+            };
+            self.decode_location(seq, v.value()).map(Some)
+        })
     }
 
     /// Every location with `from <= seq < to`, in order (one read transaction).
     pub fn locations(&self, from: u64, to: u64) -> Result<Vec<FrameLocation>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for item in t.range(from..to).map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            out.push(self.decode_location(k.value(), v.value())?);
-        }
-        Ok(out)
+        self.guard(|| {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let t = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for item in t.range(from..to).map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                out.push(self.decode_location(k.value(), v.value())?);
+            }
+            Ok(out)
+        })
     }
 
     fn decode_location(&self, seq: u64, v: &[u8]) -> Result<FrameLocation> {
         if v.len() != LOCATION_LEN {
-            return Err(self.err(format!("location of seq {seq} has {} bytes", v.len())));
+            return Err(self.damaged(format!("location of seq {seq} has {} bytes", v.len())));
         }
         let kind = FrameKind::from_u8(v[20])
-            .ok_or_else(|| self.err(format!("location of seq {seq} has kind {}", v[20])))?;
+            .ok_or_else(|| self.damaged(format!("location of seq {seq} has kind {}", v[20])))?;
         Ok(FrameLocation {
             seq,
             zone: u32::from_le_bytes(v[0..4].try_into().expect("4")),
@@ -500,42 +629,49 @@ impl Index {
 
     /// Sequence numbers of frames whose record tag is `tag`, oldest first.
     pub fn by_record_tag(&self, tag: &[u8; TAG_LEN], limit: usize) -> Result<Vec<u64>> {
-        self.tag_seqs(RECORD_TAGS, tag, limit)
+        self.guard(|| self.tag_seqs(RECORD_TAGS, tag, limit))
     }
 
     /// Sequence numbers of records in the conversation with tag `tag`, oldest first.
     pub fn by_conversation_tag(&self, tag: &[u8; TAG_LEN], limit: usize) -> Result<Vec<u64>> {
-        self.tag_seqs(CONVERSATIONS, tag, limit)
+        self.guard(|| self.tag_seqs(CONVERSATIONS, tag, limit))
     }
 
     /// Forget which chunks the manifests `manifests` use.
     pub(crate) fn remove_chunk_refs_of(&self, manifests: &[u64]) -> Result<()> {
-        if manifests.is_empty() {
-            return Ok(());
-        }
-        let set: std::collections::HashSet<u64> = manifests.iter().copied().collect();
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut t = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
-            let doomed: Vec<Vec<u8>> = t
-                .iter()
-                .map_err(|e| self.err(e))?
-                .filter_map(|i| i.ok())
-                .filter(|(k, _)| set.contains(&seq_of(k.value())))
-                .map(|(k, _)| k.value().to_vec())
-                .collect();
-            for k in doomed {
-                t.remove(&k[..]).map_err(|e| self.err(e))?;
+        self.guard(|| {
+            if manifests.is_empty() {
+                return Ok(());
             }
-        }
-        tx.commit().map_err(|e| self.err(e))
+            let set: std::collections::HashSet<u64> = manifests.iter().copied().collect();
+            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut t = tx.open_table(CHUNK_REFS).map_err(|e| self.err(e))?;
+                let doomed: Vec<Vec<u8>> = t
+                    .iter()
+                    .map_err(|e| self.err(e))?
+                    .filter_map(|i| i.ok())
+                    .filter(|(k, _)| set.contains(&seq_of(k.value())))
+                    .map(|(k, _)| k.value().to_vec())
+                    .collect();
+                for k in doomed {
+                    t.remove(&k[..]).map_err(|e| self.err(e))?;
+                }
+            }
+            tx.commit().map_err(|e| self.err(e))
+        })
     }
 
     /// Merkle nodes for proofs, read in one transaction.
     pub fn merkle(&self) -> Result<MerkleView> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
-        Ok(MerkleView { table })
+        self.guard(|| {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let table = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+            Ok(MerkleView {
+                table,
+                path: self.path.clone(),
+            })
+        })
     }
 
     /// Store nodes recorded when their leaves were reclaimed, then fill in
@@ -546,35 +682,54 @@ impl Index {
         nodes: &[(u8, u64, crate::merkle::Hash)],
         size: u64,
     ) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut t = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
-            for (h, i, hash) in nodes {
-                t.insert(&node_key(*h, *i)[..], &hash[..])
-                    .map_err(|e| self.err(e))?;
-            }
-            let mut h = crate::merkle::STORED_FROM_HEIGHT;
-            while h < 64 && (1u64 << h) <= size {
-                for i in 0..(size >> h) {
-                    if t.get(&node_key(h, i)[..])
-                        .map_err(|e| self.err(e))?
-                        .is_none()
-                    {
-                        if let Some(v) = merkle_get(&t, h, i).map_err(|e| self.err(e))? {
-                            t.insert(&node_key(h, i)[..], &v[..])
-                                .map_err(|e| self.err(e))?;
+        self.guard(|| {
+            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut t = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+                for (h, i, hash) in nodes {
+                    t.insert(&node_key(*h, *i)[..], &hash[..])
+                        .map_err(|e| self.err(e))?;
+                }
+                let mut h = crate::merkle::STORED_FROM_HEIGHT;
+                while h < 64 && (1u64 << h) <= size {
+                    for i in 0..(size >> h) {
+                        if t.get(&node_key(h, i)[..])
+                            .map_err(|e| self.err(e))?
+                            .is_none()
+                        {
+                            if let Some(v) = merkle_get(&t, h, i).map_err(|e| self.err(e))? {
+                                t.insert(&node_key(h, i)[..], &v[..])
+                                    .map_err(|e| self.err(e))?;
+                            }
                         }
                     }
+                    h += 1;
                 }
-                h += 1;
             }
-        }
-        tx.commit().map_err(|e| self.err(e))
+            tx.commit().map_err(|e| self.err(e))
+        })
+    }
+
+    /// Every data key id the log names (the root data key aside), with the
+    /// first seq encrypted under it.
+    pub fn key_ids(&self) -> Result<Vec<(u32, u64)>> {
+        self.guard(|| {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let t = tx.open_table(KEY_IDS).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                if k.value() != crate::keys::ROOT_KEY_ID {
+                    out.push((k.value(), v.value()));
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// The manifests that reference chunk `chunk`.
     pub fn chunk_users(&self, chunk: u64) -> Result<Vec<u64>> {
-        self.prefixed_seqs(CHUNK_REFS, &chunk.to_be_bytes(), usize::MAX)
+        self.guard(|| self.prefixed_seqs(CHUNK_REFS, &chunk.to_be_bytes(), usize::MAX))
     }
 
     /// Sequence numbers of records of the custodian with tag `tag`, oldest first.
@@ -583,81 +738,85 @@ impl Index {
         tag: &[u8; CUSTODIAN_TAG_LEN],
         limit: usize,
     ) -> Result<Vec<u64>> {
-        self.prefixed_seqs(CUSTODIANS, tag, limit)
+        self.guard(|| self.prefixed_seqs(CUSTODIANS, tag, limit))
     }
 
     /// Sequence numbers of records with `from_us <= timestamp < to_us`, in time order.
     pub fn by_time(&self, from_us: i64, to_us: i64, limit: usize) -> Result<Vec<u64>> {
-        if to_us <= from_us {
-            return Ok(Vec::new());
-        }
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(TIMES).map_err(|e| self.err(e))?;
-        let lo = time_key(from_us, 0);
-        let hi = time_key(to_us, 0);
-        let mut out = Vec::new();
-        for item in t.range(&lo[..]..&hi[..]).map_err(|e| self.err(e))? {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            out.push(seq_of(k.value()));
-            if out.len() >= limit {
-                break;
+        self.guard(|| {
+            if to_us <= from_us {
+                return Ok(Vec::new());
             }
-        }
-        Ok(out)
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let t = tx.open_table(TIMES).map_err(|e| self.err(e))?;
+            let lo = time_key(from_us, 0);
+            let hi = time_key(to_us, 0);
+            let mut out = Vec::new();
+            for item in t.range(&lo[..]..&hi[..]).map_err(|e| self.err(e))? {
+                let (k, _) = item.map_err(|e| self.err(e))?;
+                out.push(seq_of(k.value()));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// SHA-256 over every table's contents in key order: equal digests mean equal indexes.
     pub fn digest(&self) -> Result<[u8; 32]> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let mut h = Sha256::new();
-        let t = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
-        h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
-        for item in t.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            h.update(k.value().to_be_bytes());
-            h.update(v.value());
-        }
-        for def in [RECORD_TAGS, CONVERSATIONS, CUSTODIANS, TIMES, CHUNK_REFS] {
-            let t = tx.open_table(def).map_err(|e| self.err(e))?;
+        self.guard(|| {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let mut h = Sha256::new();
+            let t = tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
             h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
             for item in t.iter().map_err(|e| self.err(e))? {
-                let (k, _) = item.map_err(|e| self.err(e))?;
-                h.update(k.value());
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                h.update(k.value().to_be_bytes());
+                h.update(v.value());
             }
-        }
-        let t = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
-        h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
-        for item in t.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            h.update(k.value());
-            h.update(v.value());
-        }
-        let m = tx.open_table(META).map_err(|e| self.err(e))?;
-        h.update(
-            m.get(NEXT_SEQ)
-                .map_err(|e| self.err(e))?
-                .map_or(0, |v| v.value())
-                .to_le_bytes(),
-        );
-        Ok(h.finalize().into())
+            for def in [RECORD_TAGS, CONVERSATIONS, CUSTODIANS, TIMES, CHUNK_REFS] {
+                let t = tx.open_table(def).map_err(|e| self.err(e))?;
+                h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
+                for item in t.iter().map_err(|e| self.err(e))? {
+                    let (k, _) = item.map_err(|e| self.err(e))?;
+                    h.update(k.value());
+                }
+            }
+            let t = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
+            h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
+            for item in t.iter().map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                h.update(k.value());
+                h.update(v.value());
+            }
+            let m = tx.open_table(META).map_err(|e| self.err(e))?;
+            h.update(
+                m.get(NEXT_SEQ)
+                    .map_err(|e| self.err(e))?
+                    .map_or(0, |v| v.value())
+                    .to_le_bytes(),
+            );
+            Ok(h.finalize().into())
+        })
     }
 }
 
 /// A read-only view of the Merkle nodes.
 pub struct MerkleView {
     table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    path: PathBuf,
 }
 
 impl crate::merkle::Nodes for MerkleView {
     fn node(&self, height: u8, index: u64) -> Result<crate::merkle::Hash> {
-        merkle_get(&self.table, height, index)
-            .map_err(|e| Error::Index {
-                path: "index (merkle)".into(),
-                reason: e.to_string(),
-            })?
-            .ok_or_else(|| Error::NotFound {
-                what: format!("Merkle node (height {height}, index {index}): its leaves were reclaimed before it was recorded"),
-            })
+        guard_at(&self.path, || {
+            merkle_get(&self.table, height, index)
+                .map_err(|e| classify(&self.path, e.into()))?
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("Merkle node (height {height}, index {index}): its leaves were reclaimed before it was recorded"),
+                })
+        })
     }
 }
 
@@ -668,10 +827,15 @@ impl MerkleView {
         from: u64,
         to: u64,
     ) -> Result<std::collections::HashMap<u64, crate::merkle::Hash>> {
-        let err = |e: redb::StorageError| Error::Index {
-            path: "index (merkle)".into(),
-            reason: e.to_string(),
-        };
+        guard_at(&self.path, || self.leaves_unguarded(from, to))
+    }
+
+    fn leaves_unguarded(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<std::collections::HashMap<u64, crate::merkle::Hash>> {
+        let err = |e: redb::StorageError| classify(&self.path, e.into());
         let (lo, hi) = (node_key(0, from), node_key(0, to));
         let mut out = std::collections::HashMap::new();
         for item in self.table.range(&lo[..]..&hi[..]).map_err(err)? {
@@ -686,9 +850,9 @@ impl MerkleView {
                     out.insert(seq, h);
                 }
                 _ => {
-                    return Err(Error::Index {
-                        path: "index (merkle)".into(),
-                        reason: "a damaged leaf entry; run `stele admin reindex`".into(),
+                    return Err(Error::IndexDamaged {
+                        path: self.path.display().to_string(),
+                        reason: "a Merkle leaf entry is not a seq and a hash".into(),
                     })
                 }
             }
@@ -698,13 +862,12 @@ impl MerkleView {
 
     /// The leaf hash of `seq`, if the index holds it.
     pub fn leaf(&self, seq: u64) -> Result<Option<crate::merkle::Hash>> {
-        Ok(self
-            .table
-            .get(&node_key(0, seq)[..])
-            .map_err(|e| Error::Index {
-                path: "index (merkle)".into(),
-                reason: e.to_string(),
-            })?
-            .and_then(|v| v.value().try_into().ok()))
+        guard_at(&self.path, || {
+            Ok(self
+                .table
+                .get(&node_key(0, seq)[..])
+                .map_err(|e| classify(&self.path, e.into()))?
+                .and_then(|v| v.value().try_into().ok()))
+        })
     }
 }

@@ -97,6 +97,7 @@ impl DataKey {
 }
 
 /// The working keys of a store, derived from its root key.
+#[derive(Clone)]
 pub struct Keys {
     /// Identifies the root key (kept in the superblock beside the key check).
     pub key_id: u32,

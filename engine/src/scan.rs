@@ -75,6 +75,11 @@ pub struct Scanner<'a> {
     /// Accept a jump in sequence at the start of a zone the zone table says
     /// begins later (a reclaimed gap whose audit record is not at hand).
     allow_zone_gaps: bool,
+    /// Ranges of damaged zones (first seq → end seq) the scan may jump, and
+    /// nothing else: the chain starts again after them.
+    skips: std::collections::BTreeMap<u64, u64>,
+    /// How many damaged ranges the scan jumped.
+    pub skipped: u64,
 }
 
 enum Probe {
@@ -106,7 +111,30 @@ impl<'a> Scanner<'a> {
             bridges: Default::default(),
             bridged: 0,
             allow_zone_gaps: false,
+            skips: Default::default(),
+            skipped: 0,
         }
+    }
+
+    /// Let the scan jump exactly these ranges (first seq → end seq) of zones
+    /// set aside as damaged; the chain is checked again from the frame after.
+    pub fn skipping(mut self, skips: std::collections::BTreeMap<u64, u64>) -> Self {
+        self.skips = skips;
+        self
+    }
+
+    /// Where the scan may resume after damaged ranges starting at `seq`.
+    pub fn after_skips(&self, seq: u64) -> u64 {
+        let mut at = seq;
+        while let Some(&end) = self.skips.get(&at).filter(|&&e| e > at) {
+            at = end;
+        }
+        at
+    }
+
+    /// Whether the log's first `first_seq` records all lie in damaged zones.
+    pub fn starts_after_skips(&self, first_seq: u64) -> bool {
+        first_seq > 0 && self.after_skips(0) == first_seq
     }
 
     /// Let the scan jump the sequence at zone starts, as the zone table says
@@ -139,14 +167,19 @@ impl<'a> Scanner<'a> {
         self
     }
 
-    /// The whole log from its first frame: every non-empty zone in sequence order.
+    /// The whole log from its first frame: every non-empty zone in sequence
+    /// order, except zones set aside as damaged (the scan needs
+    /// [`Scanner::allowing_zone_gaps`] to step over them).
     pub fn whole_log(zones: &'a ZoneSet) -> Self {
         let mut states: Vec<(u32, crate::zone::ZoneState)> = zones
             .states()
             .into_iter()
             .enumerate()
             .map(|(i, s)| (i as u32, s))
-            .filter(|(_, s)| matches!(s.condition, ZoneCondition::Open | ZoneCondition::Sealed))
+            .filter(|(z, s)| {
+                matches!(s.condition, ZoneCondition::Open | ZoneCondition::Sealed)
+                    && zones.damage(*z).is_none()
+            })
             .collect();
         states.sort_by_key(|(_, s)| s.first_seq);
         let first_seq = states.first().map_or(0, |(_, s)| s.first_seq);
@@ -203,6 +236,12 @@ impl<'a> Scanner<'a> {
         self.window_start = start;
         self.window_len = len;
         Ok(pos + need as u64 <= start + len as u64)
+    }
+
+    /// Whether `from..to` of `zone` (within one block) holds only zeros.
+    fn zeros(&mut self, zone: u32, from: u64, to: u64) -> Result<bool> {
+        let len = (to - from) as usize;
+        Ok(self.fill(zone, from, len, to)? && self.bytes(from, len).iter().all(|&b| b == 0))
     }
 
     fn bytes(&self, pos: u64, len: usize) -> &[u8] {
@@ -278,9 +317,16 @@ impl<'a> Scanner<'a> {
                     Probe::Valid(f) => Some(f),
                     Probe::Invalid(why) => {
                         let cand = align_up(self.pos);
+                        let (mut at, mut why) = (self.pos, why);
                         let next = if cand != self.pos && cand < st.scan_end {
                             match self.probe(st.zone, cand, st.scan_end, true)? {
                                 Probe::Valid(f) => Some(f),
+                                // Zeros up to the block boundary are a batch's
+                                // padding: the damage is the frame after them.
+                                Probe::Invalid(later) if self.zeros(st.zone, self.pos, cand)? => {
+                                    (at, why) = (cand, later);
+                                    None
+                                }
                                 Probe::Invalid(_) => None,
                             }
                         } else {
@@ -288,7 +334,7 @@ impl<'a> Scanner<'a> {
                         };
                         if next.is_none() && align_up(self.pos) < st.durable_end {
                             return Err(Error::Corrupt {
-                                at: self.zones.location(st.zone, self.pos),
+                                at: self.zones.location(st.zone, at),
                                 reason: why,
                             });
                         }
@@ -317,9 +363,12 @@ impl<'a> Scanner<'a> {
                     self.prev_hash = Some(hash);
                     self.bridged += 1;
                 }
-                if self.allow_zone_gaps && next.start == 0 {
+                if next.start == 0 {
                     let first = self.zones.state(next.zone)?.first_seq;
-                    if first > self.expected_seq {
+                    let jump = first > self.expected_seq
+                        && (self.allow_zone_gaps || self.after_skips(self.expected_seq) == first);
+                    if jump {
+                        self.skipped += u64::from(!self.allow_zone_gaps);
                         self.expected_seq = first;
                         self.prev_hash = None;
                     }

@@ -95,6 +95,8 @@ enum Group {
     Reclaimed(Vec<(u8, u64, Hash)>),
     /// A seq the index lacks and no reclaim explains.
     Missing(u64),
+    /// A zone set aside as damaged (its file missing or short), with its records.
+    Damaged(crate::zone::DamagedZone),
 }
 
 /// Bytes read at once from a zone.
@@ -195,10 +197,10 @@ impl Store {
             Ok(b) => b,
             Err(e) => {
                 hurt(
-                    if matches!(e, Error::Io { .. }) {
-                        "read-error"
-                    } else {
-                        "index"
+                    match e {
+                        Error::Io { .. } => "read-error",
+                        Error::ZoneDamaged { .. } => "zone-damaged",
+                        _ => "index",
                     },
                     e.to_string(),
                 );
@@ -333,11 +335,15 @@ impl Store {
             damage: Vec::new(),
         };
         let full = matches!(mode, ScrubMode::Full);
+        // A tree head whose own frame is damaged is reported with the frames; the rest are checked.
         let heads = if full {
-            self.tree_heads(usize::MAX)?
+            self.readable_tree_heads()?
         } else {
             Vec::new()
         };
+        let damaged = self.zones().damaged_zones(self.next_seq());
+        // Roots can be rebuilt only while every leaf is known.
+        let mut leaves_known_to = u64::MAX;
         let wanted: std::collections::HashSet<u64> =
             heads.iter().map(|h| h.head.tree_size).collect();
         let mut roots_at: HashMap<u64, Hash> = HashMap::new();
@@ -366,6 +372,14 @@ impl Store {
                 let mut at = first;
                 let mut li = 0;
                 while at <= last {
+                    if let Some(d) = damaged.iter().find(|d| d.first_seq == at && d.end_seq > at) {
+                        groups.push(Group::Damaged(d.clone()));
+                        at = d.end_seq;
+                        while li < locs.len() && locs[li].seq < at {
+                            li += 1;
+                        }
+                        continue;
+                    }
                     if let Some(r) = reclaimed.iter().find(|r| r.first_seq == at) {
                         groups.push(Group::Reclaimed(r.cover()));
                         at = r.end_seq;
@@ -403,7 +417,34 @@ impl Store {
                     prev = None;
                     continue;
                 }
+                Group::Damaged(d) => {
+                    let leaves = merkle_view.leaves(d.first_seq, d.end_seq)?;
+                    for seq in d.first_seq..d.end_seq {
+                        match leaves.get(&seq) {
+                            Some(l) if full && leaves_known_to == u64::MAX => {
+                                frontier.push_leaf(seq, *l)
+                            }
+                            _ => leaves_known_to = leaves_known_to.min(seq),
+                        }
+                    }
+                    tracing::error!(zone = d.zone, at = %d.at, "scrub found a damaged zone: {}", d.reason);
+                    report.damage_count += 1;
+                    report.damage.push(Damage {
+                        seq: d.first_seq,
+                        at: d.at.clone(),
+                        zone: d.zone,
+                        offset: 0,
+                        kind: "zone-damaged".into(),
+                        detail: format!(
+                            "records {}..{} are unreadable here: {}",
+                            d.first_seq, d.end_seq, d.reason
+                        ),
+                    });
+                    prev = None;
+                    continue;
+                }
                 Group::Missing(seq) => {
+                    leaves_known_to = leaves_known_to.min(seq);
                     report.damage_count += 1;
                     report.damage.push(Damage {
                         seq,
@@ -486,6 +527,9 @@ impl Store {
                 let Some(root) = roots_at.get(&h.head.tree_size) else {
                     continue;
                 };
+                if h.head.tree_size > leaves_known_to {
+                    continue;
+                }
                 report.tree_heads_checked += 1;
                 if *root != h.head.root {
                     report.damage_count += 1;

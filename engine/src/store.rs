@@ -68,7 +68,12 @@ pub struct StoreOptions {
     /// How much error the compliance clock may have gathered since it was
     /// last corroborated before destructive acts are refused ([`crate::corroboration`]).
     pub clock_max_error_us: i64,
+    /// Told how a rebuild of the index goes: (frames indexed, frames to index).
+    pub progress: Option<Progress>,
 }
+
+/// A callback told (done, total) as long work proceeds.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// A background scrub schedule ([`Store::start_background_scrub`]): every
 /// `interval`, in `mode`, at most `bytes_per_sec`.
@@ -121,6 +126,7 @@ impl StoreOptions {
             anchors: Vec::new(),
             accept_rollback: None,
             clock_max_error_us: 3_600_000_000,
+            progress: None,
         }
     }
 }
@@ -148,6 +154,12 @@ pub struct OpenReport {
     /// Set when the log was found shorter than the index had seen: the
     /// store reads but refuses new records until an operator acknowledges it.
     pub log_cut: Option<LogCut>,
+    /// Zones whose files are missing or short: set aside, every other zone served.
+    pub damaged_zones: Vec<crate::zone::DamagedZone>,
+    /// The active zone, when it is among them: the store refuses new records.
+    pub read_only_at: Option<u32>,
+    /// Why the index was set aside and rebuilt from the log, and where the damaged file is kept.
+    pub index_rebuilt: Option<String>,
 }
 
 /// Acknowledged records missing from the log, found at open.
@@ -198,6 +210,9 @@ pub struct VerifyReport {
     pub shredded: u64,
     /// Reclaimed zones the chain was followed across.
     pub reclaimed_ranges: u64,
+    /// Zones set aside as damaged (missing or short files): every other
+    /// frame was checked, the chain again from the first frame after each.
+    pub damaged_zones: Vec<crate::zone::DamagedZone>,
 }
 
 pub struct Store {
@@ -216,6 +231,7 @@ pub struct Store {
     quarantine: Mutex<Option<LogCut>>,
     /// The background scrubber's schedule and stop flag (its thread holds a weak handle).
     scrubber: Mutex<Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
+    progress: Option<Progress>,
     /// See [`StoreOptions::clock_max_error_us`].
     pub(crate) clock_max_error_us: i64,
 }
@@ -352,6 +368,22 @@ impl Store {
     /// Open a store: pick the newest superblock, check the key, recover the
     /// log tail, start a new epoch, and bring the index up to date.
     pub fn open(devices: Vec<Arc<dyn Device>>, keys: Keys, options: StoreOptions) -> Result<Store> {
+        match Store::open_once(devices.clone(), keys.clone(), options.clone()) {
+            // Damage found while catching up: the index is marked damaged, so
+            // the second open sets it aside and rebuilds it from the log.
+            Err(Error::IndexDamaged { path, reason }) => {
+                tracing::error!("the index {path} is damaged ({reason}); rebuilding it");
+                Store::open_once(devices, keys, options)
+            }
+            other => other,
+        }
+    }
+
+    fn open_once(
+        devices: Vec<Arc<dyn Device>>,
+        keys: Keys,
+        options: StoreOptions,
+    ) -> Result<Store> {
         if devices.is_empty() {
             return Err(Error::invalid(
                 "devices",
@@ -445,26 +477,21 @@ impl Store {
         }
         let mut zoned = Vec::new();
         let mut base = 0usize;
+        let mut damaged = Vec::new();
         for (d, e) in devices.iter().zip(&sb.devices) {
             let states = sb.zones[base..base + e.zone_count as usize].to_vec();
             for (z, s) in states.iter().enumerate() {
-                if s.write_pointer > 0 {
-                    let extent = d
-                        .zone_extent(z as u32)
-                        .map_err(|e| Error::io(d.name(), "stat zone", Some(z as u32), None, e))?;
-                    if extent < s.write_pointer {
-                        return Err(Error::Truncated {
-                            path: format!("{} zone {z}", d.name()),
-                            expected: s.write_pointer,
-                            found: extent,
-                        });
-                    }
+                if let Some(reason) = short_zone(d.as_ref(), z as u32, s.write_pointer) {
+                    damaged.push(((base + z) as u32, reason));
                 }
             }
             zoned.push(ZonedDevice::new(d.clone(), states));
             base += e.zone_count as usize;
         }
         let zones = ZoneSet::new(zoned);
+        for (z, reason) in damaged {
+            zones.mark_damaged(z, reason);
+        }
         let active = sb.active_zone;
         if zones
             .state(active)
@@ -491,7 +518,13 @@ impl Store {
         } else {
             Some(sb.chain_head)
         };
-        let mut scanner = Scanner::new(&zones, vec![stretch], sb.next_seq, chain_start);
+        // A damaged active zone is not scanned: the store opens for reading only.
+        let stretches = if zones.damage(active).is_some() {
+            Vec::new()
+        } else {
+            vec![stretch]
+        };
+        let mut scanner = Scanner::new(&zones, stretches, sb.next_seq, chain_start);
         let mut tail = Vec::new();
         while let Some(f) = scanner.next_frame()? {
             tail.push(f);
@@ -500,7 +533,11 @@ impl Store {
         let next_seq = scanner.expected_seq();
         let chain_head = scanner.prev_hash().unwrap_or(sb.chain_head);
         let window = options.commit.batch_bytes_max as u64 + crate::frame::FRAME_LEN_MAX as u64;
-        let tail_state = scanner.inspect_tail(active, end, window, zone_size)?;
+        let tail_state = if zones.damage(active).is_some() {
+            crate::scan::TailInspection::default()
+        } else {
+            scanner.inspect_tail(active, end, window, zone_size)?
+        };
         if let Some((off, seq)) = tail_state.later_batch {
             return Err(Error::Corrupt {
                 at: zones.location(active, end),
@@ -530,7 +567,7 @@ impl Store {
             .epoch
             .checked_add(1)
             .ok_or_else(|| Error::invalid("epoch", "the store has been opened 2^32 times"))?;
-        let (index, log_cut) = open_index(&options.index_path, next_seq)?;
+        let (index, log_cut, index_rebuilt) = open_index(&options.index_path, next_seq)?;
         let store_id = sb.store_id;
         let shared = Arc::new(Shared {
             store_id,
@@ -581,9 +618,9 @@ impl Store {
             }
         }
         // 7. The index catches up with the log, and forgets zones whose reset a crash interrupted.
-        let replayed = catch_up_index(&shared, next_seq)?;
+        let replayed = catch_up_index(&shared, next_seq, options.progress.as_ref())?;
         let state = crate::compliance::ComplianceState {
-            db: shared.index.db(),
+            index: &shared.index,
         };
         for r in state.reclaimed()? {
             let z = shared.zones.state(r.zone)?;
@@ -643,6 +680,9 @@ impl Store {
                 .collect(),
             anchors_empty: anchors.empty.clone(),
             log_cut: None,
+            damaged_zones: shared.zones.damaged_zones(next_seq),
+            read_only_at: shared.zones.damage(active).map(|_| active),
+            index_rebuilt,
         };
         if discarded > 0 {
             tracing::warn!(
@@ -681,6 +721,7 @@ impl Store {
             notary: Mutex::new(notary),
             quarantine: Mutex::new(None),
             scrubber: Mutex::new(None),
+            progress: options.progress.clone(),
         };
         store.record_clock_anomalies()?;
         if let Some((clock, gap_s)) = store.shared.clock.interposed() {
@@ -897,6 +938,12 @@ impl Store {
         if let Some(reason) = self.shared.poisoned() {
             return Err(Error::Poisoned { reason });
         }
+        if let Some(at) = self.report.read_only_at {
+            return Err(Error::ZoneDamaged {
+                at: self.shared.zones.location(at, 0),
+                reason: "the active zone is damaged: the store is open for reading only until it is repaired".into(),
+            });
+        }
         let frame_len = FRAME_OVERHEAD + sub.payload().len();
         if frame_len > crate::frame::FRAME_LEN_MAX
             || frame_len as u64 > self.shared.zones.zone_size()
@@ -1059,7 +1106,7 @@ impl Store {
     /// Derived compliance state (holds, extensions, erasures, reclaimed zones).
     pub fn compliance(&self) -> crate::compliance::ComplianceState<'_> {
         crate::compliance::ComplianceState {
-            db: self.shared.index.db(),
+            index: &self.shared.index,
         }
     }
 
@@ -1219,8 +1266,15 @@ impl Store {
     /// Records of conversation `id` (or with record id `id`, `by_record`),
     /// where a crypto-shredded one is listed as its [`Error::Erased`]
     /// (its ids cannot be read back, so it is matched by keyed tag alone)
-    /// instead of ending the listing. Any other error ends it.
-    pub fn listing(&self, id: &str, by_record: bool, limit: usize) -> Result<Vec<Result<Record>>> {
+    /// instead of ending the listing, and a record that cannot be read
+    /// (its zone damaged, its frame corrupt) as its error with its seq. An
+    /// error of the index itself ends it.
+    pub fn listing(
+        &self,
+        id: &str,
+        by_record: bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, Result<Record>)>> {
         self.sync_index()?;
         let domain = if by_record {
             TagDomain::RecordId
@@ -1238,9 +1292,11 @@ impl Store {
             match self.get(s) {
                 Ok(r) if by_record && r.record_id != id => {}
                 Ok(r) if !by_record && r.conversation_id != id => {}
-                Ok(r) => out.push(Ok(r)),
-                Err(e @ Error::Erased { .. }) => out.push(Err(e)),
-                Err(e) => return Err(e),
+                Ok(r) => out.push((s, Ok(r))),
+                Err(e @ (Error::Index { .. } | Error::IndexDamaged { .. } | Error::Closed)) => {
+                    return Err(e)
+                }
+                Err(e) => out.push((s, Err(e))),
             }
         }
         Ok(out)
@@ -1273,7 +1329,11 @@ impl Store {
     pub fn reindex(&self) -> Result<u64> {
         self.sync_index()?;
         self.shared.index.clear()?;
-        let n = catch_up_index(&self.shared, self.shared.acked.load(Ordering::Acquire))?;
+        let n = catch_up_index(
+            &self.shared,
+            self.shared.acked.load(Ordering::Acquire),
+            self.progress.as_ref(),
+        )?;
         Ok(n)
     }
 
@@ -1286,19 +1346,27 @@ impl Store {
     /// Check every frame of the log: framing, CRC, sequence, hash chain and GCM tag.
     pub fn verify(&self) -> Result<VerifyReport> {
         let bridges = self.bridges()?;
-        let mut scanner = Scanner::whole_log(&self.shared.zones).with_bridges(bridges);
+        let acked = self.shared.acked.load(Ordering::Acquire);
+        let damaged = self.shared.zones.damaged_zones(acked);
+        let skips = damaged.iter().map(|d| (d.first_seq, d.end_seq)).collect();
+        let mut scanner = Scanner::whole_log(&self.shared.zones)
+            .with_bridges(bridges)
+            .skipping(skips);
         let mut report = VerifyReport {
             first_seq: scanner.expected_seq(),
+            damaged_zones: damaged,
             ..Default::default()
         };
-        if report.first_seq != 0 && scanner.bridged == 0 {
+        if report.first_seq != 0
+            && scanner.bridged == 0
+            && !scanner.starts_after_skips(report.first_seq)
+        {
             return Err(Error::ChainBroken {
                 seq: 0,
                 at: self.shared.zones.location(0, 0),
                 reason: format!("the log starts at seq {} and no reclaimed zone accounts for the records before it", report.first_seq),
             });
         }
-        let acked = self.shared.acked.load(Ordering::Acquire);
         while let Some(f) = scanner.next_frame()? {
             if f.header.seq >= acked {
                 break;
@@ -1328,7 +1396,7 @@ impl Store {
             report.bytes += f.header.frame_len as u64;
             report.chain_head = hex::encode(f.hash);
         }
-        report.next_seq = scanner.expected_seq().min(acked);
+        report.next_seq = scanner.after_skips(scanner.expected_seq()).min(acked);
         report.reclaimed_ranges = scanner.bridged;
         if report.next_seq != acked {
             let (zone, offset) = scanner.end.unwrap_or((0, 0));
@@ -1585,27 +1653,32 @@ fn accept(options: &StoreOptions, found: Result<()>) -> Result<Option<(String, S
 /// acknowledged records were cut from the log below the store. The index
 /// that saw them is kept aside as evidence (its entries name them) and a
 /// fresh one is rebuilt from the log.
-fn open_index(path: &std::path::Path, log_next: u64) -> Result<(Index, Option<LogCut>)> {
-    let index = Index::open(path)?;
+/// The index at `path`, with what was wrong with it: a log cut (the index
+/// saw records the log no longer holds; kept as evidence) or damage (set
+/// aside, and an empty index opened to be rebuilt from the log).
+fn open_index(
+    path: &std::path::Path,
+    log_next: u64,
+) -> Result<(Index, Option<LogCut>, Option<String>)> {
+    let (index, rebuilt) = match open_sound_index(path) {
+        Ok(index) => (index, None),
+        Err(Error::IndexDamaged { reason, .. }) => {
+            let kept = set_aside(path, "damaged")?;
+            tracing::error!(
+                kept = %kept.display(),
+                "the index is damaged ({reason}); set aside, rebuilding it from the log"
+            );
+            let why = format!("{reason}; the damaged file is kept at {}", kept.display());
+            (Index::open(path)?, Some(why))
+        }
+        Err(e) => return Err(e),
+    };
     let index_next = index.next_seq()?;
     if index_next <= log_next {
-        return Ok((index, None));
+        return Ok((index, None, rebuilt));
     }
     drop(index);
-    let stamp = now_us();
-    let evidence = path.with_file_name(format!(
-        "{}.cut-{log_next}-{index_next}-{stamp}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("index")
-    ));
-    std::fs::rename(path, &evidence).map_err(|e| {
-        Error::io(
-            &path.display().to_string(),
-            "set aside the index",
-            None,
-            None,
-            e,
-        )
-    })?;
+    let evidence = set_aside(path, &format!("cut-{log_next}-{index_next}"))?;
     tracing::error!(
         index = index_next,
         log = log_next,
@@ -1617,11 +1690,67 @@ fn open_index(path: &std::path::Path, log_next: u64) -> Result<(Index, Option<Lo
         log_next,
         evidence: evidence.display().to_string(),
     };
-    Ok((Index::open(path)?, Some(cut)))
+    Ok((Index::open(path)?, Some(cut), rebuilt))
+}
+
+/// Open the index and read what every open reads (its end and its last
+/// entry); damage marked by an earlier failure counts as found.
+fn open_sound_index(path: &std::path::Path) -> Result<Index> {
+    if let Some(reason) = crate::index::damage_mark(path) {
+        return Err(Error::IndexDamaged {
+            path: path.display().to_string(),
+            reason,
+        });
+    }
+    let index = Index::open(path)?;
+    let next = index.next_seq()?;
+    if next > 0 {
+        index.location(next - 1)?;
+    }
+    index.probe_tables()?;
+    Ok(index)
+}
+
+/// Move the index file at `path` aside as `<name>.<what>-<µs>`, returning the new path.
+fn set_aside(path: &std::path::Path, what: &str) -> Result<std::path::PathBuf> {
+    let kept = path.with_file_name(format!(
+        "{}.{what}-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("index"),
+        now_us()
+    ));
+    std::fs::rename(path, &kept).map_err(|e| {
+        Error::io(
+            &path.display().to_string(),
+            "set aside the index",
+            None,
+            None,
+            e,
+        )
+    })?;
+    crate::index::clear_damage_mark(path);
+    Ok(kept)
+}
+
+/// Why zone `zone` of `device`, written to `write_pointer`, cannot be read
+/// whole (its file missing or short), or None if it can.
+fn short_zone(device: &dyn Device, zone: u32, write_pointer: u64) -> Option<String> {
+    if write_pointer == 0 {
+        return None;
+    }
+    match device.zone_extent(zone) {
+        Ok(0) => Some(format!(
+            "its data is missing: the log wrote {write_pointer} bytes, none are there"
+        )),
+        Ok(extent) if extent < write_pointer => Some(format!(
+            "it is short: the log wrote {write_pointer} bytes, {extent} are there"
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("its size cannot be read: {e}")),
+    }
 }
 
 /// Index every frame from the index's `next_seq` up to `next_seq` of the log. Returns how many.
-fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
+fn catch_up_index(shared: &Shared, log_next: u64, progress: Option<&Progress>) -> Result<u64> {
     let mut have = shared.index.next_seq()?;
     if have > log_next {
         tracing::warn!(
@@ -1640,14 +1769,15 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
     } else {
         shared.index.location(have - 1)?
     };
-    if have > 0 && prev.is_none() {
+    if have > 0 && prev.is_none_or(|p| shared.zones.damage(p.zone).is_some()) {
         tracing::warn!(
             seq = have - 1,
-            "the index lost its last entry; rebuilding it"
+            "the index lost its last entry, or it lies in a damaged zone; rebuilding it"
         );
         shared.index.clear()?;
         have = 0;
     }
+    let from = have;
     let mut scanner = if have == 0 {
         Scanner::whole_log(&shared.zones).allowing_zone_gaps()
     } else {
@@ -1669,6 +1799,7 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
                 matches!(s.condition, ZoneCondition::Open | ZoneCondition::Sealed)
                     && s.first_seq > st.first_seq
                     && *z != prev.zone
+                    && shared.zones.damage(*z).is_none()
             })
             .collect();
         later.sort_by_key(|(_, s)| s.first_seq);
@@ -1730,11 +1861,17 @@ fn catch_up_index(shared: &Shared, log_next: u64) -> Result<u64> {
         if batch.len() == 4096 {
             shared.index.insert(&batch, false)?;
             batch.clear();
+            if let Some(p) = progress {
+                p(f.header.seq + 1 - from, log_next - from);
+            }
         }
     }
     shared.index.insert(&batch, true)?;
+    if let Some(p) = progress {
+        p(log_next - from, log_next - from);
+    }
     let state = crate::compliance::ComplianceState {
-        db: shared.index.db(),
+        index: &shared.index,
     };
     let mut restore = Vec::new();
     for (seq, e) in events {

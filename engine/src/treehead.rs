@@ -255,6 +255,18 @@ impl crate::store::Store {
         Ok(out)
     }
 
+    /// Every signed tree head that can still be read; one whose frame is
+    /// damaged is left out (a scrub reports the frame itself).
+    pub(crate) fn readable_tree_heads(&self) -> Result<Vec<SignedTreeHead>> {
+        let listed = self.listing(TREE_HEAD_CONVERSATION, false, usize::MAX)?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(_, r)| r.ok())
+            .filter(|r| r.kind == FrameKind::System)
+            .filter_map(|r| serde_json::from_slice(&r.body).ok())
+            .collect())
+    }
+
     /// The Merkle root of the first `size` records.
     pub fn merkle_root(&self, size: u64) -> Result<Hash> {
         self.sync_index()?;

@@ -351,6 +351,22 @@ pub struct ZoneSet {
     devices: Vec<ZonedDevice>,
     bases: Vec<u32>,
     total: u32,
+    /// Zones found missing or short (global zone → what was found): never
+    /// read, scanned or written; every other zone is served.
+    damaged: std::sync::Mutex<std::collections::BTreeMap<u32, String>>,
+}
+
+/// A zone whose file is missing or shorter than the log wrote, and the
+/// records it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedZone {
+    pub zone: u32,
+    /// `device … zone …`
+    pub at: String,
+    pub reason: String,
+    /// The records it held: `first_seq..end_seq`.
+    pub first_seq: u64,
+    pub end_seq: u64,
 }
 
 impl ZoneSet {
@@ -365,6 +381,7 @@ impl ZoneSet {
             devices,
             bases,
             total,
+            damaged: Default::default(),
         }
     }
 
@@ -441,8 +458,62 @@ impl ZoneSet {
     }
 
     pub fn read(&self, zone: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if let Some(reason) = self.damage(zone) {
+            return Err(Error::ZoneDamaged {
+                at: self.location(zone, offset),
+                reason,
+            });
+        }
         let (dev, local) = self.locate(zone)?;
         dev.read(local, offset, buf)
+    }
+
+    /// Set zone `zone` aside as damaged (`reason`: what was found).
+    pub(crate) fn mark_damaged(&self, zone: u32, reason: String) {
+        tracing::error!(zone, "zone damaged: {reason}");
+        self.damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(zone, reason);
+    }
+
+    /// Why zone `zone` is damaged, if it is.
+    pub fn damage(&self, zone: u32) -> Option<String> {
+        self.damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&zone)
+            .cloned()
+    }
+
+    /// Every damaged zone with the records it held (`log_next`: the log's end).
+    pub fn damaged_zones(&self, log_next: u64) -> Vec<DamagedZone> {
+        let damaged = self
+            .damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let states = self.states();
+        damaged
+            .into_iter()
+            .map(|(zone, reason)| {
+                let first_seq = states[zone as usize].first_seq;
+                let end_seq = states
+                    .iter()
+                    .filter(|s| s.write_pointer > 0 && s.first_seq > first_seq)
+                    .map(|s| s.first_seq)
+                    .min()
+                    .unwrap_or(log_next);
+                let loc = self.location(zone, 0);
+                DamagedZone {
+                    zone,
+                    at: format!("device {} zone {}", loc.device, loc.zone),
+                    reason,
+                    first_seq,
+                    end_seq,
+                }
+            })
+            .collect()
     }
 
     pub fn append_durable(

@@ -564,7 +564,7 @@ fn crypto_shredding_waits_for_retention_and_holds_then_destroys_keys() {
     assert_eq!(listed.len(), 51, "50 messages and the manifest");
     assert!(listed
         .iter()
-        .all(|r| matches!(r, Err(Error::Erased { .. }))));
+        .all(|(_, r)| matches!(r, Err(Error::Erased { .. }))));
     assert_eq!(
         store.listing("patient-2", false, usize::MAX).unwrap().len(),
         50

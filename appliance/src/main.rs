@@ -506,6 +506,13 @@ enum AdminCommand {
         #[command(flatten)]
         who: Who,
     },
+    /// Record the data keys an older keystore lacks as lost, when no newer keystore exists (key-admin role; audited).
+    AcknowledgeLostKeys {
+        #[arg(long)]
+        store: PathBuf,
+        #[command(flatten)]
+        who: Who,
+    },
     /// Open a copy of the store that an anchor shows was rolled back or forked (operator role; audited).
     AcceptRollback {
         #[arg(long)]
@@ -1197,6 +1204,7 @@ fn run(cli: Cli) -> Result<()> {
                             "created": when::format(info.created_us),
                             "kek_generation": info.kek_generation,
                             "destroyed": info.destroyed.map(|(at, req)| serde_json::json!({"at": when::format(at), "erasure_request": req})),
+                            "lost": info.lost.map(|(at, seq)| serde_json::json!({"acknowledged": when::format(at), "audit_seq": seq})),
                         }));
                     }
                 }
@@ -1261,6 +1269,14 @@ fn run(cli: Cli) -> Result<()> {
             s.close()?;
         }
         Command::Admin {
+            command: AdminCommand::AcknowledgeLostKeys { store, who },
+        } => {
+            let (_, s, actor) = open_as(&store, &who)?;
+            let lost = s.acknowledge_lost_keys(&actor, &who.reason)?;
+            println!("acknowledged: data keys {lost:?} are recorded as lost (their records stay listed as unreadable); the store accepts new records again");
+            s.close()?;
+        }
+        Command::Admin {
             command: AdminCommand::AcceptRollback { store, who },
         } => {
             let sd = StoreDir::load(&store)?;
@@ -1294,6 +1310,12 @@ fn print_anchors(r: &stele_engine::OpenReport) {
         println!(
             "  LOG CUT SHORT: the index had seen seq {} but the log ends at {}; new records refused until `stele admin acknowledge-cut`; evidence {}",
             c.index_next, c.log_next, c.evidence
+        );
+    }
+    if !r.keystore_missing.is_empty() {
+        println!(
+            "  KEYSTORE INCOMPLETE: it lacks data keys {:?} that records in the log are encrypted with; new records refused until the newest keystore is restored or `stele admin acknowledge-lost-keys`",
+            r.keystore_missing
         );
     }
 }

@@ -115,11 +115,24 @@ pub fn registry(store: &Store) -> Result<Registry> {
     if let Some(k) = store.keyring() {
         let keys = k.keys()?;
         let destroyed = keys.iter().filter(|k| k.destroyed.is_some()).count();
+        let lost = keys.iter().filter(|k| k.lost.is_some()).count();
         gauge(
             &r,
             "stele_data_keys",
             "Live data keys in the keystore.",
-            (keys.len() - destroyed) as i64,
+            (keys.len() - destroyed - lost) as i64,
+        )?;
+        gauge(
+            &r,
+            "stele_data_keys_lost",
+            "Data keys acknowledged lost with an older keystore.",
+            lost as i64,
+        )?;
+        gauge(
+            &r,
+            "stele_keystore_missing_keys",
+            "Data keys the log names and the keystore lacks (new records are refused while nonzero).",
+            store.keystore_missing().len() as i64,
         )?;
         gauge(
             &r,

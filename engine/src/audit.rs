@@ -197,6 +197,17 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fast_by_us: Option<i64>,
     },
+    /// The keystore opened lacks data keys the log names: new records are
+    /// refused until a newer keystore is restored or the keys are acknowledged lost.
+    KeystoreIncomplete {
+        keystore: String,
+        missing: Vec<u32>,
+    },
+    /// A key administrator acknowledged that the keystore lost these data
+    /// keys: their records are unreadable for good, their ids are never reused.
+    DataKeysLost {
+        key_ids: Vec<u32>,
+    },
     /// A destructive act (`reclaim`, `erasure`) refused because the clock
     /// was not corroborated (recorded with outcome refused).
     ClockUncorroborated {
@@ -241,6 +252,8 @@ impl Action {
             Action::RollbackAccepted { .. } => "rollback-accepted",
             Action::ClockCorroborated { .. } => "clock-corroborated",
             Action::ClockUncorroborated { .. } => "clock-uncorroborated",
+            Action::KeystoreIncomplete { .. } => "keystore-incomplete",
+            Action::DataKeysLost { .. } => "data-keys-lost",
         }
     }
 }

@@ -177,6 +177,17 @@ impl Shared {
                 erased_at_us: at,
                 request,
             },
+            crate::keyring::KeyLookup::Missing => Error::KeyMissing {
+                seq,
+                key_id,
+                path: ring.path().display().to_string(),
+            },
+            crate::keyring::KeyLookup::Lost(at, audit_seq) => Error::KeyLost {
+                seq,
+                key_id,
+                acknowledged_at_us: at,
+                audit_seq,
+            },
             crate::keyring::KeyLookup::Failed(e) => e,
         })
     }

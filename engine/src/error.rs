@@ -187,6 +187,25 @@ pub enum Error {
         request: u64,
     },
 
+    /// The keystore has no entry for data keys the log's records are
+    /// encrypted with (it was restored from an older backup): new records are
+    /// refused so that no key id is issued twice; records of other keys read.
+    #[error("keystore {path} does not hold data keys {missing:?}, which records in the log are encrypted with (was it restored from an older backup?): new records are refused so that no key id is reused. Restore the newest keystore, or, if no copy holding them exists, a key administrator records them as lost with `stele admin acknowledge-lost-keys` (recorded in the audit trail)")]
+    KeystoreIncomplete { path: String, missing: Vec<u32> },
+
+    /// A record's data key is absent from the keystore.
+    #[error("record {seq} is encrypted with data key {key_id}, which the keystore {path} does not hold (restore the newest keystore)")]
+    KeyMissing { seq: u64, key_id: u32, path: String },
+
+    /// A record's data key was lost with an older keystore and acknowledged as lost.
+    #[error("record {seq} is unreadable: its data key {key_id} was lost with the keystore (acknowledged at {acknowledged_at_us} µs, audit record {audit_seq})")]
+    KeyLost {
+        seq: u64,
+        key_id: u32,
+        acknowledged_at_us: i64,
+        audit_seq: u64,
+    },
+
     #[error("{actor} may not {action}: that needs the {role} role (the attempt is recorded in the audit trail)")]
     Unauthorized {
         actor: String,

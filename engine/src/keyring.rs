@@ -17,7 +17,14 @@
 //! * `meta`: "keystore_id" → 16 random bytes (part of every wrapping AAD),
 //!   "root" → kek generation u32 | wrapped root key, "next_key_id" → u32
 //! * `keys`: key id u32 → subject tag 16 | created_us i64 | kek generation u32 |
-//!   state u8 (1 live, 2 destroyed) | destroyed_at_us i64 | erasure request u64 | wrapped key (live only)
+//!   state u8 (1 live, 2 destroyed, 3 lost) | destroyed_at_us i64 | erasure request u64
+//!   (for a lost key: when and under which audit record the loss was acknowledged) | wrapped key (live only)
+//!
+//! The log names the key of every record it holds (the frame header's key
+//! id), so the store checks at open that the keystore holds an entry for
+//! each of them ([`Keyring::missing`]): a keystore restored from an older
+//! backup would otherwise issue the lost ids again. A key known lost is kept
+//! as a `lost` entry so that the check passes and its id is never issued.
 //! * `current`: subject tag → key id of the subject's newest key
 
 use std::collections::HashMap;
@@ -40,6 +47,7 @@ pub const ROOT_KEY_GENERATION: u32 = 1;
 
 const STATE_LIVE: u8 = 1;
 const STATE_DESTROYED: u8 = 2;
+const STATE_LOST: u8 = 3;
 const KEY_HEAD: usize = 16 + 8 + 4 + 1 + 8 + 8;
 
 /// A stored key's metadata.
@@ -51,6 +59,9 @@ pub struct KeyInfo {
     pub kek_generation: u32,
     /// `Some((destroyed_at_us, erasure request))` once crypto-shredded.
     pub destroyed: Option<(i64, u64)>,
+    /// `Some((acknowledged_at_us, audit seq))` for a key the keystore lost
+    /// (restored from an older backup) and a key administrator acknowledged as lost.
+    pub lost: Option<(i64, u64)>,
 }
 
 fn decode(id: u32, b: &[u8]) -> Option<(KeyInfo, Vec<u8>)> {
@@ -70,6 +81,7 @@ fn decode(id: u32, b: &[u8]) -> Option<(KeyInfo, Vec<u8>)> {
             created_us,
             kek_generation,
             destroyed: (state == STATE_DESTROYED).then_some((at, req)),
+            lost: (state == STATE_LOST).then_some((at, req)),
         },
         b[KEY_HEAD..].to_vec(),
     ))
@@ -80,9 +92,10 @@ fn encode(info: &KeyInfo, wrapped: &[u8]) -> Vec<u8> {
     b.extend_from_slice(&info.subject);
     b.extend_from_slice(&info.created_us.to_le_bytes());
     b.extend_from_slice(&info.kek_generation.to_le_bytes());
-    let (state, at, req) = match info.destroyed {
-        Some((at, req)) => (STATE_DESTROYED, at, req),
-        None => (STATE_LIVE, 0, 0),
+    let (state, at, req) = match (info.destroyed, info.lost) {
+        (Some((at, req)), _) => (STATE_DESTROYED, at, req),
+        (None, Some((at, req))) => (STATE_LOST, at, req),
+        (None, None) => (STATE_LIVE, 0, 0),
     };
     b.push(state);
     b.extend_from_slice(&at.to_le_bytes());
@@ -96,6 +109,10 @@ fn encode(info: &KeyInfo, wrapped: &[u8]) -> Vec<u8> {
 pub enum KeyLookup {
     /// Destroyed by an erasure: (destroyed_at_us, erasure request).
     Destroyed(i64, u64),
+    /// The keystore has no entry for the key (it is older than the log).
+    Missing,
+    /// Lost with an older keystore, acknowledged: (acknowledged_at_us, audit seq).
+    Lost(i64, u64),
     Failed(Error),
 }
 
@@ -293,9 +310,12 @@ impl Keyring {
         let (info, wrapped) = self
             .info(id)
             .map_err(KeyLookup::Failed)?
-            .ok_or_else(|| KeyLookup::Failed(self.err(format!("no data key {id}"))))?;
+            .ok_or(KeyLookup::Missing)?;
         if let Some((at, req)) = info.destroyed {
             return Err(KeyLookup::Destroyed(at, req));
+        }
+        if let Some((at, req)) = info.lost {
+            return Err(KeyLookup::Lost(at, req));
         }
         let raw = self
             .provider
@@ -338,10 +358,7 @@ impl Keyring {
             if let Some((info, _)) = self.info(id)? {
                 if info.destroyed.is_none() && now_us - info.created_us < self.rotation_us {
                     self.remember(subject, id, info.created_us);
-                    return self.key(id).map_err(|e| match e {
-                        KeyLookup::Failed(e) => e,
-                        KeyLookup::Destroyed(..) => self.err(format!("key {id} was destroyed")),
-                    });
+                    return self.key(id).map_err(|e| self.unusable(id, e));
                 }
             }
         }
@@ -365,10 +382,7 @@ impl Keyring {
                 .map(|v| v.value());
             if now != seen {
                 if let Some(id) = now {
-                    return self.key(id).map_err(|e| match e {
-                        KeyLookup::Failed(e) => e,
-                        KeyLookup::Destroyed(..) => self.err(format!("key {id} was destroyed")),
-                    });
+                    return self.key(id).map_err(|e| self.unusable(id, e));
                 }
             }
         }
@@ -384,6 +398,18 @@ impl Keyring {
                 .map_err(|e| self.err(e))?
                 .and_then(|v| v.value().try_into().ok().map(u32::from_le_bytes))
                 .ok_or_else(|| self.err("next_key_id is missing"))?;
+            let keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
+            let highest = keys
+                .last()
+                .map_err(|e| self.err(e))?
+                .map(|(k, _)| k.value());
+            drop(keys);
+            // A key id is never issued twice, whatever next_key_id says.
+            if let Some(h) = highest.filter(|&h| h >= next) {
+                return Err(self.err(format!(
+                    "next_key_id {next} is not above key {h}: the keystore is damaged"
+                )));
+            }
             id = next;
             let after = next
                 .checked_add(1)
@@ -396,6 +422,7 @@ impl Keyring {
                 created_us: now_us,
                 kek_generation: generation,
                 destroyed: None,
+                lost: None,
             };
             let wrapped = self
                 .provider
@@ -413,12 +440,93 @@ impl Keyring {
         Ok(k)
     }
 
+    fn unusable(&self, id: u32, e: KeyLookup) -> Error {
+        match e {
+            KeyLookup::Failed(e) => e,
+            KeyLookup::Destroyed(..) => self.err(format!("key {id} was destroyed")),
+            KeyLookup::Missing => self.err(format!("no data key {id}")),
+            KeyLookup::Lost(..) => self.err(format!("data key {id} was lost")),
+        }
+    }
+
     fn remember(&self, subject: &[u8; TAG_LEN], id: u32, created_us: i64) {
         let mut c = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if c.len() >= CACHE_MAX {
             c.clear();
         }
         c.insert(*subject, (id, created_us));
+    }
+
+    /// Of `ids`, those the keystore holds no entry for (live, destroyed and
+    /// lost keys all count as held), in order.
+    pub fn missing(&self, ids: impl IntoIterator<Item = u32>) -> Result<Vec<u32>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(KEYS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for id in ids {
+            if t.get(id).map_err(|e| self.err(e))?.is_none() {
+                out.push(id);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Make sure no id at or below `highest` is ever issued (the log names it).
+    pub fn reserve_through(&self, highest: u32) -> Result<()> {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let next = meta
+                .get("next_key_id")
+                .map_err(|e| self.err(e))?
+                .and_then(|v| v.value().try_into().ok().map(u32::from_le_bytes))
+                .ok_or_else(|| self.err("next_key_id is missing"))?;
+            if next > highest {
+                return Ok(());
+            }
+            let after = highest
+                .checked_add(1)
+                .ok_or_else(|| self.err("2^32 data keys issued"))?;
+            meta.insert("next_key_id", &after.to_le_bytes()[..])
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Record `ids` (keys the log names and the keystore lost) as lost, as
+    /// acknowledged at `at_us` by audit record `audit_seq`: they count as held
+    /// from now on, their records read as lost, and their ids are never issued.
+    pub fn mark_lost(&self, ids: &[u32], at_us: i64, audit_seq: u64) -> Result<()> {
+        let Some(&highest) = ids.iter().max() else {
+            return Ok(());
+        };
+        {
+            let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
+                for &id in ids {
+                    if keys.get(id).map_err(|e| self.err(e))?.is_some() {
+                        continue;
+                    }
+                    let info = KeyInfo {
+                        id,
+                        subject: [0; TAG_LEN],
+                        created_us: 0,
+                        kek_generation: 0,
+                        destroyed: None,
+                        lost: Some((at_us, audit_seq)),
+                    };
+                    keys.insert(id, &encode(&info, &[])[..])
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            tx.commit().map_err(|e| self.err(e))?;
+        }
+        self.reserve_through(highest)
     }
 
     /// Every entry of `table`, decoded (read before the caller rewrites any).
@@ -480,7 +588,7 @@ impl Keyring {
             let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
             for (mut info, wrapped) in self.all_keys(&keys)? {
                 let id = info.id;
-                if info.destroyed.is_some() {
+                if info.destroyed.is_some() || info.lost.is_some() {
                     continue;
                 }
                 let aad = self.key_aad(id, &info.subject);
@@ -522,7 +630,7 @@ impl Keyring {
                 let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
                 for (mut info, _) in self.all_keys(&keys)? {
                     let id = info.id;
-                    if &info.subject != subject || info.destroyed.is_some() {
+                    if &info.subject != subject || info.destroyed.is_some() || info.lost.is_some() {
                         continue;
                     }
                     info.destroyed = Some((at_us, request));
@@ -550,6 +658,105 @@ impl Keyring {
 }
 
 impl crate::store::Store {
+    /// Compare the keystore with the key ids the log names (the index's
+    /// `key_ids`, derived from every frame header). All held: no id at or
+    /// below the highest is ever issued. Some missing: new records are
+    /// refused, and the finding is audited (once per distinct finding).
+    pub(crate) fn check_keystore_at_open(&self) -> Result<Vec<u32>> {
+        use crate::audit::{Action, Actor, Outcome};
+        let Some(ring) = self.keyring() else {
+            return Ok(Vec::new());
+        };
+        let named: Vec<u32> = self
+            .shared
+            .index
+            .key_ids()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let missing = ring.missing(named.iter().copied())?;
+        if missing.is_empty() {
+            if let Some(&highest) = named.iter().max() {
+                ring.reserve_through(highest)?;
+            }
+            return Ok(missing);
+        }
+        let keystore = ring.path().display().to_string();
+        let action = Action::KeystoreIncomplete {
+            keystore: keystore.clone(),
+            missing: missing.clone(),
+        };
+        if self.latest_audit_action("keystore-incomplete")?.as_ref() != Some(&action)
+            || self.latest_audit_seq("data-keys-lost")?
+                > self.latest_audit_seq("keystore-incomplete")?
+        {
+            self.write_audit(
+                &Actor::system(),
+                action,
+                Outcome::Done,
+                "found at open: the keystore lacks data keys the log's records are encrypted with",
+            )?;
+        }
+        tracing::error!(
+            keystore,
+            ?missing,
+            "keystore lacks data keys the log names: new records are refused"
+        );
+        *self.keys_missing.lock().unwrap_or_else(|p| p.into_inner()) = missing.clone();
+        Ok(missing)
+    }
+
+    /// Data key ids the log names and the keystore lacks (new records are refused while any are).
+    pub fn keystore_missing(&self) -> Vec<u32> {
+        self.keys_missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn keystore_complete(&self) -> Result<()> {
+        let missing = self.keystore_missing();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::KeystoreIncomplete {
+            path: self
+                .keyring()
+                .map(|r| r.path().display().to_string())
+                .unwrap_or_default(),
+            missing,
+        })
+    }
+
+    /// A key administrator records that no keystore holding the missing data
+    /// keys exists: their records become unreadable for good (each read says
+    /// so), their ids are never issued again, and new records are accepted.
+    pub fn acknowledge_lost_keys(
+        &self,
+        actor: &crate::audit::Actor,
+        reason: &str,
+    ) -> Result<Vec<u32>> {
+        use crate::audit::{Action, Outcome};
+        let missing = self.keystore_missing();
+        let action = Action::DataKeysLost {
+            key_ids: missing.clone(),
+        };
+        self.require(actor, stele_config::Role::KeyAdmin, &action, reason)?;
+        crate::store::Store::require_reason(reason)?;
+        let Some(ring) = self.keyring().filter(|_| !missing.is_empty()) else {
+            return Err(Error::NotFound {
+                what: "data keys missing from the keystore".into(),
+            });
+        };
+        let seq = self.write_audit(actor, action, Outcome::Done, reason)?;
+        ring.mark_lost(&missing, self.shared.clock.now_us(), seq)?;
+        self.keys_missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(missing)
+    }
+
     /// The keyring, if the store was opened with per-subject keys.
     pub fn keyring(&self) -> Option<&Arc<Keyring>> {
         self.shared.keyring.as_ref()

@@ -160,6 +160,9 @@ pub struct OpenReport {
     pub read_only_at: Option<u32>,
     /// Why the index was set aside and rebuilt from the log, and where the damaged file is kept.
     pub index_rebuilt: Option<String>,
+    /// Data key ids the log names and the keystore does not hold: the
+    /// store refuses new records until they are restored or acknowledged lost.
+    pub keystore_missing: Vec<u32>,
 }
 
 /// Acknowledged records missing from the log, found at open.
@@ -229,6 +232,8 @@ pub struct Store {
     notary: Mutex<Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
     /// Why new records are refused (a log found cut short, until acknowledged).
     quarantine: Mutex<Option<LogCut>>,
+    /// Data key ids the log names and the keystore lacks (see `keyring`).
+    pub(crate) keys_missing: Mutex<Vec<u32>>,
     /// The background scrubber's schedule and stop flag (its thread holds a weak handle).
     scrubber: Mutex<Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
     progress: Option<Progress>,
@@ -683,6 +688,7 @@ impl Store {
             damaged_zones: shared.zones.damaged_zones(next_seq),
             read_only_at: shared.zones.damage(active).map(|_| active),
             index_rebuilt,
+            keystore_missing: Vec::new(),
         };
         if discarded > 0 {
             tracing::warn!(
@@ -720,6 +726,7 @@ impl Store {
             clock_max_error_us: options.clock_max_error_us,
             notary: Mutex::new(notary),
             quarantine: Mutex::new(None),
+            keys_missing: Mutex::new(Vec::new()),
             scrubber: Mutex::new(None),
             progress: options.progress.clone(),
         };
@@ -757,6 +764,7 @@ impl Store {
         }
         let mut store = store;
         store.report.log_cut = store.quarantine_at_open(log_cut)?;
+        store.report.keystore_missing = store.check_keystore_at_open()?;
         Ok(store)
     }
 
@@ -1437,25 +1445,17 @@ impl Store {
                 "found at open: the log ends before records the index had seen",
             )?;
         }
-        let latest = |name: &str| -> Result<Option<Record>> {
-            Ok(self
-                .by_record_id(name, usize::MAX)?
-                .into_iter()
-                .max_by_key(|r| r.seq))
-        };
-        let Some(cut) = latest("log-cut-short")? else {
+        let Some((cut_seq, action)) = self.latest_audit("log-cut-short")? else {
             return Ok(None);
         };
-        if latest("log-cut-acknowledged")?.is_some_and(|a| a.seq > cut.seq) {
+        if self.latest_audit_seq("log-cut-acknowledged")? > Some(cut_seq) {
             return Ok(None);
         }
-        let event: AuditEvent = serde_json::from_slice(&cut.body)
-            .map_err(|e| Error::invalid("audit event", e.to_string()))?;
         let Action::LogCutShort {
             index_next,
             log_next,
             evidence,
-        } = event.action
+        } = action
         else {
             return Err(Error::invalid(
                 "audit event",
@@ -1471,6 +1471,32 @@ impl Store {
         Ok(Some(cut))
     }
 
+    /// The newest audit event filed under `name` done (not refused), with its seq.
+    pub(crate) fn latest_audit(&self, name: &str) -> Result<Option<(u64, Action)>> {
+        let mut found: Vec<Record> = self
+            .by_record_id(name, usize::MAX)?
+            .into_iter()
+            .filter(|r| r.kind == FrameKind::System && r.conversation_id == AUDIT_CONVERSATION)
+            .collect();
+        found.sort_by_key(|r| std::cmp::Reverse(r.seq));
+        for r in found {
+            let event: AuditEvent = serde_json::from_slice(&r.body)
+                .map_err(|e| Error::invalid("audit event", format!("seq {}: {e}", r.seq)))?;
+            if event.outcome == Outcome::Done {
+                return Ok(Some((r.seq, event.action)));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn latest_audit_seq(&self, name: &str) -> Result<Option<u64>> {
+        Ok(self.latest_audit(name)?.map(|(seq, _)| seq))
+    }
+
+    pub(crate) fn latest_audit_action(&self, name: &str) -> Result<Option<Action>> {
+        Ok(self.latest_audit(name)?.map(|(_, a)| a))
+    }
+
     /// The log cut that stops new records, if any.
     pub fn log_cut(&self) -> Option<LogCut> {
         self.quarantine
@@ -1481,14 +1507,14 @@ impl Store {
 
     /// Records are refused while a log cut waits for acknowledgement.
     pub(crate) fn writable(&self) -> Result<()> {
-        match self.log_cut() {
-            Some(c) => Err(Error::LogCutShort {
+        if let Some(c) = self.log_cut() {
+            return Err(Error::LogCutShort {
                 index_next: c.index_next,
                 log_next: c.log_next,
                 evidence: c.evidence,
-            }),
-            None => Ok(()),
+            });
         }
+        self.keystore_complete()
     }
 
     /// An operator acknowledges a log found cut short (after comparing the

@@ -1,0 +1,142 @@
+//! The keystore is checked against the log at open: a keystore restored from
+//! an older backup (missing keys the log's records are encrypted with) stops
+//! new records so that no key id is reused, loses nothing, and a newer
+//! keystore puts everything back.
+
+use std::path::Path;
+
+use stele_config::Role;
+use stele_engine::audit::Actor;
+use stele_engine::{Error, NewRecord};
+use stele_tests::{Archive, Scratch};
+
+fn keystore(a: &Archive) -> std::path::PathBuf {
+    a.dir.join("keys/keystore.redb")
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {from:?} to {to:?}: {e}"));
+}
+
+fn bodies(store: &stele_engine::Store, conversation: &str) -> Vec<Result<Vec<u8>, String>> {
+    store
+        .listing(conversation, false, usize::MAX)
+        .expect("listing")
+        .into_iter()
+        .map(|(_, r)| r.map(|r| r.body).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Conversation `old` is written under key 1, then the keystore is backed
+/// up, then conversation `new` gets key 2.
+fn archive_with_backup(dir: &Path) -> (Archive, std::path::PathBuf) {
+    let a = Archive::new(dir);
+    let store = a.create(16);
+    for i in 0..5 {
+        a.put(&store, &format!("old-{i}"), "old", "alice", 200);
+    }
+    store.close().expect("close");
+    let backup = dir.join("keystore-backup.redb");
+    copy(&keystore(&a), &backup);
+    let store = a.open().expect("open");
+    for i in 0..5 {
+        a.put(&store, &format!("new-{i}"), "new", "bob", 200);
+    }
+    store.close().expect("close");
+    (a, backup)
+}
+
+#[test]
+fn an_old_keystore_stops_writes_and_a_newer_one_resumes_them() {
+    let dir = Scratch::new();
+    let (a, backup) = archive_with_backup(dir.path());
+    let newest = dir.path().join("keystore-newest.redb");
+    copy(&keystore(&a), &newest);
+    copy(&backup, &keystore(&a));
+
+    let store = a
+        .open()
+        .expect("an incomplete keystore still opens for reading");
+    assert_eq!(store.open_report().keystore_missing, vec![2]);
+    let refused = store
+        .append(NewRecord::message("x", "other", 1, b"x".to_vec()).with_custodian("carol"))
+        .expect_err("writes are refused while keys are missing");
+    match &refused {
+        Error::KeystoreIncomplete { missing, .. } => assert_eq!(missing, &vec![2]),
+        e => panic!("expected KeystoreIncomplete, got {e}"),
+    }
+    let old = bodies(&store, "old");
+    assert_eq!(old.len(), 5);
+    assert!(
+        old.iter().all(|b| b.is_ok()),
+        "records of other keys read: {old:?}"
+    );
+    let new = bodies(&store, "new");
+    assert_eq!(
+        new.len(),
+        5,
+        "records under the missing key are still listed"
+    );
+    for b in &new {
+        let e = b.as_ref().expect_err("their key is missing");
+        assert!(e.contains("data key 2"), "the error names the key: {e}");
+    }
+    store.close().expect("close");
+
+    copy(&newest, &keystore(&a));
+    let store = a.open().expect("open with the newest keystore");
+    assert!(store.open_report().keystore_missing.is_empty());
+    assert!(bodies(&store, "new").iter().all(|b| b.is_ok()));
+    let seq = a.put(&store, "after", "third", "carol", 100);
+    let key = store.frame_bytes(seq).expect("frame").0.key_id;
+    assert_eq!(key, 3, "the third conversation's key is a new id");
+    store.close().expect("close");
+}
+
+#[test]
+fn acknowledging_lost_keys_resumes_writes_without_reusing_their_ids() {
+    let dir = Scratch::new();
+    let (a, backup) = archive_with_backup(dir.path());
+    copy(&backup, &keystore(&a));
+    let store = a.open().expect("open");
+    let intruder = Actor::new("mallory", &[Role::Auditor]);
+    let e = store
+        .acknowledge_lost_keys(&intruder, "trust me")
+        .expect_err("needs the key-administrator role");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    let kai = Actor::new("kai (keys)", &[Role::KeyAdmin]);
+    let lost = store
+        .acknowledge_lost_keys(&kai, "no newer keystore backup exists (ticket 7781)")
+        .expect("acknowledged");
+    assert_eq!(lost, vec![2]);
+    let seq = a.put(&store, "after", "third", "carol", 100);
+    assert_eq!(
+        store.frame_bytes(seq).unwrap().0.key_id,
+        3,
+        "key id 2 is never reused"
+    );
+    for b in bodies(&store, "new") {
+        let e = b.expect_err("lost");
+        assert!(e.contains("lost"), "{e}");
+    }
+    let trail: Vec<String> = store
+        .audit_trail(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.action.name().to_string())
+        .collect();
+    assert!(
+        trail.iter().any(|n| n == "keystore-incomplete"),
+        "{trail:?}"
+    );
+    assert!(trail.iter().any(|n| n == "data-keys-lost"), "{trail:?}");
+    store.close().expect("close");
+
+    let store = a.open().expect("reopen");
+    assert!(
+        store.open_report().keystore_missing.is_empty(),
+        "lost keys count as known"
+    );
+    a.put(&store, "later", "third", "carol", 100);
+    store.close().expect("close");
+}

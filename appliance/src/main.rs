@@ -354,6 +354,15 @@ enum ConfigCommand {
         #[arg(long)]
         effective: bool,
     },
+    /// Put a store's edited stele.toml into effect now, recorded in the audit
+    /// trail with who and why; needed (retention role) when the change could
+    /// shorten retention for new records, which are refused until then.
+    Apply {
+        #[arg(long)]
+        store: PathBuf,
+        #[command(flatten)]
+        who: Who,
+    },
     /// The regulatory presets, with their periods and citations.
     Presets,
     /// Print a shipped file: embedded, bank, hospital, or alerts (Prometheus rules).
@@ -1060,6 +1069,19 @@ fn run(cli: Cli) -> Result<()> {
                     print!("{}", std::fs::read_to_string(&file)?);
                 }
             }
+            ConfigCommand::Apply { store, who } => {
+                let sd = StoreDir::load(&store)?;
+                let token = access::token(who.token_file.as_deref())?;
+                let actor = access::actor(&sd.config, &who.actor, token.as_deref());
+                let s = StoreDir::open_with(&store, |o| {
+                    o.approve_configuration = Some((actor, who.reason.clone()))
+                })?;
+                println!(
+                    "the configuration in {} is in effect and recorded in the audit trail",
+                    sd.root.join(stele_config::CONFIG_FILE).display()
+                );
+                s.close()?;
+            }
             ConfigCommand::Presets => {
                 for p in stele_config::preset::PRESETS {
                     json(p);
@@ -1310,6 +1332,12 @@ fn print_anchors(r: &stele_engine::OpenReport) {
         println!(
             "  LOG CUT SHORT: the index had seen seq {} but the log ends at {}; new records refused until `stele admin acknowledge-cut`; evidence {}",
             c.index_next, c.log_next, c.evidence
+        );
+    }
+    if !r.configuration_unapproved.is_empty() {
+        println!(
+            "  CONFIGURATION NOT APPROVED: it could shorten retention for new records ({}); new records refused until `stele config apply` by the retention role",
+            r.configuration_unapproved.join("; ")
         );
     }
     if !r.keystore_missing.is_empty() {

@@ -260,7 +260,7 @@ async fn shutdown_signal() {
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    match st.store.poisoned() {
+    match st.store.write_refusal() {
         None => (StatusCode::OK, "ready\n").into_response(),
         Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,

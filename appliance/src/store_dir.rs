@@ -112,6 +112,7 @@ impl StoreDir {
         o.clock_max_error_us = c.clock.corroboration_max_error_s as i64 * 1_000_000;
         o.tree_head_interval = Some(Duration::from_secs(c.integrity.tree_head_interval_s));
         o.progress = Some(rebuild_progress());
+        o.configuration = stele_config::effective::values(c);
         o
     }
 

@@ -47,26 +47,27 @@ fn init_put_get_verify_reindex() {
             "--body",
             &format!("hello {i}"),
         ]);
-        assert!(out.contains(&format!("\"seq\":{i}}}")), "{out}");
+        // seq 0 is the configuration the store was created with.
+        assert!(out.contains(&format!("\"seq\":{}}}", i + 1)), "{out}");
         assert!(out.contains("\"retain_until\":\"20"), "{out}");
     }
     let got = ok(&["get", "--store", s, "--record-id", "wamid.7"]);
     assert!(
-        got.contains("\"body\":\"hello 7\"") && got.contains("\"seq\":7"),
+        got.contains("\"body\":\"hello 7\"") && got.contains("\"seq\":8"),
         "{got}"
     );
     let conv = ok(&["get", "--store", s, "--conversation", "chat-1"]);
     assert_eq!(conv.lines().count(), 30);
     let v = ok(&["verify", "--store", s]);
-    assert!(v.starts_with("ok: 30 frames"), "{v}");
+    assert!(v.starts_with("ok: 31 frames"), "{v}");
     let r = ok(&["admin", "reindex", "--store", s]);
-    // 30 messages and the record of the scrub `verify` ran.
+    // The configuration, 30 messages and the record of the scrub `verify` ran.
     assert!(
-        r.contains("reindexed 31 frames") && !r.contains("differs"),
+        r.contains("reindexed 32 frames") && !r.contains("differs"),
         "{r}"
     );
     let info = ok(&["info", "--store", s]);
-    assert!(info.contains("next seq 31"), "{info}");
+    assert!(info.contains("next seq 32"), "{info}");
     // Errors are clear and non-zero.
     let o = stele(&["init", s]);
     assert!(!o.status.success());
@@ -263,6 +264,6 @@ fn a_corrupt_index_is_rebuilt_and_nothing_hangs() {
         "{}",
         String::from_utf8_lossy(&re.stderr)
     );
-    assert!(String::from_utf8_lossy(&re.stdout).contains("reindexed 20 frames"));
+    assert!(String::from_utf8_lossy(&re.stdout).contains("reindexed 21 frames"));
     ok(&["verify", "--store", s]);
 }

@@ -156,7 +156,7 @@ fn config_check_show_and_presets() {
 #[test]
 fn refusals_are_enforced_and_recorded() {
     let dir = Scratch::new();
-    let cfg = write_config(dir.path(), "");
+    let cfg = write_config(dir.path(), &rita());
     let store = dir.path().join("s");
     let s = store.to_str().unwrap();
     ok(&["init", s, "--config", cfg.to_str().unwrap()]);
@@ -175,8 +175,9 @@ fn refusals_are_enforced_and_recorded() {
         "--body",
         "buy 100",
     ]);
-    assert!(put.contains("\"seq\":0"), "{put}");
-    let status = ok(&["retention", "status", "--store", s, "--seq", "0"]);
+    // seq 0 is the configuration the store was created with.
+    assert!(put.contains("\"seq\":1"), "{put}");
+    let status = ok(&["retention", "status", "--store", s, "--seq", "1"]);
     assert!(status.contains("\"expired\":false"), "{status}");
     // The whatsapp rule gives SEC 17a-4's six years.
     let year: i32 = status.split("\"stored_until\":\"").nth(1).unwrap()[..4]
@@ -193,7 +194,7 @@ fn refusals_are_enforced_and_recorded() {
     let lena = [("STELE_TOKEN", "lena-token")];
     let err = fails(
         &[
-            "delete", "--store", s, "--seq", "0", "--as", "lena", "--reason", "cleanup",
+            "delete", "--store", s, "--seq", "1", "--as", "lena", "--reason", "cleanup",
         ],
         &lena,
     );
@@ -331,7 +332,7 @@ fn refusals_are_enforced_and_recorded() {
         "{audit}"
     );
     // The record is untouched and the log verifies.
-    assert!(ok(&["get", "--store", s, "--seq", "0"]).contains("\"body\":\"buy 100\""));
+    assert!(ok(&["get", "--store", s, "--seq", "1"]).contains("\"body\":\"buy 100\""));
     assert!(ok(&["verify", "--store", s]).starts_with("ok:"));
     // A configuration change does not shorten what is stored: only new records follow it.
     let toml_path = store.join("stele.toml");
@@ -339,13 +340,13 @@ fn refusals_are_enforced_and_recorded() {
     let changed = text.replace("class = \"broker\"\nchannel", "class = \"short\"\nchannel");
     assert_ne!(text, changed, "the rule is in the store's configuration");
     std::fs::write(&toml_path, changed).unwrap();
-    let after = ok(&["retention", "status", "--store", s, "--seq", "0"]);
+    let after = ok(&["retention", "status", "--store", s, "--seq", "1"]);
     assert_eq!(
         after.split("\"stored_until\":").nth(1).unwrap()[..22],
         status.split("\"stored_until\":").nth(1).unwrap()[..22],
         "{after}"
     );
-    let put = ok(&[
+    let put = [
         "put",
         "--store",
         s,
@@ -357,7 +358,24 @@ fn refusals_are_enforced_and_recorded() {
         "whatsapp",
         "--body",
         "sell",
-    ]);
+    ];
+    // Routing whatsapp to a shorter class waits for the retention role.
+    let err = fails(&put, &[]);
+    assert!(err.contains("could shorten retention"), "{err}");
+    ok_env(
+        &[
+            "config",
+            "apply",
+            "--store",
+            s,
+            "--as",
+            "rita",
+            "--reason",
+            "policy 12b",
+        ],
+        &[("STELE_TOKEN", "rita-token")],
+    );
+    let put = ok(&put);
     let y: i32 = put.split("\"retain_until\":\"").nth(1).unwrap()[..4]
         .parse()
         .unwrap();
@@ -691,4 +709,118 @@ fn pkcs11_key_provider_through_the_cli() {
     std::fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let err = fails(&["info", "--store", s], &env);
     assert!(err.contains("readable by group or others"), "{err}");
+}
+
+/// A principal with the retention role (token `rita-token`), for [`write_config`].
+fn rita() -> String {
+    format!(
+        "\n[[access.principals]]\nname = \"rita\"\nroles = [\"retention\"]\ntoken_sha256 = \"{}\"\n",
+        sha256_hex("rita-token")
+    )
+}
+
+/// The configuration file of store directory `store`.
+fn store_cfg(store: &str) -> std::path::PathBuf {
+    Path::new(store).join("stele.toml")
+}
+
+#[test]
+fn a_configuration_that_shortens_retention_waits_for_the_retention_role() {
+    let dir = Scratch::new();
+    let cfg = write_config(dir.path(), &rita());
+    let store = dir.path().join("s");
+    let s = store.to_str().unwrap();
+    ok(&["init", s, "--config", cfg.to_str().unwrap()]);
+    let put = |id: &str| {
+        stele_env(
+            &[
+                "put",
+                "--store",
+                s,
+                "--record-id",
+                id,
+                "--conversation",
+                "c",
+                "--body",
+                "x",
+            ],
+            &[],
+        )
+    };
+    assert!(put("r1").status.success());
+    let original = std::fs::read_to_string(store_cfg(s)).unwrap();
+
+    // Lengthening is recorded, old and new, by the store itself.
+    std::fs::write(store_cfg(s), original.replace("days = 1\n", "days = 30\n")).unwrap();
+    assert!(put("r2").status.success());
+    let audit = ok(&["audit", "--store", s]);
+    assert!(
+        audit.contains("{\"key\":\"retention.classes.short.days\",\"old\":\"1\",\"new\":\"30\"}"),
+        "{audit}"
+    );
+
+    // Shortening: new records refused, the store still reads.
+    std::fs::write(store_cfg(s), original.replace("days = 1\n", "days = 2\n")).unwrap();
+    let o = put("r3");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("could shorten retention"),
+        "{err}"
+    );
+    assert!(err.contains("\"short\": 30 → 2 days"), "{err}");
+    let got = ok(&["get", "--store", s, "--record-id", "r1"]);
+    assert!(got.contains("r1"), "{got}");
+    let info = ok(&["info", "--store", s]);
+    assert!(info.contains("CONFIGURATION NOT APPROVED"), "{info}");
+    let olga = [("STELE_TOKEN", "olga-token")];
+    let apply = [
+        "config",
+        "apply",
+        "--store",
+        s,
+        "--as",
+        "olga",
+        "--reason",
+        "new policy",
+    ];
+    let err = fails(&apply, &olga);
+    assert!(
+        err.contains("may not") && err.contains("retention"),
+        "{err}"
+    );
+    assert!(!put("r3").status.success(), "still refused");
+    let rita_env = [("STELE_TOKEN", "rita-token")];
+    let apply = [
+        "config",
+        "apply",
+        "--store",
+        s,
+        "--as",
+        "rita",
+        "--reason",
+        "policy 12b",
+    ];
+    ok_env(&apply, &rita_env);
+    assert!(put("r3").status.success());
+    let audit = ok(&["audit", "--store", s]);
+    let approved = audit
+        .lines()
+        .find(|l| l.contains("\"actor\":\"rita\"") && l.contains("config-changed"))
+        .unwrap_or_else(|| panic!("approval recorded: {audit}"));
+    assert!(
+        approved.contains("\"old\":\"30\",\"new\":\"2\"") && approved.contains("policy 12b"),
+        "{approved}"
+    );
+    assert!(
+        audit.contains("\"outcome\":\"refused\""),
+        "the unapproved open is recorded as refused: {audit}"
+    );
+
+    // A class named for a regulation cannot be cut below it, preset or not.
+    let cut = original
+        .replace("name = \"short\"", "name = \"sec-17a-4\"")
+        .replace("default_class = \"short\"", "default_class = \"sec-17a-4\"");
+    std::fs::write(store_cfg(s), cut).unwrap();
+    let err = fails(&["info", "--store", s], &[]);
+    assert!(err.contains("is named for SEC Rule 17a-4"), "{err}");
 }

@@ -64,6 +64,17 @@ pub struct Criteria {
 }
 
 impl Criteria {
+    /// The date bounds, if given, are calendar times ([`crate::timestamp::check`]).
+    pub fn check_times(&self) -> crate::error::Result<()> {
+        if let Some(us) = self.from_us {
+            crate::timestamp::check("selection start (from)", us)?;
+        }
+        if let Some(us) = self.to_us {
+            crate::timestamp::check("selection end (to)", us)?;
+        }
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.custodian.is_none()
             && self.conversation.is_none()
@@ -197,6 +208,17 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fast_by_us: Option<i64>,
     },
+    /// The store opened with a configuration other than the one it last
+    /// recorded: every effective value that differs (`None`: absent), the
+    /// changes that could shorten retention for new records, and every
+    /// value now in effect (what the next change is compared with).
+    ConfigChanged {
+        digest: String,
+        changes: Vec<SettingChange>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shortens_retention: Vec<String>,
+        values: std::collections::BTreeMap<String, String>,
+    },
     /// The keystore opened lacks data keys the log names: new records are
     /// refused until a newer keystore is restored or the keys are acknowledged lost.
     KeystoreIncomplete {
@@ -213,6 +235,14 @@ pub enum Action {
     ClockUncorroborated {
         act: String,
     },
+}
+
+/// One effective configuration value that changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingChange {
+    pub key: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
 }
 
 impl Action {
@@ -253,6 +283,7 @@ impl Action {
             Action::ClockCorroborated { .. } => "clock-corroborated",
             Action::ClockUncorroborated { .. } => "clock-uncorroborated",
             Action::KeystoreIncomplete { .. } => "keystore-incomplete",
+            Action::ConfigChanged { .. } => "config-changed",
             Action::DataKeysLost { .. } => "data-keys-lost",
         }
     }

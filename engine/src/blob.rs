@@ -117,6 +117,7 @@ impl Store {
         owner: &NewRecord,
     ) -> Result<BlobRef> {
         self.writable()?;
+        self.check_times(owner)?;
         let keys = &self.shared.keys;
         let subject = self.subject_of(&owner.conversation_id, &owner.custodian);
         let subject_tag = self.subject_tag(subject);

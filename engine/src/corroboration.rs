@@ -138,8 +138,10 @@ impl Store {
                 "{} and {} hold the same roles: an attestation needs principals of different roles",
                 a.first.name, a.second.name
             ))
+        } else if let Err(e) = crate::timestamp::check("attested time", a.utc_us) {
+            Some(e.to_string())
         } else if !ATTESTABLE_US.contains(&a.utc_us) {
-            Some(format!("attested time {} µs is out of range", a.utc_us))
+            Some(format!("attested time {} µs is before 2000", a.utc_us))
         } else {
             None
         }

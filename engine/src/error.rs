@@ -193,6 +193,11 @@ pub enum Error {
     #[error("keystore {path} does not hold data keys {missing:?}, which records in the log are encrypted with (was it restored from an older backup?): new records are refused so that no key id is reused. Restore the newest keystore, or, if no copy holding them exists, a key administrator records them as lost with `stele admin acknowledge-lost-keys` (recorded in the audit trail)")]
     KeystoreIncomplete { path: String, missing: Vec<u32> },
 
+    /// The store was opened with a configuration that could shorten retention
+    /// for new records, and nobody with the retention role approved it.
+    #[error("the configuration changed in ways that could shorten retention for new records ({}); new records are refused until someone with the retention role approves it with `stele config apply` (recorded in the audit trail), or the change is undone", changes.join("; "))]
+    ConfigurationUnapproved { changes: Vec<String> },
+
     /// A record's data key is absent from the keystore.
     #[error("record {seq} is encrypted with data key {key_id}, which the keystore {path} does not hold (restore the newest keystore)")]
     KeyMissing { seq: u64, key_id: u32, path: String },

@@ -106,6 +106,7 @@ impl Store {
                 "name a custodian, conversation, date range, record or saved search",
             ));
         }
+        criteria.check_times()?;
         if let (Some(f), Some(t)) = (criteria.from_us, criteria.to_us) {
             if t <= f {
                 return Err(Error::invalid(

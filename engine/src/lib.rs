@@ -9,6 +9,7 @@ pub mod buffer;
 pub mod clock;
 pub mod commit;
 pub mod compliance;
+pub mod configuration;
 pub mod corroboration;
 pub mod device;
 pub mod erasure;
@@ -27,6 +28,7 @@ pub mod scan;
 pub mod scrub;
 pub mod store;
 pub mod superblock;
+pub mod timestamp;
 pub mod treehead;
 pub mod zone;
 

@@ -106,6 +106,8 @@ impl Store {
             ));
         }
         let now = self.compliance_now_us();
+        crate::timestamp::check_retain_until("retention date", until_us, now)?;
+        criteria.check_times()?;
         let refuse = |why: String| -> Result<u64> {
             self.write_audit(
                 actor,

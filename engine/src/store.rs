@@ -70,6 +70,13 @@ pub struct StoreOptions {
     pub clock_max_error_us: i64,
     /// Told how a rebuild of the index goes: (frames indexed, frames to index).
     pub progress: Option<Progress>,
+    /// The effective configuration the store runs under, as flat values
+    /// (`stele_config::effective::values`); recorded in the audit trail at
+    /// open when it changed ([`crate::configuration`]). Empty: not recorded.
+    pub configuration: std::collections::BTreeMap<String, String>,
+    /// Who approves a configuration change that could shorten retention for
+    /// new records (the retention role), and why.
+    pub approve_configuration: Option<(Actor, String)>,
 }
 
 /// A callback told (done, total) as long work proceeds.
@@ -127,6 +134,8 @@ impl StoreOptions {
             accept_rollback: None,
             clock_max_error_us: 3_600_000_000,
             progress: None,
+            configuration: Default::default(),
+            approve_configuration: None,
         }
     }
 }
@@ -163,6 +172,9 @@ pub struct OpenReport {
     /// Data key ids the log names and the keystore does not hold: the
     /// store refuses new records until they are restored or acknowledged lost.
     pub keystore_missing: Vec<u32>,
+    /// Changes of the configuration that could shorten retention for new
+    /// records and wait for approval: new records are refused until then.
+    pub configuration_unapproved: Vec<String>,
 }
 
 /// Acknowledged records missing from the log, found at open.
@@ -234,6 +246,8 @@ pub struct Store {
     quarantine: Mutex<Option<LogCut>>,
     /// Data key ids the log names and the keystore lacks (see `keyring`).
     pub(crate) keys_missing: Mutex<Vec<u32>>,
+    /// Configuration changes that could shorten retention, not yet approved.
+    pub(crate) configuration_unapproved: Mutex<Vec<String>>,
     /// The background scrubber's schedule and stop flag (its thread holds a weak handle).
     scrubber: Mutex<Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
     progress: Option<Progress>,
@@ -689,6 +703,7 @@ impl Store {
             read_only_at: shared.zones.damage(active).map(|_| active),
             index_rebuilt,
             keystore_missing: Vec::new(),
+            configuration_unapproved: Vec::new(),
         };
         if discarded > 0 {
             tracing::warn!(
@@ -727,6 +742,7 @@ impl Store {
             notary: Mutex::new(notary),
             quarantine: Mutex::new(None),
             keys_missing: Mutex::new(Vec::new()),
+            configuration_unapproved: Mutex::new(Vec::new()),
             scrubber: Mutex::new(None),
             progress: options.progress.clone(),
         };
@@ -765,6 +781,10 @@ impl Store {
         let mut store = store;
         store.report.log_cut = store.quarantine_at_open(log_cut)?;
         store.report.keystore_missing = store.check_keystore_at_open()?;
+        store.report.configuration_unapproved = store.record_configuration_at_open(
+            &options.configuration,
+            options.approve_configuration.as_ref(),
+        )?;
         Ok(store)
     }
 
@@ -856,7 +876,7 @@ impl Store {
             conversation: &rec.conversation_id,
             message_type: &rec.message_type,
         };
-        let base = rec.timestamp_us.max(now_us);
+        let base = crate::timestamp::retention_base(rec.timestamp_us, now_us);
         self.policy
             .retain_until_us(&facts, base)
             .max(rec.retain_until_us)
@@ -888,8 +908,19 @@ impl Store {
                 "system records are written by the store itself",
             ));
         }
+        self.check_times(rec)?;
         let plaintext = envelope(Self::labels(rec), &[])?;
         self.check_frame_len(rec.body.len(), plaintext.len() + rec.body.len())
+    }
+
+    /// A record's date and the retention date its producer asked for (0: none).
+    pub(crate) fn check_times(&self, rec: &NewRecord) -> Result<()> {
+        crate::timestamp::check("record timestamp", rec.timestamp_us)?;
+        if rec.retain_until_us != 0 {
+            let now = self.shared.clock.now_us();
+            crate::timestamp::check_retain_until("record retain-until", rec.retain_until_us, now)?;
+        }
+        Ok(())
     }
 
     fn labels(rec: &NewRecord) -> [&str; 6] {
@@ -916,6 +947,9 @@ impl Store {
     }
 
     fn prepare(&self, rec: &NewRecord) -> Result<Submission> {
+        if rec.kind != FrameKind::System {
+            self.check_times(rec)?;
+        }
         let plaintext = envelope(Self::labels(rec), &rec.body)?;
         self.check_frame_len(rec.body.len(), plaintext.len())?;
         let now = self.shared.clock.now_us();
@@ -1473,6 +1507,17 @@ impl Store {
 
     /// The newest audit event filed under `name` done (not refused), with its seq.
     pub(crate) fn latest_audit(&self, name: &str) -> Result<Option<(u64, Action)>> {
+        Ok(self
+            .latest_audit_event(name, |e| e.outcome == Outcome::Done)?
+            .map(|(seq, e)| (seq, e.action)))
+    }
+
+    /// The newest audit event filed under `name` for which `keep` holds.
+    pub(crate) fn latest_audit_event(
+        &self,
+        name: &str,
+        keep: impl Fn(&AuditEvent) -> bool,
+    ) -> Result<Option<(u64, AuditEvent)>> {
         let mut found: Vec<Record> = self
             .by_record_id(name, usize::MAX)?
             .into_iter()
@@ -1482,8 +1527,8 @@ impl Store {
         for r in found {
             let event: AuditEvent = serde_json::from_slice(&r.body)
                 .map_err(|e| Error::invalid("audit event", format!("seq {}: {e}", r.seq)))?;
-            if event.outcome == Outcome::Done {
-                return Ok(Some((r.seq, event.action)));
+            if keep(&event) {
+                return Ok(Some((r.seq, event)));
             }
         }
         Ok(None)
@@ -1505,6 +1550,14 @@ impl Store {
             .clone()
     }
 
+    /// Why new records are refused now, if they are (a failed flush, a log
+    /// cut, an incomplete keystore, an unapproved configuration): what
+    /// readiness reports.
+    pub fn write_refusal(&self) -> Option<String> {
+        self.poisoned()
+            .or_else(|| self.writable().err().map(|e| e.to_string()))
+    }
+
     /// Records are refused while a log cut waits for acknowledgement.
     pub(crate) fn writable(&self) -> Result<()> {
         if let Some(c) = self.log_cut() {
@@ -1514,7 +1567,8 @@ impl Store {
                 evidence: c.evidence,
             });
         }
-        self.keystore_complete()
+        self.keystore_complete()?;
+        self.configuration_approved()
     }
 
     /// An operator acknowledges a log found cut short (after comparing the

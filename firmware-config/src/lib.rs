@@ -5,6 +5,7 @@
 //! Unknown keys, impossible values and conflicting rules are refused with
 //! the file, line and column and a hint.
 
+pub mod effective;
 pub mod policy;
 pub mod preset;
 pub mod schema;

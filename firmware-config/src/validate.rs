@@ -236,6 +236,7 @@ pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), Con
             (None, Some(d)) => Some(d),
             (None, None) => None,
         };
+        let floor = preset::floor_days(&cl.name, p);
         match (p.years, days) {
             (None, None) => {
                 return Err(c.fail(
@@ -247,6 +248,11 @@ pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), Con
             (Some(min), Some(d)) if d < preset::years_to_days(min) => {
                 let field = if cl.years.is_some() { "years" } else { "days" };
                 return Err(c.fail(&at(field), format!("class {:?} keeps records {d} days, shorter than the {} years {} requires ({})", cl.name, min, p.title, p.citation), "a class may lengthen its preset's period, never shorten it"));
+            }
+            (_, Some(d)) if floor.is_some_and(|(min, _)| d < min) => {
+                let (min, named) = floor.expect("checked");
+                let field = if cl.years.is_some() { "years" } else { "days" };
+                return Err(c.fail(&at(field), format!("class {:?} is named for {} but keeps records {d} days, shorter than the {min} days ({} years) it requires ({})", cl.name, named.title, named.years.unwrap_or(0), named.citation), &format!("give it at least {min} days (preset = {:?}), or a name that does not name a regulation", named.id)));
             }
             (_, Some(0)) => {
                 return Err(c.fail(&at("days"), "a period of 0".into(), "at least one day"))
@@ -559,6 +565,27 @@ mod tests {
 
     const STORE: &str =
         "[store]\ndevices = [\"data\"]\nzone_size_mib = 256\nzones_per_device = 4\n";
+
+    #[test]
+    fn a_class_named_for_a_regulation_keeps_its_period_whatever_its_preset() {
+        for (name, period) in [
+            ("sec-17a-4", "days = 1"),
+            ("finra-comms", "years = 2"),
+            ("SEC", "days = 2000"),
+        ] {
+            let text = format!("{STORE}[retention]\ndefault_class = \"{name}\"\n[[retention.classes]]\nname = \"{name}\"\npreset = \"custom\"\n{period}\n");
+            let e = Config::parse(Path::new("c.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is named for"), "{name}: {e}");
+            assert!(e.contains(":10:"), "{name}: names the period's line: {e}");
+        }
+        let text = format!("{STORE}[retention]\ndefault_class = \"chat\"\n[[retention.classes]]\nname = \"chat\"\npreset = \"custom\"\ndays = 30\n");
+        Config::parse(Path::new("c.toml"), &text)
+            .expect("a class not named for a regulation sets its own period");
+        let text = format!("{STORE}[retention]\ndefault_class = \"sec-17a-4\"\n[[retention.classes]]\nname = \"sec-17a-4\"\npreset = \"custom\"\nyears = 7\n");
+        Config::parse(Path::new("c.toml"), &text).expect("longer than the floor");
+    }
 
     #[test]
     fn shortening_a_preset_is_refused_at_its_line() {

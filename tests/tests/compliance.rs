@@ -649,3 +649,76 @@ fn zones_are_reclaimed_across_ten_years_of_tree_heads() {
     );
     store.close().unwrap();
 }
+
+/// One validation of times everywhere: dates outside 1970..9999 are refused
+/// with the field named, retention dates stay within a century, and a record
+/// dated far ahead (a phone with a wrong clock) is kept without pinning its zone.
+#[test]
+fn times_are_validated_everywhere_and_a_future_date_pins_nothing() {
+    use stele_engine::NewRecord;
+    let dir = Scratch::new();
+    let a = Archive::new(dir.path());
+    let store = a.create(16);
+    let now = store.compliance_now_us();
+    let year_294247 = 9_223_372_036_854_775_807;
+    for (ts, field) in [(year_294247, "record timestamp"), (-1, "record timestamp")] {
+        let e = store
+            .append(NewRecord::message("t", "c", ts, b"x".to_vec()))
+            .expect_err("refused");
+        assert!(
+            matches!(e, Error::InvalidInput { .. }) && e.to_string().contains(field),
+            "{e}"
+        );
+    }
+    let mut asks = NewRecord::message("t", "c", now, b"x".to_vec());
+    asks.retain_until_us = year_294247;
+    let e = store
+        .append(asks)
+        .expect_err("a retention date past a century is refused");
+    assert!(e.to_string().contains("record retain-until"), "{e}");
+    let e = store
+        .put_blob_for(&b"media"[..], &NewRecord::message("b", "c", -7, Vec::new()))
+        .expect_err("blobs too");
+    assert!(e.to_string().contains("record timestamp"), "{e}");
+
+    let everyone = Criteria {
+        conversation: Some("c".into()),
+        ..Default::default()
+    };
+    let e = store
+        .extend_retention(&records_officer(), everyone.clone(), year_294247, "forever")
+        .expect_err("refused");
+    assert!(e.to_string().contains("retention date"), "{e}");
+    let odd = Criteria {
+        from_us: Some(-5),
+        ..everyone
+    };
+    let e = store
+        .place_hold(&legal(), "M-9", odd, "matter 9")
+        .expect_err("refused");
+    assert!(e.to_string().contains("selection start"), "{e}");
+    assert!(
+        refusals(&store).is_empty(),
+        "invalid input changes nothing: {:?}",
+        refusals(&store)
+    );
+
+    let far = now + 60 * 365 * DAY_US;
+    let seq = store
+        .append(NewRecord::message(
+            "future",
+            "c",
+            far,
+            b"wrong phone clock".to_vec(),
+        ))
+        .expect("kept as dated")
+        .seq;
+    let r = store.get(seq).unwrap();
+    assert_eq!(r.timestamp_us, far);
+    assert!(
+        r.retain_until_us <= now + DAY_US + 10 * DAY_US,
+        "retention counts from at most a day ahead: {} µs after now",
+        r.retain_until_us - now
+    );
+    store.close().unwrap();
+}

@@ -313,6 +313,11 @@ impl Index {
             let t = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
             t.first().map_err(|e| self.err(e))?;
             t.last().map_err(|e| self.err(e))?;
+            // Read whole: the keystore check at open relies on every entry.
+            let t = tx.open_table(KEY_IDS).map_err(|e| self.err(e))?;
+            for item in t.iter().map_err(|e| self.err(e))? {
+                item.map_err(|e| self.err(e))?;
+            }
             crate::compliance::probe(&tx).map_err(|e| self.err(e))
         })
     }
@@ -789,6 +794,13 @@ impl Index {
                 let (k, v) = item.map_err(|e| self.err(e))?;
                 h.update(k.value());
                 h.update(v.value());
+            }
+            let t = tx.open_table(KEY_IDS).map_err(|e| self.err(e))?;
+            h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
+            for item in t.iter().map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                h.update(k.value().to_le_bytes());
+                h.update(v.value().to_le_bytes());
             }
             let m = tx.open_table(META).map_err(|e| self.err(e))?;
             h.update(

@@ -140,3 +140,35 @@ fn acknowledging_lost_keys_resumes_writes_without_reusing_their_ids() {
     a.put(&store, "later", "third", "carol", 100);
     store.close().expect("close");
 }
+
+/// The key ids the index records are part of its digest, so a rebuild that
+/// restores a lost entry shows that the index it replaced differed.
+#[test]
+fn the_index_digest_covers_the_key_ids() {
+    let dir = Scratch::new();
+    let (a, _) = archive_with_backup(dir.path());
+    let store = a.open().expect("open");
+    let whole = store.index_digest().unwrap();
+    store.close().unwrap();
+    {
+        const KEY_IDS: redb::TableDefinition<u32, u64> = redb::TableDefinition::new("key_ids");
+        let db = redb::Database::open(a.dir.join("index.redb")).expect("index opens");
+        let tx = db.begin_write().unwrap();
+        tx.open_table(KEY_IDS)
+            .unwrap()
+            .remove(2)
+            .unwrap()
+            .expect("key 2 recorded");
+        tx.commit().unwrap();
+    }
+    let store = a.open().expect("open");
+    let without = store.index_digest().unwrap();
+    assert_ne!(whole, without, "a missing key id changes the digest");
+    store.reindex().unwrap();
+    assert_eq!(
+        store.index_digest().unwrap(),
+        whole,
+        "the rebuild restores it"
+    );
+    store.close().unwrap();
+}

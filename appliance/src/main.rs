@@ -5,6 +5,7 @@ mod capture;
 mod demo;
 mod listener;
 mod metrics;
+mod roughtime;
 mod serve;
 mod store_dir;
 mod when;
@@ -491,6 +492,9 @@ enum ClockCommand {
         #[arg(long)]
         second_token_file: PathBuf,
     },
+    /// Ask the configured Roughtime servers ([[clock.roughtime]]) for the
+    /// true time; a signed answer corroborates the clock (kept as evidence).
+    Corroborate,
 }
 
 #[derive(Subcommand)]
@@ -623,8 +627,8 @@ fn open_as(store: &Path, who: &Who) -> Result<(StoreDir, stele_engine::Store, Ac
 /// `stele clock`: the reading, or an attestation of the true time.
 fn clock(store: &Path, command: Option<ClockCommand>) -> Result<()> {
     let (sd, s) = StoreDir::open(store)?;
-    let out = match command {
-        None => clock_status(&sd, &s),
+    let out: Result<serde_json::Value> = match command {
+        None => clock_status(&sd, &s).map_err(Into::into),
         Some(ClockCommand::Attest {
             utc,
             who,
@@ -639,21 +643,45 @@ fn clock(store: &Path, command: Option<ClockCommand>) -> Result<()> {
                 utc_us: when::parse(&utc)?,
                 reason: who.reason.clone(),
             };
-            s.attest_time(&a).map(|r| {
-                serde_json::json!({
-                    "corroborated": true,
-                    "audit_seq": r.seq,
-                    "attested": when::format(r.attested_us),
-                    "compliance_now": when::format(r.compliance_us),
-                    "compliance_ahead_us": r.ahead_us,
-                    "ran_fast_by_us": r.fast_by_us,
-                })
-            })
+            s.attest_time(&a)
+                .map(corroboration_json)
+                .map_err(Into::into)
         }
+        Some(ClockCommand::Corroborate) => roughtime::corroborate(
+            &s,
+            &sd.config.clock.roughtime,
+            &Actor::system(),
+            "corroborated by the configured Roughtime servers",
+        )
+        .map(corroboration_json),
     };
     let closed = s.close();
     json(out?);
     Ok(closed?)
+}
+
+fn corroboration_json(r: stele_engine::corroboration::AttestationReport) -> serde_json::Value {
+    serde_json::json!({
+        "corroborated": true,
+        "audit_seq": r.seq,
+        "attested": when::format(r.attested_us),
+        "compliance_now": when::format(r.compliance_us),
+        "compliance_ahead_us": r.ahead_us,
+        "ran_fast_by_us": r.fast_by_us,
+    })
+}
+
+/// Before a destructive act: corroborate the clock by the configured
+/// Roughtime servers, if any (a failure is reported; the act then goes by
+/// the corroboration the store already has, or is refused).
+fn corroborate_if_configured(sd: &StoreDir, s: &stele_engine::Store) {
+    if sd.config.clock.roughtime.is_empty() {
+        return;
+    }
+    let why = "before a destructive act, by the configured Roughtime servers";
+    if let Err(e) = roughtime::corroborate(s, &sd.config.clock.roughtime, &Actor::system(), why) {
+        eprintln!("warning: the clock was not corroborated by Roughtime: {e:#}");
+    }
 }
 
 fn clock_status(sd: &StoreDir, s: &stele_engine::Store) -> stele_engine::Result<serde_json::Value> {
@@ -1175,7 +1203,8 @@ fn run(cli: Cli) -> Result<()> {
             r?;
         }
         Command::Reclaim { store, who } => {
-            let (_, s, actor) = open_as(&store, &who)?;
+            let (sd, s, actor) = open_as(&store, &who)?;
+            corroborate_if_configured(&sd, &s);
             let verdicts = s.reclaim(&actor, &who.reason);
             let verdicts = match verdicts {
                 Ok(v) => v,
@@ -1201,7 +1230,8 @@ fn run(cli: Cli) -> Result<()> {
                 s.close()?;
             }
             EraseCommand::Process { store, who } => {
-                let (_, s, actor) = open_as(&store, &who)?;
+                let (sd, s, actor) = open_as(&store, &who)?;
+                corroborate_if_configured(&sd, &s);
                 for (id, state) in s.process_erasures(&actor)? {
                     json(serde_json::json!({"request": id, "state": state}));
                 }

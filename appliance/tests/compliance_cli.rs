@@ -824,3 +824,66 @@ fn a_configuration_that_shortens_retention_waits_for_the_retention_role() {
     let err = fails(&["info", "--store", s], &[]);
     assert!(err.contains("is named for SEC Rule 17a-4"), "{err}");
 }
+
+/// The clock corroborated by real Roughtime servers (roughenough, on
+/// loopback): a signed answer is recorded with its evidence and lets reclaim
+/// run; a wrong key or disagreeing servers corroborate nothing.
+#[test]
+fn roughtime_servers_corroborate_the_clock() {
+    use stele_tests::roughtime::RoughtimeServer;
+    let dir = Scratch::new();
+    let honest = RoughtimeServer::start(dir.path(), 0);
+    let cfg = write_config(dir.path(), &honest.config(None));
+    let store = dir.path().join("s");
+    let s = store.to_str().unwrap();
+    ok(&["init", s, "--config", cfg.to_str().unwrap()]);
+    let olga = [("STELE_TOKEN", "olga-token")];
+    let reclaim = ["reclaim", "--store", s, "--as", "olga", "--reason", "space"];
+    ok_env(&reclaim, &olga);
+    let audit = ok(&["audit", "--store", s]);
+    let line = audit
+        .lines()
+        .find(|l| l.contains("\"type\":\"clock-corroborated\""))
+        .unwrap_or_else(|| panic!("reclaim corroborated first: {audit}"));
+    assert!(
+        line.contains(&format!("roughtime {}", honest.address)),
+        "{line}"
+    );
+    assert!(
+        line.contains("\"evidence\":\""),
+        "the signed answer is kept: {line}"
+    );
+    assert!(!audit.contains("clock-uncorroborated"), "{audit}");
+    let out = ok(&["clock", "--store", s, "corroborate"]);
+    assert!(out.contains("\"corroborated\":true"), "{out}");
+
+    // The answer must be signed by the configured key.
+    let cfg_file = store.join("stele.toml");
+    let text = std::fs::read_to_string(&cfg_file).unwrap();
+    let other_key = "ab".repeat(32);
+    std::fs::write(&cfg_file, text.replace(&honest.public_key, &other_key)).unwrap();
+    let before = ok(&["audit", "--store", s])
+        .matches("clock-corroborated")
+        .count();
+    let err = fails(&["clock", "--store", s, "corroborate"], &[]);
+    assert!(err.contains("no Roughtime server answered"), "{err}");
+    let after = ok(&["audit", "--store", s])
+        .matches("clock-corroborated")
+        .count();
+    assert_eq!(
+        before, after,
+        "an unauthenticated answer corroborates nothing"
+    );
+
+    // Servers that disagree: nothing is corroborated.
+    let liar = RoughtimeServer::start(dir.path(), 9 * 3600);
+    std::fs::write(&cfg_file, format!("{text}{}", liar.config(None))).unwrap();
+    let err = fails(&["clock", "--store", s, "corroborate"], &[]);
+    assert!(err.contains("disagree"), "{err}");
+    assert_eq!(
+        after,
+        ok(&["audit", "--store", s])
+            .matches("clock-corroborated")
+            .count()
+    );
+}

@@ -202,11 +202,17 @@ pub enum Action {
         source: String,
         attested_us: i64,
         compliance_us: i64,
+        /// The second principal of a four-eyes attestation (empty for a time server).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         second: String,
         /// How much faster than the attested times the clock ran since the
         /// previous corroboration, beyond the drift budget, if it did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fast_by_us: Option<i64>,
+        /// A time server's signed response (hex), which proves the
+        /// stated time to anyone holding the server's public key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<String>,
     },
     /// The store opened with a configuration other than the one it last
     /// recorded: every effective value that differs (`None`: absent), the

@@ -6,9 +6,10 @@
 //! record is destroyed only on a clock an independent source has vouched
 //! for: a four-eyes attestation (two authenticated principals with
 //! different roles state the true UTC time, read from a clock they trust).
-//! A replica's clock, or an NTS or Roughtime server, are further sources
-//! of the same kind; none is implemented yet, so attestation is the one
-//! source today.
+//! Or a Roughtime server whose public key is configured: its signed answer
+//! ([`ServerTime`], queried by the appliance) is kept in the audit event as
+//! evidence anyone can check. A replica's clock and NTS are further sources
+//! of the same kind, not implemented.
 //!
 //! An attestation is an audit event (`clock-corroborated`) holding the
 //! attested time and the compliance time it was compared with. Destructive
@@ -51,11 +52,11 @@ pub struct ClockTrust {
 /// Why the clock cannot be relied on for a destructive act.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Uncorroborated {
-    #[error("no independent source has corroborated the compliance clock (attest the time with `stele clock attest`)")]
+    #[error("no independent source has corroborated the compliance clock (attest the time with `stele clock attest`, or configure a Roughtime server and run `stele clock corroborate`)")]
     Never,
-    #[error("the two readings of elapsed time disagreed (audit event {since}) after the last corroboration: something interposes on the clock; attest the time again")]
+    #[error("the two readings of elapsed time disagreed (audit event {since}) after the last corroboration: something interposes on the clock; corroborate it again")]
     ElapsedDisputed { since: u64 },
-    #[error("the compliance clock has advanced {advance_s} s since it was corroborated (audit event {seq}); at the drift budget it may be off by {possible_error_s} s, more than the {max_error_s} s allowed: attest the time again")]
+    #[error("the compliance clock has advanced {advance_s} s since it was corroborated (audit event {seq}); at the drift budget it may be off by {possible_error_s} s, more than the {max_error_s} s allowed: corroborate it again")]
     Stale {
         seq: u64,
         advance_s: i64,
@@ -111,6 +112,41 @@ pub struct AttestationReport {
     pub fast_by_us: Option<i64>,
 }
 
+/// A time server's answer, verified against its public key by the caller.
+#[derive(Debug, Clone)]
+pub struct ServerTime {
+    /// Which server, e.g. `roughtime 192.0.2.7:2002 (key …)`.
+    pub source: String,
+    /// The server's midpoint and radius (UTC µs): the true time lies within.
+    pub midpoint_us: i64,
+    pub radius_us: i64,
+    /// The signed response, hex.
+    pub evidence: String,
+}
+
+/// A statement of the true time, from people or a server.
+struct Stated {
+    source: String,
+    utc_us: i64,
+    second: String,
+    evidence: Option<String>,
+    /// How far apart two honest statements may be read.
+    slack_us: i64,
+}
+
+impl Stated {
+    fn action(&self, compliance_us: i64, fast_by_us: Option<i64>) -> Action {
+        Action::ClockCorroborated {
+            source: self.source.clone(),
+            attested_us: self.utc_us,
+            compliance_us,
+            second: self.second.clone(),
+            fast_by_us,
+            evidence: self.evidence.clone(),
+        }
+    }
+}
+
 /// Attested times are read by people: seconds apart at best.
 const ATTESTATION_SLACK_US: i64 = 300_000_000;
 
@@ -151,42 +187,96 @@ impl Store {
     pub fn attest_time(&self, a: &Attestation) -> Result<AttestationReport> {
         Store::require_reason(&a.reason)?;
         self.record_clock_anomalies()?;
-        let now = self.compliance_now_us();
-        let action = |fast_by_us| Action::ClockCorroborated {
+        let stated = Stated {
             source: "four-eyes attestation".into(),
-            attested_us: a.utc_us,
-            compliance_us: now,
+            utc_us: a.utc_us,
             second: a.second.name.clone(),
-            fast_by_us,
+            evidence: None,
+            slack_us: ATTESTATION_SLACK_US,
         };
         if let Some(why) = Store::attesters_refusal(a) {
-            self.write_audit(
-                &a.first,
-                action(None),
-                Outcome::Refused { why: why.clone() },
-                &a.reason,
-            )?;
-            return Err(Error::Refused {
-                action: "attest the time".into(),
-                reason: why,
-            });
+            return self.refuse_corroboration(&a.first, &stated, why, &a.reason);
         }
+        self.record_corroboration(&a.first, stated, &a.reason)
+    }
+
+    /// Corroborate the compliance clock with a time server's signed answer
+    /// (checked by the caller against the server's configured public key).
+    /// The earliest time the answer allows (midpoint minus radius) is what
+    /// destructive acts go by; an answer less precise than the error the
+    /// clock may gather is refused.
+    pub fn corroborate_by_server(
+        &self,
+        actor: &Actor,
+        t: &ServerTime,
+        reason: &str,
+    ) -> Result<AttestationReport> {
+        Store::require_reason(reason)?;
+        self.record_clock_anomalies()?;
+        let earliest = t.midpoint_us.saturating_sub(t.radius_us);
+        let stated = Stated {
+            source: t.source.clone(),
+            utc_us: earliest,
+            second: String::new(),
+            evidence: Some(t.evidence.clone()),
+            slack_us: 2 * t.radius_us,
+        };
+        let why = if t.radius_us < 0 || t.radius_us > self.clock_max_error_us {
+            Some(format!(
+                "{} answered with an uncertainty of {} s, more than the {} s the clock may be off",
+                t.source,
+                t.radius_us / 1_000_000,
+                self.clock_max_error_us / 1_000_000
+            ))
+        } else {
+            crate::timestamp::check("server time", earliest)
+                .err()
+                .map(|e| e.to_string())
+        };
+        if let Some(why) = why {
+            return self.refuse_corroboration(actor, &stated, why, reason);
+        }
+        self.record_corroboration(actor, stated, reason)
+    }
+
+    fn refuse_corroboration(
+        &self,
+        actor: &Actor,
+        s: &Stated,
+        why: String,
+        reason: &str,
+    ) -> Result<AttestationReport> {
+        let action = s.action(self.compliance_now_us(), None);
+        self.write_audit(actor, action, Outcome::Refused { why: why.clone() }, reason)?;
+        Err(Error::Refused {
+            action: format!("corroborate the time by {}", s.source),
+            reason: why,
+        })
+    }
+
+    fn record_corroboration(
+        &self,
+        actor: &Actor,
+        s: Stated,
+        reason: &str,
+    ) -> Result<AttestationReport> {
+        let now = self.compliance_now_us();
         let fast_by_us = self
             .compliance()
             .clock_trust()?
             .corroboration
             .and_then(|p| {
                 let clock = now - p.compliance_us;
-                let real = a.utc_us - p.attested_us;
+                let real = s.utc_us - p.attested_us;
                 let allowed = real + real.max(0) * i64::from(self.clock().drift_ppm()) / 1_000_000;
-                (clock > allowed + ATTESTATION_SLACK_US).then_some(clock - allowed)
+                (clock > allowed + s.slack_us).then_some(clock - allowed)
             });
-        let seq = self.write_audit(&a.first, action(fast_by_us), Outcome::Done, &a.reason)?;
+        let seq = self.write_audit(actor, s.action(now, fast_by_us), Outcome::Done, reason)?;
         Ok(AttestationReport {
             seq,
-            attested_us: a.utc_us,
+            attested_us: s.utc_us,
             compliance_us: now,
-            ahead_us: now - a.utc_us,
+            ahead_us: now - s.utc_us,
             fast_by_us,
         })
     }

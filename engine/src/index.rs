@@ -413,7 +413,8 @@ impl Index {
                     merkle_add(&mut merkle, e.loc.seq, e.leaf).map_err(|x| self.err(x))?;
                     if e.loc.key_id != seen_key {
                         seen_key = e.loc.key_id;
-                        let known = key_ids.get(seen_key).map_err(|x| self.err(x))?.is_some();
+                        let known = seen_key == crate::keys::ROOT_KEY_ID
+                            || key_ids.get(seen_key).map_err(|x| self.err(x))?.is_some();
                         if !known {
                             key_ids
                                 .insert(seen_key, e.loc.seq)
@@ -532,6 +533,7 @@ impl Index {
                 for k in doomed {
                     refs.remove(&k[..]).map_err(|e| self.err(e))?;
                 }
+                self.move_key_ids(&tx, &loc, from_seq..to_seq)?;
                 // Tag tables are keyed by tag first: drop their entries of the range by a scan.
                 for table in [&mut rec, &mut conv] {
                     let mut doomed = Vec::new();
@@ -550,6 +552,47 @@ impl Index {
             tx.commit().map_err(|e| self.err(e))?;
             Ok(n)
         })
+    }
+
+    /// Keys first seen in the reclaimed `range` are first seen at their next
+    /// frame after it, or not at all: what a rebuild from the log finds.
+    fn move_key_ids(
+        &self,
+        tx: &redb::WriteTransaction,
+        loc: &redb::Table<u64, &[u8]>,
+        range: std::ops::Range<u64>,
+    ) -> Result<()> {
+        let mut key_ids = tx.open_table(KEY_IDS).map_err(|e| self.err(e))?;
+        let mut left = std::collections::HashSet::new();
+        for item in key_ids.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if range.contains(&v.value()) {
+                left.insert(k.value());
+            }
+        }
+        let mut found = Vec::new();
+        if !left.is_empty() {
+            for item in loc.range(range.end..).map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                let Some(id) = v.value().get(37..41) else {
+                    continue;
+                };
+                let id = u32::from_le_bytes(id.try_into().expect("4 bytes"));
+                if left.remove(&id) {
+                    found.push((id, k.value()));
+                    if left.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        for id in left {
+            key_ids.remove(id).map_err(|e| self.err(e))?;
+        }
+        for (id, seq) in found {
+            key_ids.insert(id, seq).map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     pub fn location(&self, seq: u64) -> Result<Option<FrameLocation>> {
@@ -795,13 +838,18 @@ impl Index {
                 h.update(k.value());
                 h.update(v.value());
             }
+            // The data key ids only: the first seq under a key moves on when
+            // its zone is reclaimed, and the root key (0) is not recorded.
             let t = tx.open_table(KEY_IDS).map_err(|e| self.err(e))?;
-            h.update(t.len().map_err(|e| self.err(e))?.to_le_bytes());
+            let mut ids = 0u64;
             for item in t.iter().map_err(|e| self.err(e))? {
-                let (k, v) = item.map_err(|e| self.err(e))?;
-                h.update(k.value().to_le_bytes());
-                h.update(v.value().to_le_bytes());
+                let (k, _) = item.map_err(|e| self.err(e))?;
+                if k.value() != crate::keys::ROOT_KEY_ID {
+                    h.update(k.value().to_le_bytes());
+                    ids += 1;
+                }
             }
+            h.update(ids.to_le_bytes());
             let m = tx.open_table(META).map_err(|e| self.err(e))?;
             h.update(
                 m.get(NEXT_SEQ)

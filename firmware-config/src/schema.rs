@@ -203,6 +203,11 @@ pub struct ClockSection {
     /// may have gathered since (its advance times the drift budget) exceeds
     /// this many seconds. At 1000 ppm, 3600 s lasts about six weeks.
     pub corroboration_max_error_s: u64,
+    /// Roughtime servers that corroborate the clock (`stele clock
+    /// corroborate`, and before every reclaim and erasure): each answer is
+    /// checked against the server's public key and kept as evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roughtime: Vec<RoughtimeServer>,
 }
 
 impl Default for ClockSection {
@@ -210,8 +215,19 @@ impl Default for ClockSection {
         ClockSection {
             drift_budget_ppm: 1000,
             corroboration_max_error_s: 3600,
+            roughtime: Vec::new(),
         }
     }
+}
+
+/// A Roughtime server and its long-term public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoughtimeServer {
+    /// `host:port` (UDP; 2002 and 5319 are usual).
+    pub address: String,
+    /// The server's Ed25519 long-term public key: 32 bytes, base64 or hex.
+    pub public_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

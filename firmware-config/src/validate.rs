@@ -203,6 +203,27 @@ pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), Con
             "between 60 s and 30 days; 3600 is usual",
         ));
     }
+    for (i, r) in cfg.clock.roughtime.iter().enumerate() {
+        let at = |f| [Key("clock"), Key("roughtime"), Idx(i), Key(f)];
+        let port = r
+            .address
+            .rsplit_once(':')
+            .map(|(h, p)| (h, p.parse::<u16>()));
+        if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p > 0) {
+            return Err(c.fail(
+                &at("address"),
+                format!("{:?} is not host:port", r.address),
+                "e.g. \"roughtime.example.net:2002\"",
+            ));
+        }
+        if key_bytes(&r.public_key) != Some(32) {
+            return Err(c.fail(
+                &at("public_key"),
+                format!("{:?} is not a 32-byte key", r.public_key),
+                "the server's Ed25519 public key, base64 (44 characters) or hex (64)",
+            ));
+        }
+    }
 
     // Retention.
     let r = &cfg.retention;
@@ -545,6 +566,18 @@ pub fn serving(
     Ok(())
 }
 
+/// How many bytes `key` holds as hex or (standard or URL-safe) base64.
+fn key_bytes(key: &str) -> Option<usize> {
+    let k = key.trim();
+    if k.len().is_multiple_of(2) && k.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Some(k.len() / 2);
+    }
+    let body = k.trim_end_matches('=');
+    let b64 = |c: char| c.is_ascii_alphanumeric() || "+/-_".contains(c);
+    (k.len().is_multiple_of(4) && k.len() - body.len() <= 2 && body.chars().all(b64))
+        .then_some(body.len() * 3 / 4)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{Config, ConfigError};
@@ -585,6 +618,29 @@ mod tests {
             .expect("a class not named for a regulation sets its own period");
         let text = format!("{STORE}[retention]\ndefault_class = \"sec-17a-4\"\n[[retention.classes]]\nname = \"sec-17a-4\"\npreset = \"custom\"\nyears = 7\n");
         Config::parse(Path::new("c.toml"), &text).expect("longer than the floor");
+    }
+
+    #[test]
+    fn roughtime_servers_need_an_address_and_a_32_byte_key() {
+        let key = "AW5uAoTSTDfG5NfY1bTh08GUnOqlRb+HVhbJ3ODJvsE=";
+        let ok = format!(
+            "{STORE}[[clock.roughtime]]\naddress = \"time.example:2002\"\npublic_key = \"{key}\"\n"
+        );
+        Config::parse(Path::new("c.toml"), &ok).expect("valid");
+        let hex = format!(
+            "{STORE}[[clock.roughtime]]\naddress = \"10.0.0.1:5319\"\npublic_key = \"{}\"\n",
+            "ab".repeat(32)
+        );
+        Config::parse(Path::new("c.toml"), &hex).expect("hex keys too");
+        for (bad, field) in [
+            (ok.replace("time.example:2002", "time.example"), "address"),
+            (ok.replace(key, "AW5uAoTS"), "public_key"),
+        ] {
+            let e = Config::parse(Path::new("c.toml"), &bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("clock.roughtime[0].{field}")), "{e}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! devices, and a `stele serve` process ([`daemon`]).
 
 pub mod daemon;
+pub mod roughtime;
 pub mod softhsm;
 
 use std::path::Path;

@@ -617,6 +617,39 @@ fn json(v: impl serde::Serialize) {
 }
 
 /// Open a store and authenticate `who` against its configuration.
+/// Open the store in `root`, run `f` on it, and close it on every path: a
+/// close error is the result when `f` succeeded, and is added to `f`'s error
+/// when it did not (never lost).
+fn with_store<T>(
+    root: &Path,
+    f: impl FnOnce(&StoreDir, &stele_engine::Store) -> Result<T>,
+) -> Result<T> {
+    let (sd, s) = StoreDir::open(root)?;
+    let out = f(&sd, &s);
+    closing(s, out)
+}
+
+/// [`with_store`] acting as the principal `who` names.
+fn with_store_as<T>(
+    root: &Path,
+    who: &Who,
+    f: impl FnOnce(&StoreDir, &stele_engine::Store, &Actor) -> Result<T>,
+) -> Result<T> {
+    let (sd, s, actor) = open_as(root, who)?;
+    let out = f(&sd, &s, &actor);
+    closing(s, out)
+}
+
+/// Close `s` after a command produced `out`.
+fn closing<T>(s: stele_engine::Store, out: Result<T>) -> Result<T> {
+    match (out, s.close()) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(c)) => Err(c.into()),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(c)) => Err(e.context(format!("closing the store also failed: {c}"))),
+    }
+}
+
 fn open_as(store: &Path, who: &Who) -> Result<(StoreDir, stele_engine::Store, Actor)> {
     let (sd, s) = StoreDir::open(store)?;
     let token = access::token(who.token_file.as_deref())?;
@@ -626,9 +659,16 @@ fn open_as(store: &Path, who: &Who) -> Result<(StoreDir, stele_engine::Store, Ac
 
 /// `stele clock`: the reading, or an attestation of the true time.
 fn clock(store: &Path, command: Option<ClockCommand>) -> Result<()> {
-    let (sd, s) = StoreDir::open(store)?;
-    let out: Result<serde_json::Value> = match command {
-        None => clock_status(&sd, &s).map_err(Into::into),
+    with_store(store, |sd, s| clock_command(sd, s, command))
+}
+
+fn clock_command(
+    sd: &StoreDir,
+    s: &stele_engine::Store,
+    command: Option<ClockCommand>,
+) -> Result<()> {
+    let out: serde_json::Value = match command {
+        None => clock_status(sd, s)?,
         Some(ClockCommand::Attest {
             utc,
             who,
@@ -643,21 +683,17 @@ fn clock(store: &Path, command: Option<ClockCommand>) -> Result<()> {
                 utc_us: when::parse(&utc)?,
                 reason: who.reason.clone(),
             };
-            s.attest_time(&a)
-                .map(corroboration_json)
-                .map_err(Into::into)
+            corroboration_json(s.attest_time(&a)?)
         }
-        Some(ClockCommand::Corroborate) => roughtime::corroborate(
-            &s,
+        Some(ClockCommand::Corroborate) => corroboration_json(roughtime::corroborate(
+            s,
             &sd.config.clock.roughtime,
             &Actor::system(),
             "corroborated by the configured Roughtime servers",
-        )
-        .map(corroboration_json),
+        )?),
     };
-    let closed = s.close();
-    json(out?);
-    Ok(closed?)
+    json(out);
+    Ok(())
 }
 
 fn corroboration_json(r: stele_engine::corroboration::AttestationReport) -> serde_json::Value {
@@ -785,27 +821,28 @@ fn run(cli: Cli) -> Result<()> {
             })?;
         }
         Command::Info { store } => {
-            let (sd, s) = StoreDir::open(&store)?;
-            let r = s.open_report();
-            println!(
-                "store {} at {} (on-disk format {})",
-                r.store_id,
-                sd.root.display(),
-                stele_engine::superblock::FORMAT_VERSION
-            );
-            println!(
-                "  next seq {}, epoch {}, sealed zones {}",
-                r.next_seq, r.epoch, r.sealed_zones
-            );
-            println!("  I/O backend {}, O_DIRECT {}", r.io_backend, r.direct_io);
-            if let Some(k) = s.keyring() {
-                println!("  keys: {} ({} data keys)", k.provider(), k.keys()?.len());
-            }
-            println!("  compliance clock {}", when::format(s.compliance_now_us()));
-            println!("  recovery: {} tail frames kept, {} torn bytes discarded, {} index entries replayed", r.tail_frames, r.discarded_tail_bytes, r.index_replayed);
-            print_anchors(r);
-            print_damage(r);
-            s.close()?;
+            with_store(&store, |sd, s| {
+                let r = s.open_report();
+                println!(
+                    "store {} at {} (on-disk format {})",
+                    r.store_id,
+                    sd.root.display(),
+                    stele_engine::superblock::FORMAT_VERSION
+                );
+                println!(
+                    "  next seq {}, epoch {}, sealed zones {}",
+                    r.next_seq, r.epoch, r.sealed_zones
+                );
+                println!("  I/O backend {}, O_DIRECT {}", r.io_backend, r.direct_io);
+                if let Some(k) = s.keyring() {
+                    println!("  keys: {} ({} data keys)", k.provider(), k.keys()?.len());
+                }
+                println!("  compliance clock {}", when::format(s.compliance_now_us()));
+                println!("  recovery: {} tail frames kept, {} torn bytes discarded, {} index entries replayed", r.tail_frames, r.discarded_tail_bytes, r.index_replayed);
+                print_anchors(r);
+                print_damage(r);
+                Ok(())
+            })?;
         }
         Command::Put {
             store,
@@ -830,15 +867,16 @@ fn run(cli: Cli) -> Result<()> {
                 Some(a) => when::parse(&a)?,
                 None => stele_engine::store::now_us(),
             };
-            let (_, s) = StoreDir::open(&store)?;
-            let rec = NewRecord::message(record_id, conversation, ts, body)
-                .with_custodian(custodian)
-                .with_tenant(tenant)
-                .with_channel(channel, message_type);
-            let until = s.retain_until_for(&rec);
-            let r = s.append(rec)?;
-            json(serde_json::json!({"seq": r.seq, "retain_until": when::format(until)}));
-            s.close()?;
+            with_store(&store, |_, s| {
+                let rec = NewRecord::message(record_id, conversation, ts, body)
+                    .with_custodian(custodian)
+                    .with_tenant(tenant)
+                    .with_channel(channel, message_type);
+                let until = s.retain_until_for(&rec);
+                let r = s.append(rec)?;
+                json(serde_json::json!({"seq": r.seq, "retain_until": when::format(until)}));
+                Ok(())
+            })?;
         }
         Command::Get {
             store,
@@ -849,8 +887,8 @@ fn run(cli: Cli) -> Result<()> {
             to_us,
             limit,
         } => {
-            let (_, s) = StoreDir::open(&store)?;
-            let found = match (seq, &record_id, &conversation, from_us, to_us) {
+            let found = with_store(&store, |_, s| {
+                let found = match (seq, &record_id, &conversation, from_us, to_us) {
                 (Some(q), None, None, None, None) => s.get(q).map(|r| vec![(q, Ok(r))]),
                 (None, Some(id), None, None, None) => s.listing(id, true, limit),
                 (None, None, Some(c), None, None) => s.listing(c, false, limit),
@@ -859,8 +897,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 _ => bail!("give exactly one of --seq, --record-id, --conversation, or --from-us with --to-us"),
             };
-            let closed = s.close();
-            let found = found?;
+                Ok(found?)
+            })?;
             let mut unreadable = 0;
             for (seq, r) in &found {
                 match r {
@@ -874,7 +912,6 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            closed?;
             if unreadable > 0 {
                 bail!("{unreadable} of the {} records listed could not be read (listed above with their error)", found.len());
             }
@@ -926,45 +963,19 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             (Some(store), None) => {
-                let (_, s) = StoreDir::open(&store)?;
-                // The chain walk stops at the first break; the scrub after it
-                // goes on to the end and lists every damaged place.
-                let walked = s.verify();
-                let scrub = s.scrub(stele_engine::scrub::ScrubMode::Full, None)?;
-                let v = match walked {
-                    Ok(v) if scrub.damage_count == 0 && v.damaged_zones.is_empty() => v,
-                    walked => {
-                        for d in &scrub.damage {
-                            json(d);
-                        }
-                        s.close()?;
-                        let first = match walked {
-                            Err(e) => format!("; the chain walk stopped at: {e}"),
-                            Ok(_) => String::new(),
-                        };
-                        bail!(
-                            "{} damaged places (listed above){first}",
-                            scrub.damage_count
-                        );
-                    }
-                };
-                let root = s.merkle_root(v.next_seq)?;
-                println!(
-                    "ok: {} frames ({} bytes), seq {}..{}, chain head {}; Merkle root {}; every frame matches its Merkle leaf and {} signed tree heads match the rebuilt roots; {} shredded frames checked without their key; {} reclaimed ranges crossed",
-                    v.frames, v.bytes, v.first_seq, v.next_seq, v.chain_head, hex::encode(root), scrub.tree_heads_checked, v.shredded, v.reclaimed_ranges
-                );
-                s.close()?;
+                with_store(&store, |_, s| verify_store(s))?;
             }
             (None, None) => bail!("give --store DIR or --offline BUNDLE"),
         },
         Command::TreeHead { store, public_key } => {
-            let (_, s) = StoreDir::open(&store)?;
-            if public_key {
-                println!("{}", s.tree_head_public_key()?);
-            } else {
-                println!("{}", serde_json::to_string_pretty(&s.sign_tree_head()?)?);
-            }
-            s.close()?;
+            with_store(&store, |_, s| {
+                if public_key {
+                    println!("{}", s.tree_head_public_key()?);
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&s.sign_tree_head()?)?);
+                }
+                Ok(())
+            })?;
         }
         Command::Export {
             store,
@@ -974,32 +985,33 @@ fn run(cli: Cli) -> Result<()> {
             out,
             history,
         } => {
-            let (_, s) = StoreDir::open(&store)?;
-            let mut wanted = seqs;
-            if let Some(c) = conversation {
-                wanted.extend(s.by_conversation(&c, usize::MAX)?.iter().map(|r| r.seq));
-            }
-            if let Some(r) = record_id {
-                wanted.extend(s.by_record_id(&r, usize::MAX)?.iter().map(|r| r.seq));
-            }
-            wanted.sort_unstable();
-            wanted.dedup();
-            if wanted.is_empty() {
-                bail!("nothing to export: give --conversation, --record-id or --seq");
-            }
-            let b = s.export_bundle(&wanted, history)?;
-            std::fs::write(&out, serde_json::to_vec_pretty(&b)?)
-                .with_context(|| format!("writing {}", out.display()))?;
-            println!(
-                "exported {} records to {} (tree size {}, {} consistency proofs); check it with `stele verify --offline {} --public-key {}`",
-                b.records.len(),
-                out.display(),
-                b.tree_head.head.tree_size,
-                b.consistency.len(),
-                out.display(),
-                b.tree_head.public_key
-            );
-            s.close()?;
+            with_store(&store, |_, s| {
+                let mut wanted = seqs;
+                if let Some(c) = conversation {
+                    wanted.extend(s.by_conversation(&c, usize::MAX)?.iter().map(|r| r.seq));
+                }
+                if let Some(r) = record_id {
+                    wanted.extend(s.by_record_id(&r, usize::MAX)?.iter().map(|r| r.seq));
+                }
+                wanted.sort_unstable();
+                wanted.dedup();
+                if wanted.is_empty() {
+                    bail!("nothing to export: give --conversation, --record-id or --seq");
+                }
+                let b = s.export_bundle(&wanted, history)?;
+                std::fs::write(&out, serde_json::to_vec_pretty(&b)?)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!(
+                    "exported {} records to {} (tree size {}, {} consistency proofs); check it with `stele verify --offline {} --public-key {}`",
+                    b.records.len(),
+                    out.display(),
+                    b.tree_head.head.tree_size,
+                    b.consistency.len(),
+                    out.display(),
+                    b.tree_head.public_key
+                );
+                Ok(())
+            })?;
         }
         Command::Scrub {
             store,
@@ -1008,31 +1020,32 @@ fn run(cli: Cli) -> Result<()> {
             unlimited,
         } => {
             use stele_engine::scrub::ScrubMode;
-            let (sd, s) = StoreDir::open(&store)?;
-            let sc = &sd.config.scrub;
-            let mode = match (mode.as_str(), zone) {
-                ("full", _) => ScrubMode::Full,
-                ("sampled", _) => ScrubMode::Sampled {
-                    percent: sc.sample_percent,
-                    min_records: sc.sample_min_records,
-                },
-                ("zone", Some(z)) => ScrubMode::Zone { zone: z },
-                (other, _) => bail!("unknown scrub mode {other:?}: full, sampled or zone"),
-            };
-            let rate = (!unlimited).then(|| {
-                sc.device_read_mb_s as u64 * 1_000_000 * sc.bandwidth_percent as u64 / 100
-            });
-            let r = s.scrub(mode, rate)?;
-            json(serde_json::json!({
-                "mode": r.mode, "frames": r.frames_checked, "bytes": r.bytes_checked,
-                "authenticated": r.authenticated, "shredded": r.shredded,
-                "tree_heads_checked": r.tree_heads_checked, "seconds": r.seconds,
-                "mb_per_s": r.mb_per_s(), "damage_count": r.damage_count,
-            }));
-            for d in &r.damage {
-                json(d);
-            }
-            s.close()?;
+            let r = with_store(&store, |sd, s| {
+                let sc = &sd.config.scrub;
+                let mode = match (mode.as_str(), zone) {
+                    ("full", _) => ScrubMode::Full,
+                    ("sampled", _) => ScrubMode::Sampled {
+                        percent: sc.sample_percent,
+                        min_records: sc.sample_min_records,
+                    },
+                    ("zone", Some(z)) => ScrubMode::Zone { zone: z },
+                    (other, _) => bail!("unknown scrub mode {other:?}: full, sampled or zone"),
+                };
+                let rate = (!unlimited).then(|| {
+                    sc.device_read_mb_s as u64 * 1_000_000 * sc.bandwidth_percent as u64 / 100
+                });
+                let r = s.scrub(mode, rate)?;
+                json(serde_json::json!({
+                    "mode": r.mode, "frames": r.frames_checked, "bytes": r.bytes_checked,
+                    "authenticated": r.authenticated, "shredded": r.shredded,
+                    "tree_heads_checked": r.tree_heads_checked, "seconds": r.seconds,
+                    "mb_per_s": r.mb_per_s(), "damage_count": r.damage_count,
+                }));
+                for d in &r.damage {
+                    json(d);
+                }
+                Ok(r)
+            })?;
             if r.damage_count > 0 {
                 bail!(
                     "scrub found {} damaged frames (listed above; recorded in the log for repair)",
@@ -1042,29 +1055,31 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Proof { command } => match command {
             ProofCommand::Inclusion { store, seq, size } => {
-                let (_, s) = StoreDir::open(&store)?;
-                let size = size.unwrap_or(s.next_seq());
-                let proof = s.inclusion_proof(seq, size)?;
-                json(serde_json::json!({
-                    "seq": seq, "tree_size": size,
-                    "leaf": s.leaf_data(seq)?,
-                    "leaf_hash": hex::encode(s.leaf_data(seq)?.hash()),
-                    "root": hex::encode(s.merkle_root(size)?),
-                    "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-                }));
-                s.close()?;
+                with_store(&store, |_, s| {
+                    let size = size.unwrap_or(s.next_seq());
+                    let proof = s.inclusion_proof(seq, size)?;
+                    json(serde_json::json!({
+                        "seq": seq, "tree_size": size,
+                        "leaf": s.leaf_data(seq)?,
+                        "leaf_hash": hex::encode(s.leaf_data(seq)?.hash()),
+                        "root": hex::encode(s.merkle_root(size)?),
+                        "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+                    }));
+                    Ok(())
+                })?;
             }
             ProofCommand::Consistency { store, from, to } => {
-                let (_, s) = StoreDir::open(&store)?;
-                let to = to.unwrap_or(s.next_seq());
-                let proof = s.consistency_proof(from, to)?;
-                json(serde_json::json!({
-                    "from": from, "to": to,
-                    "from_root": hex::encode(s.merkle_root(from)?),
-                    "to_root": hex::encode(s.merkle_root(to)?),
-                    "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-                }));
-                s.close()?;
+                with_store(&store, |_, s| {
+                    let to = to.unwrap_or(s.next_seq());
+                    let proof = s.consistency_proof(from, to)?;
+                    json(serde_json::json!({
+                        "from": from, "to": to,
+                        "from_root": hex::encode(s.merkle_root(from)?),
+                        "to_root": hex::encode(s.merkle_root(to)?),
+                        "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+                    }));
+                    Ok(())
+                })?;
             }
         },
         Command::Config { command } => match command {
@@ -1130,38 +1145,42 @@ fn run(cli: Cli) -> Result<()> {
                 select,
                 who,
             } => {
-                let (_, s, actor) = open_as(&store, &who)?;
-                let id = s.place_hold(&actor, &name, select.criteria()?, &who.reason)?;
-                json(serde_json::json!({"hold": id, "name": name}));
-                s.close()?;
+                with_store_as(&store, &who, |_, s, actor| {
+                    let id = s.place_hold(actor, &name, select.criteria()?, &who.reason)?;
+                    json(serde_json::json!({"hold": id, "name": name}));
+                    Ok(())
+                })?;
             }
             HoldCommand::Release { store, hold, who } => {
-                let (_, s, actor) = open_as(&store, &who)?;
-                s.release_hold(&actor, hold, &who.reason)?;
-                json(serde_json::json!({"released": hold}));
-                s.close()?;
+                with_store_as(&store, &who, |_, s, actor| {
+                    s.release_hold(actor, hold, &who.reason)?;
+                    json(serde_json::json!({"released": hold}));
+                    Ok(())
+                })?;
             }
             HoldCommand::List { store } => {
-                let (_, s) = StoreDir::open(&store)?;
-                for h in s.holds()? {
-                    json(h);
-                }
-                s.close()?;
+                with_store(&store, |_, s| {
+                    for h in s.holds()? {
+                        json(h);
+                    }
+                    Ok(())
+                })?;
             }
         },
         Command::Retention { command } => match command {
             RetentionCommand::Status { store, seq } => {
-                let (_, s) = StoreDir::open(&store)?;
-                let st = s.retention_status(seq)?;
-                json(serde_json::json!({
-                    "seq": st.seq,
-                    "stored_until": when::format(st.stored_until_us),
-                    "effective_until": when::format(st.effective_until_us),
-                    "held_by": st.held_by,
-                    "expired": st.expired,
-                    "compliance_now": when::format(s.compliance_now_us()),
-                }));
-                s.close()?;
+                with_store(&store, |_, s| {
+                    let st = s.retention_status(seq)?;
+                    json(serde_json::json!({
+                        "seq": st.seq,
+                        "stored_until": when::format(st.stored_until_us),
+                        "effective_until": when::format(st.effective_until_us),
+                        "held_by": st.held_by,
+                        "expired": st.expired,
+                        "compliance_now": when::format(s.compliance_now_us()),
+                    }));
+                    Ok(())
+                })?;
             }
             RetentionCommand::Extend {
                 store,
@@ -1169,15 +1188,16 @@ fn run(cli: Cli) -> Result<()> {
                 select,
                 who,
             } => {
-                let (_, s, actor) = open_as(&store, &who)?;
-                let id = s.extend_retention(
-                    &actor,
-                    select.criteria()?,
-                    when::parse(&until)?,
-                    &who.reason,
-                )?;
-                json(serde_json::json!({"extension": id, "until": until}));
-                s.close()?;
+                with_store_as(&store, &who, |_, s, actor| {
+                    let id = s.extend_retention(
+                        actor,
+                        select.criteria()?,
+                        when::parse(&until)?,
+                        &who.reason,
+                    )?;
+                    json(serde_json::json!({"extension": id, "until": until}));
+                    Ok(())
+                })?;
             }
             RetentionCommand::Shorten {
                 store,
@@ -1185,38 +1205,31 @@ fn run(cli: Cli) -> Result<()> {
                 select,
                 who,
             } => {
-                let (_, s, actor) = open_as(&store, &who)?;
-                let r = s.shorten_retention(
-                    &actor,
-                    select.criteria()?,
-                    when::parse(&until)?,
-                    &who.reason,
-                );
-                s.close()?;
-                r?;
+                with_store_as(&store, &who, |_, s, actor| {
+                    s.shorten_retention(
+                        actor,
+                        select.criteria()?,
+                        when::parse(&until)?,
+                        &who.reason,
+                    )?;
+                    Ok(())
+                })?;
             }
         },
         Command::Delete { store, seq, who } => {
-            let (_, s, actor) = open_as(&store, &who)?;
-            let r = s.delete_record(&actor, seq, &who.reason);
-            s.close()?;
-            r?;
+            with_store_as(&store, &who, |_, s, actor| {
+                s.delete_record(actor, seq, &who.reason)?;
+                Ok(())
+            })?;
         }
         Command::Reclaim { store, who } => {
-            let (sd, s, actor) = open_as(&store, &who)?;
-            corroborate_if_configured(&sd, &s);
-            let verdicts = s.reclaim(&actor, &who.reason);
-            let verdicts = match verdicts {
-                Ok(v) => v,
-                Err(e) => {
-                    s.close()?;
-                    return Err(e.into());
+            with_store_as(&store, &who, |sd, s, actor| {
+                corroborate_if_configured(sd, s);
+                for v in s.reclaim(actor, &who.reason)? {
+                    json(v);
                 }
-            };
-            for v in verdicts {
-                json(v);
-            }
-            s.close()?;
+                Ok(())
+            })?;
         }
         Command::Erase { command } => match command {
             EraseCommand::Request {
@@ -1224,65 +1237,72 @@ fn run(cli: Cli) -> Result<()> {
                 subject,
                 who,
             } => {
-                let (_, s, actor) = open_as(&store, &who)?;
-                let (id, state) = s.request_erasure(&actor, &subject, &who.reason)?;
-                json(serde_json::json!({"request": id, "state": state}));
-                s.close()?;
+                with_store_as(&store, &who, |_, s, actor| {
+                    let (id, state) = s.request_erasure(actor, &subject, &who.reason)?;
+                    json(serde_json::json!({"request": id, "state": state}));
+                    Ok(())
+                })?;
             }
             EraseCommand::Process { store, who } => {
-                let (sd, s, actor) = open_as(&store, &who)?;
-                corroborate_if_configured(&sd, &s);
-                for (id, state) in s.process_erasures(&actor)? {
-                    json(serde_json::json!({"request": id, "state": state}));
-                }
-                s.close()?;
+                with_store_as(&store, &who, |sd, s, actor| {
+                    corroborate_if_configured(sd, s);
+                    for (id, state) in s.process_erasures(actor)? {
+                        json(serde_json::json!({"request": id, "state": state}));
+                    }
+                    Ok(())
+                })?;
             }
             EraseCommand::List { store } => {
-                let (_, s) = StoreDir::open(&store)?;
-                for e in s.erasures()? {
-                    json(e);
-                }
-                s.close()?;
+                with_store(&store, |_, s| {
+                    for e in s.erasures()? {
+                        json(e);
+                    }
+                    Ok(())
+                })?;
             }
         },
         Command::Keys { command } => match command {
             KeysCommand::List { store } => {
-                let (_, s) = StoreDir::open(&store)?;
-                if let Some(k) = s.keyring() {
-                    for info in k.keys()? {
-                        json(serde_json::json!({
-                            "key_id": info.id,
-                            "subject_tag": hex::encode(info.subject),
-                            "created": when::format(info.created_us),
-                            "kek_generation": info.kek_generation,
-                            "destroyed": info.destroyed.map(|(at, req)| serde_json::json!({"at": when::format(at), "erasure_request": req})),
-                            "lost": info.lost.map(|(at, seq)| serde_json::json!({"acknowledged": when::format(at), "audit_seq": seq})),
-                        }));
+                with_store(&store, |_, s| {
+                    if let Some(k) = s.keyring() {
+                        for info in k.keys()? {
+                            json(serde_json::json!({
+                                "key_id": info.id,
+                                "subject_tag": hex::encode(info.subject),
+                                "created": when::format(info.created_us),
+                                "kek_generation": info.kek_generation,
+                                "destroyed": info.destroyed.map(|(at, req)| serde_json::json!({"at": when::format(at), "erasure_request": req})),
+                                "lost": info.lost.map(|(at, seq)| serde_json::json!({"acknowledged": when::format(at), "audit_seq": seq})),
+                            }));
+                        }
                     }
-                }
-                s.close()?;
+                    Ok(())
+                })?;
             }
             KeysCommand::RotateKek { store, who } => {
-                let (_, s, actor) = open_as(&store, &who)?;
-                let r = s.rotate_kek(&actor, &who.reason)?;
-                json(
-                    serde_json::json!({"from_generation": r.from_generation, "to_generation": r.to_generation, "rewrapped": r.rewrapped}),
-                );
-                s.close()?;
+                with_store_as(&store, &who, |_, s, actor| {
+                    let r = s.rotate_kek(actor, &who.reason)?;
+                    json(
+                        serde_json::json!({"from_generation": r.from_generation, "to_generation": r.to_generation, "rewrapped": r.rewrapped}),
+                    );
+                    Ok(())
+                })?;
             }
         },
         Command::Clock { store, command } => clock(&store, command)?,
         Command::Metrics { store } => {
-            let (_, s) = StoreDir::open(&store)?;
-            print!("{}", metrics::text(&metrics::registry(&s)?)?);
-            s.close()?;
+            with_store(&store, |_, s| {
+                print!("{}", metrics::text(&metrics::registry(s)?)?);
+                Ok(())
+            })?;
         }
         Command::Audit { store, limit } => {
-            let (_, s) = StoreDir::open(&store)?;
-            for e in s.audit_trail(limit)? {
-                json(e);
-            }
-            s.close()?;
+            with_store(&store, |_, s| {
+                for e in s.audit_trail(limit)? {
+                    json(e);
+                }
+                Ok(())
+            })?;
         }
         Command::Access { command } => match command {
             AccessCommand::NewToken => {
@@ -1299,34 +1319,37 @@ fn run(cli: Cli) -> Result<()> {
         Command::Admin {
             command: AdminCommand::Reindex { store },
         } => {
-            let (_, s) = StoreDir::open(&store)?;
-            let before = s.index_digest()?;
-            let n = s.reindex()?;
-            let after = s.index_digest()?;
-            println!("reindexed {n} frames; index digest {}", hex::encode(after));
-            if before != after {
-                println!(
-                    "note: the rebuilt index differs from the one it replaced (digest was {})",
-                    hex::encode(before)
-                );
-            }
-            s.close()?;
+            with_store(&store, |_, s| {
+                let before = s.index_digest()?;
+                let n = s.reindex()?;
+                let after = s.index_digest()?;
+                println!("reindexed {n} frames; index digest {}", hex::encode(after));
+                if before != after {
+                    println!(
+                        "note: the rebuilt index differs from the one it replaced (digest was {})",
+                        hex::encode(before)
+                    );
+                }
+                Ok(())
+            })?;
         }
         Command::Admin {
             command: AdminCommand::AcknowledgeCut { store, who },
         } => {
-            let (_, s, actor) = open_as(&store, &who)?;
-            s.acknowledge_log_cut(&actor, &who.reason)?;
-            println!("acknowledged: the store accepts new records again");
-            s.close()?;
+            with_store_as(&store, &who, |_, s, actor| {
+                s.acknowledge_log_cut(actor, &who.reason)?;
+                println!("acknowledged: the store accepts new records again");
+                Ok(())
+            })?;
         }
         Command::Admin {
             command: AdminCommand::AcknowledgeLostKeys { store, who },
         } => {
-            let (_, s, actor) = open_as(&store, &who)?;
-            let lost = s.acknowledge_lost_keys(&actor, &who.reason)?;
-            println!("acknowledged: data keys {lost:?} are recorded as lost (their records stay listed as unreadable); the store accepts new records again");
-            s.close()?;
+            with_store_as(&store, &who, |_, s, actor| {
+                let lost = s.acknowledge_lost_keys(actor, &who.reason)?;
+                println!("acknowledged: data keys {lost:?} are recorded as lost (their records stay listed as unreadable); the store accepts new records again");
+                Ok(())
+            })?;
         }
         Command::Admin {
             command: AdminCommand::AcceptRollback { store, who },
@@ -1344,6 +1367,35 @@ fn run(cli: Cli) -> Result<()> {
             s.close()?;
         }
     }
+    Ok(())
+}
+
+/// `stele verify --store`: the chain walk stops at the first break; the
+/// full scrub after it goes on to the end and lists every damaged place.
+fn verify_store(s: &stele_engine::Store) -> Result<()> {
+    let walked = s.verify();
+    let scrub = s.scrub(stele_engine::scrub::ScrubMode::Full, None)?;
+    let v = match walked {
+        Ok(v) if scrub.damage_count == 0 && v.damaged_zones.is_empty() => v,
+        walked => {
+            for d in &scrub.damage {
+                json(d);
+            }
+            let first = match walked {
+                Err(e) => format!("; the chain walk stopped at: {e}"),
+                Ok(_) => String::new(),
+            };
+            bail!(
+                "{} damaged places (listed above){first}",
+                scrub.damage_count
+            );
+        }
+    };
+    let root = s.merkle_root(v.next_seq)?;
+    println!(
+        "ok: {} frames ({} bytes), seq {}..{}, chain head {}; Merkle root {}; every frame matches its Merkle leaf and {} signed tree heads match the rebuilt roots; {} shredded frames checked without their key; {} reclaimed ranges crossed",
+        v.frames, v.bytes, v.first_seq, v.next_seq, v.chain_head, hex::encode(root), scrub.tree_heads_checked, v.shredded, v.reclaimed_ranges
+    );
     Ok(())
 }
 

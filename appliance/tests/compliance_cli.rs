@@ -789,6 +789,19 @@ fn a_configuration_that_shortens_retention_waits_for_the_retention_role() {
         "{err}"
     );
     assert!(!put("r3").status.success(), "still refused");
+    // Authority the edit itself adds does not count.
+    let shortened = std::fs::read_to_string(store_cfg(s)).unwrap();
+    let mo = format!(
+        "\n[[access.principals]]\nname = \"mo\"\nroles = [\"retention\"]\ntoken_sha256 = \"{}\"\n",
+        sha256_hex("mo-token")
+    );
+    std::fs::write(store_cfg(s), format!("{shortened}{mo}")).unwrap();
+    let by_mo = [
+        "config", "apply", "--store", s, "--as", "mo", "--reason", "trust me",
+    ];
+    let err = fails(&by_mo, &[("STELE_TOKEN", "mo-token")]);
+    assert!(err.contains("did not hold the retention role"), "{err}");
+    std::fs::write(store_cfg(s), shortened).unwrap();
     let rita_env = [("STELE_TOKEN", "rita-token")];
     let apply = [
         "config",

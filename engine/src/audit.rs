@@ -132,6 +132,12 @@ pub enum Action {
         key_ids: Vec<u32>,
         records: u64,
     },
+    /// Keys an executed erasure destroyed were found live in the keystore
+    /// (a copy restored from before the erasure) and were destroyed again.
+    ErasureReapplied {
+        request: u64,
+        key_ids: Vec<u32>,
+    },
     ZoneReclaimed {
         zone: u32,
         first_seq: u64,
@@ -276,6 +282,7 @@ impl Action {
             Action::ErasureRequested { .. } => "erasure-requested",
             Action::ErasureDeferred { .. } => "erasure-deferred",
             Action::ErasureExecuted { .. } => "erasure-executed",
+            Action::ErasureReapplied { .. } => "erasure-reapplied",
             Action::ZoneReclaimed { .. } => "zone-reclaimed",
             Action::DataKeyRotated { .. } => "data-key-rotated",
             Action::KekRotated { .. } => "kek-rotated",

@@ -103,7 +103,7 @@ impl Store {
         };
         match self.key_by_id(loc.key_id, seq) {
             Ok(_) => Ok(true),
-            Err(Error::Erased { .. }) => Ok(false),
+            Err(e) if e.key_unavailable() => Ok(false),
             Err(e) => Err(e),
         }
     }

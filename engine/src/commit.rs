@@ -134,7 +134,7 @@ pub(crate) struct Shared {
     pub seals: Mutex<Option<Sender<(u32, u64, u64)>>>,
     /// The longest period of any retention class, in days: what the store's
     /// own records (tree heads) are kept for.
-    pub longest_retention_days: i64,
+    pub longest_retention_days: std::sync::atomic::AtomicI64,
     pub zones: ZoneSet,
     pub index: Index,
     pub options: CommitOptions,

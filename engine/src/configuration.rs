@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
-use stele_config::effective::retention_shortenings;
+use stele_config::effective::{held_before, retention_shortenings};
 
 use crate::audit::{Action, Actor, AuditEvent, Outcome, SettingChange};
 use crate::error::{Error, Result};
@@ -39,6 +39,16 @@ pub fn changes(
             new: new.get(k).cloned(),
         })
         .collect()
+}
+
+/// The longest class period the values name, in days.
+fn longest_days(values: &BTreeMap<String, String>) -> i64 {
+    values
+        .iter()
+        .filter(|(k, _)| k.starts_with("retention.classes.") && k.ends_with(".days"))
+        .filter_map(|(_, v)| v.parse::<i64>().ok())
+        .max()
+        .unwrap_or(0)
 }
 
 fn is_change_event(e: &AuditEvent) -> bool {
@@ -71,9 +81,19 @@ impl Store {
             .as_ref()
             .map(|o| retention_shortenings(o, values))
             .unwrap_or_default();
+        let authority = |actor: &Actor| {
+            old.as_ref().is_some_and(|o| {
+                held_before(
+                    o,
+                    values,
+                    &actor.name,
+                    &crate::hold::role_name(stele_config::Role::Retention),
+                )
+            })
+        };
         let action = Action::ConfigChanged {
             digest: digest.clone(),
-            changes: changes(&old.unwrap_or_default(), values),
+            changes: changes(old.as_ref().unwrap_or(&BTreeMap::new()), values),
             shortens_retention: shortens.clone(),
             values: values.clone(),
         };
@@ -91,11 +111,34 @@ impl Store {
             Some((actor, reason)) => {
                 Store::require_reason(reason)?;
                 self.require(actor, stele_config::Role::Retention, &action, reason)?;
+                if !authority(actor) {
+                    return self.refuse_approval(actor, action, reason);
+                }
                 self.write_audit(actor, action, Outcome::Done, reason)?;
                 Ok(Vec::new())
             }
-            None => self.refuse_configuration(action, digest, shortens),
+            None => {
+                // Until approved, the store's own records keep the old longest period.
+                let old_longest = old.as_ref().map_or(0, longest_days);
+                self.shared
+                    .longest_retention_days
+                    .fetch_max(old_longest, std::sync::atomic::Ordering::AcqRel);
+                self.refuse_configuration(action, digest, shortens)
+            }
         }
+    }
+
+    /// The approver's role or token comes from the change itself.
+    fn refuse_approval(&self, actor: &Actor, action: Action, reason: &str) -> Result<Vec<String>> {
+        let why = format!(
+            "{} did not hold the retention role with this token under the configuration in effect before the change",
+            actor.name
+        );
+        self.write_audit(actor, action, Outcome::Refused { why: why.clone() }, reason)?;
+        Err(Error::Refused {
+            action: "approve a configuration that shortens retention".into(),
+            reason: why,
+        })
     }
 
     fn refuse_configuration(

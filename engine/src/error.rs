@@ -234,6 +234,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A record whose content is unreadable for a known reason (its key was
+    /// crypto-shredded, lost with the keystore, or is missing from it), while
+    /// the frame itself is intact: paths that check frames or walk the log
+    /// step over its content instead of failing.
+    pub fn key_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Error::Erased { .. } | Error::KeyMissing { .. } | Error::KeyLost { .. }
+        )
+    }
+
     pub(crate) fn io(
         device: &str,
         op: &'static str,

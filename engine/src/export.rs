@@ -39,6 +39,10 @@ pub struct ExportedRecord {
     pub body_utf8: Option<String>,
     #[serde(default)]
     pub erased: bool,
+    /// Why the content is not in the bundle although not erased (its data
+    /// key was lost with the keystore, or the keystore lacks it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
     /// Inclusion proof (hex hashes) in the bundle's tree head.
     pub proof: Vec<String>,
 }
@@ -64,6 +68,8 @@ pub struct BundleReport {
     pub records: u64,
     pub with_content: u64,
     pub erased: u64,
+    /// Records whose content could not be exported (their key is lost or missing).
+    pub unreadable: u64,
     pub consistency_checked: u64,
     pub previous_head_linked: bool,
 }
@@ -107,6 +113,7 @@ impl Store {
                 custodian: None,
                 body_utf8: None,
                 erased: false,
+                unreadable: None,
                 proof,
             };
             match self.envelope_of(seq) {
@@ -118,6 +125,7 @@ impl Store {
                     r.body_utf8 = String::from_utf8(rec.body).ok();
                 }
                 Err(Error::Erased { .. }) => r.erased = true,
+                Err(e) if e.key_unavailable() => r.unreadable = Some(e.to_string()),
                 Err(e) => return Err(e),
             }
             records.push(r);
@@ -168,7 +176,11 @@ pub fn verify_bundle(
     for (i, r) in bundle.records.iter().enumerate() {
         let at = format!("record {i} (seq {})", r.leaf.seq);
         match &r.envelope {
-            Some(_) if r.erased => return Err(format!("{at}: marked erased yet carries content")),
+            Some(_) if r.erased || r.unreadable.is_some() => {
+                return Err(format!(
+                    "{at}: marked erased or unreadable yet carries content"
+                ))
+            }
             Some(b64) => {
                 let env = base64::engine::general_purpose::STANDARD
                     .decode(b64)
@@ -200,7 +212,12 @@ pub fn verify_bundle(
                 report.with_content += 1;
             }
             None if r.erased => report.erased += 1,
-            None => return Err(format!("{at}: no envelope and not marked erased")),
+            None if r.unreadable.is_some() => report.unreadable += 1,
+            None => {
+                return Err(format!(
+                    "{at}: no envelope and not marked erased or unreadable"
+                ))
+            }
         }
         let proof = unhex(&r.proof, &at)?;
         if !merkle::verify_inclusion(&r.leaf.hash(), r.leaf.seq, size, &proof, &head.head.root) {

@@ -529,6 +529,40 @@ impl Keyring {
         self.reserve_through(highest)
     }
 
+    /// Destroy again the live keys among `ids` (an erasure executed before
+    /// this keystore's backup was taken, found live in it): returns those it
+    /// destroyed. Their subjects' current key entries go too.
+    pub(crate) fn destroy_again(&self, ids: &[u32], at_us: i64, request: u64) -> Result<Vec<u32>> {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut done = Vec::new();
+        {
+            let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
+            let mut cur = tx.open_table(CURRENT).map_err(|e| self.err(e))?;
+            for &id in ids {
+                let Some((mut info, _)) = self.info(id)? else {
+                    continue;
+                };
+                if info.destroyed.is_some() || info.lost.is_some() {
+                    continue;
+                }
+                info.destroyed = Some((at_us, request));
+                keys.insert(id, &encode(&info, &[])[..])
+                    .map_err(|e| self.err(e))?;
+                cur.remove(&info.subject[..]).map_err(|e| self.err(e))?;
+                done.push((id, info.subject));
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, subject) in &done {
+            cache.remove(id);
+            current.remove(subject);
+        }
+        Ok(done.into_iter().map(|(id, _)| id).collect())
+    }
+
     /// Every entry of `table`, decoded (read before the caller rewrites any).
     fn all_keys(
         &self,
@@ -667,6 +701,7 @@ impl crate::store::Store {
         let Some(ring) = self.keyring() else {
             return Ok(Vec::new());
         };
+        self.reapply_erasures(ring)?;
         let named: Vec<u32> = self
             .shared
             .index
@@ -686,7 +721,8 @@ impl crate::store::Store {
             keystore: keystore.clone(),
             missing: missing.clone(),
         };
-        if self.latest_audit_action("keystore-incomplete")?.as_ref() != Some(&action)
+        let read_only = self.open_report().read_only_at.is_some();
+        if !read_only && self.latest_audit_action("keystore-incomplete")?.as_ref() != Some(&action)
             || self.latest_audit_seq("data-keys-lost")?
                 > self.latest_audit_seq("keystore-incomplete")?
         {
@@ -704,6 +740,34 @@ impl crate::store::Store {
         );
         *self.keys_missing.lock().unwrap_or_else(|p| p.into_inner()) = missing.clone();
         Ok(missing)
+    }
+
+    /// Keys an executed erasure destroyed must stay destroyed, whatever copy
+    /// of the keystore is in place (one restored from a backup taken before
+    /// the erasure holds them live): destroy them again, audit it, rotate the KEK.
+    fn reapply_erasures(&self, ring: &Keyring) -> Result<()> {
+        use crate::audit::{Action, Actor, Outcome};
+        for e in self.compliance().erasures()? {
+            let Some(x) = e.executed else { continue };
+            let again = ring.destroy_again(&x.key_ids, x.at_us, e.id)?;
+            if again.is_empty() {
+                continue;
+            }
+            tracing::error!(request = e.id, keys = ?again, "keys of an executed erasure were live in the keystore: destroyed again");
+            if self.open_report().read_only_at.is_none() {
+                self.write_audit(
+                    &Actor::system(),
+                    Action::ErasureReapplied {
+                        request: e.id,
+                        key_ids: again,
+                    },
+                    Outcome::Done,
+                    "found at open: the keystore holds keys an executed erasure destroyed (restored from an older backup?)",
+                )?;
+            }
+            ring.rotate_kek()?;
+        }
+        Ok(())
     }
 
     /// Data key ids the log names and the keystore lacks (new records are refused while any are).

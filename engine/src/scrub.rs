@@ -242,7 +242,7 @@ impl Store {
                     hurt("authentication", "the GCM tag does not verify".into());
                 }
             }
-            Err(Error::Erased { .. }) => c.shredded = true,
+            Err(e) if e.key_unavailable() => c.shredded = true,
             Err(e) => hurt("authentication", e.to_string()),
         }
         c

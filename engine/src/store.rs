@@ -601,13 +601,15 @@ impl Store {
             }),
             free: Mutex::new(VecDeque::new()),
             seals: Mutex::new(None),
-            longest_retention_days: options
-                .retention
-                .classes
-                .iter()
-                .map(|c| i64::from(c.days))
-                .max()
-                .unwrap_or(0),
+            longest_retention_days: std::sync::atomic::AtomicI64::new(
+                options
+                    .retention
+                    .classes
+                    .iter()
+                    .map(|c| i64::from(c.days))
+                    .max()
+                    .unwrap_or(0),
+            ),
             buffers: Arc::default(),
             zones,
             index,
@@ -884,13 +886,7 @@ impl Store {
 
     /// The longest period any class keeps records: what the store's own audit records get.
     pub(crate) fn audit_retain_until(&self) -> i64 {
-        let days = self
-            .policy
-            .classes
-            .iter()
-            .map(|c| c.days)
-            .max()
-            .unwrap_or(0) as i64;
+        let days = self.shared.longest_retention_days.load(Ordering::Acquire);
         self.shared
             .clock
             .now_us()
@@ -1416,7 +1412,7 @@ impl Store {
             // Authenticate from the bytes the scanner already read: one read per frame.
             let key = match self.key_by_id(f.header.key_id, f.header.seq) {
                 Ok(k) => Some(k),
-                Err(Error::Erased { .. }) => None,
+                Err(e) if e.key_unavailable() => None,
                 Err(e) => return Err(e),
             };
             match key {
@@ -1913,8 +1909,9 @@ fn catch_up_index(shared: &Shared, log_next: u64, progress: Option<&Progress>) -
                             seq: f.header.seq,
                         })?,
                 ),
-                // A shredded manifest protects nothing: its subject's retention is over.
-                Err(Error::Erased { .. }) => None,
+                // A shredded manifest protects nothing: its subject's retention
+                // is over; one whose key is lost or missing cannot be read here.
+                Err(e) if e.key_unavailable() => None,
                 Err(e) => return Err(e),
             };
             if let Some(plain) = plain {

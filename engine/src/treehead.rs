@@ -167,7 +167,7 @@ pub(crate) fn sign(
         &body,
     )?;
     let (done, rx) = oneshot::channel();
-    let days = shared.longest_retention_days;
+    let days = shared.longest_retention_days.load(Ordering::Acquire);
     let sub = Submission {
         kind: FrameKind::System,
         timestamp_us: crate::store::now_us(),

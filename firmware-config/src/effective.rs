@@ -168,6 +168,35 @@ pub fn retention_shortenings(
     out
 }
 
+/// The roles and token hash of principal `name` in `values`, as TOML text.
+fn principal(values: &BTreeMap<String, String>, name: &str) -> Option<(String, String)> {
+    let quoted = toml::Value::String(name.into()).to_string();
+    let (key, _) = values.iter().find(|(k, v)| {
+        k.starts_with("access.principals[") && k.ends_with("].name") && **v == quoted
+    })?;
+    let prefix = key.strip_suffix("name")?;
+    Some((
+        values.get(&format!("{prefix}roles"))?.clone(),
+        values.get(&format!("{prefix}token_sha256"))?.clone(),
+    ))
+}
+
+/// Whether principal `name` held `role` with the same token under `old` as
+/// under `new`: a change is approved by authority the configuration had
+/// before it, never by a principal or role the change itself adds.
+pub fn held_before(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+    name: &str,
+    role: &str,
+) -> bool {
+    let role = toml::Value::String(role.into()).to_string();
+    match (principal(old, name), principal(new, name)) {
+        (Some((roles, token)), Some((_, now))) => roles.contains(&role) && token == now,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +252,20 @@ mod tests {
         assert!(
             back.iter().any(|s| s.starts_with("default class")),
             "{back:?}"
+        );
+        let rita = "[[access.principals]]\nname = \"rita\"\nroles = [\"retention\"]\ntoken_sha256 = \"{}\"\n";
+        let rita = rita.replace("{}", &"a".repeat(64));
+        let with_rita = vals(&rita, BASE);
+        assert!(held_before(&with_rita, &with_rita, "rita", "retention"));
+        assert!(
+            !held_before(&old, &with_rita, "rita", "retention"),
+            "added by the change itself"
+        );
+        assert!(!held_before(&with_rita, &with_rita, "rita", "operator"));
+        let new_token = vals(&rita.replace(&"a".repeat(64), &"b".repeat(64)), BASE);
+        assert!(
+            !held_before(&with_rita, &new_token, "rita", "retention"),
+            "a new token"
         );
         let tuned = vals(
             "",

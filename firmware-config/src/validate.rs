@@ -270,11 +270,6 @@ pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), Con
                 let field = if cl.years.is_some() { "years" } else { "days" };
                 return Err(c.fail(&at(field), format!("class {:?} keeps records {d} days, shorter than the {} years {} requires ({})", cl.name, min, p.title, p.citation), "a class may lengthen its preset's period, never shorten it"));
             }
-            (_, Some(d)) if floor.is_some_and(|(min, _)| d < min) => {
-                let (min, named) = floor.expect("checked");
-                let field = if cl.years.is_some() { "years" } else { "days" };
-                return Err(c.fail(&at(field), format!("class {:?} is named for {} but keeps records {d} days, shorter than the {min} days ({} years) it requires ({})", cl.name, named.title, named.years.unwrap_or(0), named.citation), &format!("give it at least {min} days (preset = {:?}), or a name that does not name a regulation", named.id)));
-            }
             (_, Some(0)) => {
                 return Err(c.fail(&at("days"), "a period of 0".into(), "at least one day"))
             }
@@ -282,6 +277,18 @@ pub fn validate(cfg: &Config, path: &Path, text: Option<&str>) -> Result<(), Con
                 return Err(c.fail(&at("days"), format!("{d} days"), "at most 100 years"))
             }
             _ => {}
+        }
+        // A class named for a regulation keeps its period, whatever its preset gives.
+        let effective = days.or(p.years.map(preset::years_to_days));
+        if let (Some(d), Some((min, named))) = (effective, floor) {
+            if d < min {
+                let field = match (cl.years, cl.days) {
+                    (Some(_), _) => "years",
+                    (_, Some(_)) => "days",
+                    _ => "preset",
+                };
+                return Err(c.fail(&at(field), format!("class {:?} is named for {} but keeps records {d} days, shorter than the {min} days ({} years) it requires ({})", cl.name, named.title, named.years.unwrap_or(0), named.citation), &format!("give it at least {min} days (preset = {:?}), or a name that does not name a regulation", named.id)));
+            }
         }
     }
     if !names.contains(r.default_class.as_str()) {
@@ -613,6 +620,14 @@ mod tests {
             assert!(e.contains("is named for"), "{name}: {e}");
             assert!(e.contains(":10:"), "{name}: names the period's line: {e}");
         }
+        let text = format!("{STORE}[retention]\ndefault_class = \"sec-17a-4\"\n[[retention.classes]]\nname = \"sec-17a-4\"\npreset = \"cftc-1-31\"\n");
+        let e = Config::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is named for SEC") && e.contains("preset"),
+            "another preset's shorter period: {e}"
+        );
         let text = format!("{STORE}[retention]\ndefault_class = \"chat\"\n[[retention.classes]]\nname = \"chat\"\npreset = \"custom\"\ndays = 30\n");
         Config::parse(Path::new("c.toml"), &text)
             .expect("a class not named for a regulation sets its own period");

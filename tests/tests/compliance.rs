@@ -722,3 +722,43 @@ fn times_are_validated_everywhere_and_a_future_date_pins_nothing() {
     );
     store.close().unwrap();
 }
+
+/// Until a retention-shortening configuration is approved, new records are
+/// refused and the store's own records keep the old, longer period.
+#[test]
+fn an_unapproved_shorter_configuration_shortens_nothing() {
+    let dir = Scratch::new();
+    let a = Archive::new(dir.path());
+    a.create(16).close().unwrap();
+    let config = |days: u32| {
+        let text = format!("[store]\ndevices = [\"data\"]\nzone_size_mib = 1\nzones_per_device = 16\n[retention]\ndefault_class = \"chat\"\n[[retention.classes]]\nname = \"chat\"\ndays = {days}\n");
+        stele_config::Config::parse(std::path::Path::new("c.toml"), &text).expect("valid")
+    };
+    let open = |c: &stele_config::Config| {
+        a.open_with(|o| {
+            o.configuration = stele_config::effective::values(c);
+            o.retention = c.retention_policy();
+        })
+        .expect("open")
+    };
+    open(&config(400)).close().unwrap();
+    let store = open(&config(30));
+    assert!(matches!(
+        store.append(stele_engine::NewRecord::message("m", "c", 1, b"x".to_vec())),
+        Err(Error::ConfigurationUnapproved { .. })
+    ));
+    let refused = store
+        .audit_trail(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.event.action.name() == "config-changed")
+        .expect("the refused change is recorded");
+    assert!(matches!(refused.event.outcome, Outcome::Refused { .. }));
+    let kept = store.get(refused.seq).unwrap().retain_until_us - store.compliance_now_us();
+    assert!(
+        kept >= 399 * DAY_US,
+        "the store's own records keep 400 days: {} days",
+        kept / DAY_US
+    );
+    store.close().unwrap();
+}

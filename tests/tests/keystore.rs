@@ -172,3 +172,100 @@ fn the_index_digest_covers_the_key_ids() {
     );
     store.close().unwrap();
 }
+
+/// Records and media whose keys were lost do not stop the paths that walk
+/// the log: a rebuild of the index, verify, scrub and export go on, and the
+/// export says which records it could not read.
+#[test]
+fn lost_keys_do_not_stop_rebuild_verify_or_export() {
+    let dir = Scratch::new();
+    let (a, backup) = archive_with_backup(dir.path());
+    let store = a.open().expect("open");
+    let owner =
+        stele_engine::NewRecord::message("photo", "new", 1, Vec::new()).with_custodian("bob");
+    let blob = store
+        .put_blob_for(&[7u8; 5000][..], &owner)
+        .expect("blob under key 2");
+    store.close().unwrap();
+    copy(&backup, &keystore(&a));
+    let store = a.open().expect("open");
+    let kai = Actor::new("kai (keys)", &[Role::KeyAdmin]);
+    store
+        .acknowledge_lost_keys(&kai, "no newer backup")
+        .expect("acknowledged");
+    store
+        .reindex()
+        .expect("the rebuild steps over records it cannot read");
+    store.verify().expect("verify too");
+    let seqs: Vec<u64> = store
+        .listing("new", false, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    let bundle = store.export_bundle(&seqs, 0).expect("export");
+    assert!(bundle
+        .records
+        .iter()
+        .all(|r| r.unreadable.as_deref().is_some_and(|w| w.contains("lost"))));
+    store.close().unwrap();
+    std::fs::remove_file(a.dir.join("index.redb")).unwrap();
+    let store = a.open().expect("an index rebuilt at open over lost keys");
+    assert!(
+        store.read_blob(blob.seq, std::io::sink()).is_err(),
+        "the blob's key is lost"
+    );
+    store.close().unwrap();
+}
+
+/// A keystore restored from before an erasure holds the erased keys live:
+/// the store destroys them again at open and says so, and the erased
+/// records stay unreadable.
+#[test]
+fn an_old_keystore_does_not_bring_erased_records_back() {
+    use stele_engine::erasure::ErasureState;
+    let dir = Scratch::new();
+    let a = Archive::new(dir.path());
+    let store = a.create(16);
+    let seqs: Vec<u64> = (0..5)
+        .map(|i| a.put(&store, &format!("p-{i}"), "patient-1", "dr-x", 200))
+        .collect();
+    store.close().unwrap();
+    // The whole keys folder is backed up: the erasure rotates the KEK, so
+    // an old keystore alone could not even be opened.
+    let backup = dir.path().join("keystore-before-erasure.redb");
+    let kek_backup = dir.path().join("kek-before-erasure.key");
+    copy(&keystore(&a), &backup);
+    copy(&a.dir.join("keys/kek.key"), &kek_backup);
+    let store = a.open().unwrap();
+    let dpo = Actor::new("dora (DPO)", &[Role::Erasure]);
+    store
+        .request_erasure(&dpo, "patient-1", "Art. 17 #12")
+        .unwrap();
+    a.time.pass(11 * stele_tests::DAY_US);
+    stele_tests::attest(
+        &store,
+        a.time.system_us.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    let st = store.process_erasures(&dpo).unwrap();
+    assert!(matches!(st[0].1, ErasureState::Executed { .. }), "{st:?}");
+    store.close().unwrap();
+
+    copy(&backup, &keystore(&a));
+    copy(&kek_backup, &a.dir.join("keys/kek.key"));
+    let store = a.open().expect("open with the old keys");
+    for &s in &seqs {
+        assert!(
+            matches!(store.get(s), Err(Error::Erased { .. })),
+            "seq {s} stays erased"
+        );
+    }
+    let trail: Vec<String> = store
+        .audit_trail(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.action.name().to_string())
+        .collect();
+    assert!(trail.iter().any(|n| n == "erasure-reapplied"), "{trail:?}");
+    store.close().unwrap();
+}

@@ -357,6 +357,11 @@ impl Capture {
             // A crypto-shredded record under this id: the store holds it,
             // unreadable by design. It must not be captured again.
             Err(stele_engine::Error::Erased { seq, .. }) => return Ok(Lookup::Erased(seq)),
+            // Its key is lost or missing: the store holds it; never capture it twice.
+            Err(
+                stele_engine::Error::KeyLost { seq, .. }
+                | stele_engine::Error::KeyMissing { seq, .. },
+            ) => return Ok(Lookup::Erased(seq)),
             Err(source) => {
                 return Err(CaptureError::Lookup {
                     record_id: id.to_string(),

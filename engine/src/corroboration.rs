@@ -49,21 +49,7 @@ pub struct ClockTrust {
     pub disputed_since: Option<u64>,
 }
 
-/// Why the clock cannot be relied on for a destructive act.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Uncorroborated {
-    #[error("no independent source has corroborated the compliance clock (attest the time with `stele clock attest`, or configure a Roughtime server and run `stele clock corroborate`)")]
-    Never,
-    #[error("the two readings of elapsed time disagreed (audit event {since}) after the last corroboration: something interposes on the clock; corroborate it again")]
-    ElapsedDisputed { since: u64 },
-    #[error("the compliance clock has advanced {advance_s} s since it was corroborated (audit event {seq}); at the drift budget it may be off by {possible_error_s} s, more than the {max_error_s} s allowed: corroborate it again")]
-    Stale {
-        seq: u64,
-        advance_s: i64,
-        possible_error_s: i64,
-        max_error_s: i64,
-    },
-}
+pub use crate::error::Uncorroborated;
 
 /// The time a destructive act at compliance time `now_us` may go by.
 pub fn destructive_time(

@@ -23,10 +23,7 @@ pub const FUTURE_SKEW_US: i64 = 86_400_000_000;
 pub const RETAIN_MAX_US: i64 = 100 * 366 * 86_400_000_000;
 
 fn refuse(what: &str, us: i64, bound: &str) -> Error {
-    Error::invalid(
-        what,
-        format!("{us} µs ({}) is {bound}", crate::clock::utc(us)),
-    )
+    Error::invalid(what, format!("{us} µs ({}) is {bound}", utc(us)))
 }
 
 /// A calendar time: within 1970-01-01 to 9999-12-31.
@@ -51,7 +48,7 @@ pub fn check_retain_until(what: &str, us: i64, now_us: i64) -> Result<i64> {
             us,
             &format!(
                 "more than 100 years after the compliance clock's now ({}): it would keep its zone for good",
-                crate::clock::utc(now_us)
+                utc(now_us)
             ),
         ));
     }
@@ -64,6 +61,28 @@ pub fn retention_base(record_us: i64, now_us: i64) -> i64 {
     record_us
         .min(now_us.saturating_add(FUTURE_SKEW_US))
         .max(now_us)
+}
+
+/// Format UTC microseconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

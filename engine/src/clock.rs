@@ -129,7 +129,7 @@ pub struct SystemTimeSource;
 
 impl TimeSource for SystemTimeSource {
     fn system_us(&self) -> i64 {
-        crate::store::now_us()
+        crate::timestamp::now_us()
     }
 
     fn boottime_ns(&self) -> u64 {

@@ -756,7 +756,7 @@ pub(crate) fn checkpoint(shared: &Shared, log: &mut LogState) -> Result<()> {
     sb.chain_head = log.durable.1;
     sb.active_zone = log.active;
     sb.zones = states;
-    sb.checkpoint_us = crate::store::now_us();
+    sb.checkpoint_us = crate::timestamp::now_us();
     sb.clock = shared.clock.reading();
     sb.clock_mac = clock_mac(&shared.keys, &sb.store_id, &sb.clock);
     let devices: Vec<&dyn Device> = shared

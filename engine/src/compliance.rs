@@ -26,6 +26,13 @@ const ERASURES: TableDefinition<u64, &[u8]> = TableDefinition::new("erasures");
 const RECLAIMED: TableDefinition<u64, &[u8]> = TableDefinition::new("reclaimed");
 const CLOCK_TRUST: TableDefinition<u64, &[u8]> = TableDefinition::new("clock_trust");
 
+/// The compliance tables, kept in the index database.
+pub(crate) const TABLES: crate::index::TableSet = crate::index::TableSet {
+    create: create_tables,
+    probe,
+    delete: delete_tables,
+};
+
 pub(crate) fn create_tables(db: &Database) -> std::result::Result<(), redb::Error> {
     let tx = db.begin_write()?;
     {

@@ -13,7 +13,7 @@
 //! * `key_ids`: data key id u32 → the first seq encrypted with it (every key the log names)
 //!
 //! The compliance state (holds, retention extensions, erasure requests,
-//! reclaimed zones; see [`crate::compliance`]) lives in the same database
+//! reclaimed zones, registered as a [`TableSet`]) lives in the same database
 //! and is likewise derived from the log's audit records.
 //!
 //! Only the log is authoritative: on open the index catches up from its
@@ -28,7 +28,7 @@ use redb::{
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::frame::{FrameHeader, FrameKind};
+use crate::frame::FrameKind;
 use crate::keys::{CUSTODIAN_TAG_LEN, TAG_LEN};
 
 const LOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("locations");
@@ -43,64 +43,7 @@ const KEY_IDS: TableDefinition<u32, u64> = TableDefinition::new("key_ids");
 const NEXT_SEQ: &str = "next_seq";
 const LOCATION_LEN: usize = 69;
 
-/// Where a frame is, and what must be found there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameLocation {
-    pub seq: u64,
-    pub zone: u32,
-    pub offset: u64,
-    pub frame_len: u32,
-    pub crc: u32,
-    pub kind: FrameKind,
-    pub timestamp_us: i64,
-    pub retain_until_us: i64,
-    pub key_id: u32,
-    pub custodian_tag: [u8; CUSTODIAN_TAG_LEN],
-    pub conversation_tag: [u8; TAG_LEN],
-}
-
-/// What the index knows about one frame: where it is, and its tags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexEntry {
-    pub loc: FrameLocation,
-    pub record_tag: [u8; TAG_LEN],
-    pub conversation_tag: [u8; TAG_LEN],
-    /// A blob manifest's chunks.
-    pub refs: Vec<u64>,
-    /// The frame's Merkle leaf hash.
-    pub leaf: crate::merkle::Hash,
-}
-
-impl IndexEntry {
-    /// The entry for the frame with `header` and `crc` stored at `offset` of global zone `zone`.
-    pub fn of(
-        header: &FrameHeader,
-        crc: u32,
-        frame_sha256: &[u8; 32],
-        zone: u32,
-        offset: u64,
-    ) -> IndexEntry {
-        IndexEntry {
-            loc: FrameLocation {
-                seq: header.seq,
-                zone,
-                offset,
-                frame_len: header.frame_len,
-                crc,
-                kind: header.kind,
-                timestamp_us: header.timestamp_us,
-                retain_until_us: header.retain_until_us,
-                key_id: header.key_id,
-                custodian_tag: header.custodian_tag,
-                conversation_tag: header.conversation_tag,
-            },
-            record_tag: header.record_tag,
-            conversation_tag: header.conversation_tag,
-            refs: Vec::new(),
-            leaf: crate::merkle::LeafData::of(header, *frame_sha256).hash(),
-        }
-    }
-}
+pub use crate::location::{FrameLocation, IndexEntry};
 
 fn time_key(ts: i64, seq: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
@@ -188,6 +131,17 @@ fn seq_of(key: &[u8]) -> u64 {
 pub struct Index {
     db: Database,
     path: PathBuf,
+    others: &'static [TableSet],
+}
+
+/// Tables another layer keeps in the index database, derived from the log
+/// like the index's own (the compliance state): created at open, probed for
+/// damage, and dropped with the index when it is rebuilt.
+#[derive(Clone, Copy)]
+pub struct TableSet {
+    pub create: fn(&Database) -> std::result::Result<(), redb::Error>,
+    pub probe: fn(&redb::ReadTransaction) -> std::result::Result<(), redb::Error>,
+    pub delete: fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>,
 }
 
 /// What a redb error means for the store: damage to the file (set it aside
@@ -260,7 +214,8 @@ pub(crate) fn clear_damage_mark(path: &Path) {
 impl Index {
     /// Open (or create) the index at `path`. A damaged file is reported as
     /// [`Error::IndexDamaged`], never a panic, so the caller can set it aside.
-    pub fn open(path: &Path) -> Result<Index> {
+    /// `others`: the tables other layers keep beside the index's.
+    pub fn open(path: &Path, others: &'static [TableSet]) -> Result<Index> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::Index {
                 path: path.display().to_string(),
@@ -273,6 +228,7 @@ impl Index {
         let index = Index {
             db,
             path: path.to_path_buf(),
+            others,
         };
         index.guard(|| {
             let tx = index.db.begin_write().map_err(|e| index.err(e))?;
@@ -286,7 +242,7 @@ impl Index {
                 tx.open_table(KEY_IDS).map_err(|e| index.err(e))?;
             }
             tx.commit().map_err(|e| index.err(e))?;
-            crate::compliance::create_tables(&index.db).map_err(|e| index.err(e))
+            index.create_others()
         })?;
         Ok(index)
     }
@@ -318,7 +274,10 @@ impl Index {
             for item in t.iter().map_err(|e| self.err(e))? {
                 item.map_err(|e| self.err(e))?;
             }
-            crate::compliance::probe(&tx).map_err(|e| self.err(e))
+            for set in self.others {
+                (set.probe)(&tx).map_err(|e| self.err(e))?;
+            }
+            Ok(())
         })
     }
 
@@ -447,7 +406,9 @@ impl Index {
             tx.delete_table(MERKLE).map_err(|e| self.err(e))?;
             tx.delete_table(META).map_err(|e| self.err(e))?;
             tx.delete_table(KEY_IDS).map_err(|e| self.err(e))?;
-            crate::compliance::delete_tables(&tx).map_err(|e| self.err(e))?;
+            for set in self.others {
+                (set.delete)(&tx).map_err(|e| self.err(e))?;
+            }
             {
                 tx.open_table(LOCATIONS).map_err(|e| self.err(e))?;
                 tx.open_table(RECORD_TAGS).map_err(|e| self.err(e))?;
@@ -460,8 +421,15 @@ impl Index {
                 tx.open_table(KEY_IDS).map_err(|e| self.err(e))?;
             }
             tx.commit().map_err(|e| self.err(e))?;
-            crate::compliance::create_tables(&self.db).map_err(|e| self.err(e))
+            self.create_others()
         })
+    }
+
+    fn create_others(&self) -> Result<()> {
+        for set in self.others {
+            (set.create)(&self.db).map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     /// The database, shared with the compliance state.

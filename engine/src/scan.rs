@@ -13,7 +13,7 @@
 use crate::buffer::{align_down, align_up, AlignedBuf, BLOCK_SIZE};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FLAG_BATCH_START, FRAME_LEN_MAX, HEADER_LEN};
-use crate::index::IndexEntry;
+use crate::location::IndexEntry;
 use crate::zone::{ZoneCondition, ZoneSet};
 
 const WINDOW_BYTES: usize = 1 << 20;

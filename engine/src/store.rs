@@ -30,12 +30,7 @@ use crate::superblock::{DeviceEntry, Superblock};
 use crate::zone::{ZoneCondition, ZoneSet, ZoneState, ZonedDevice};
 use stele_config::{DataSubject, RecordFacts, RetentionPolicy, Role};
 
-/// Microseconds since the Unix epoch, from the system clock.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
+pub use crate::timestamp::now_us;
 
 /// How a store is created and run.
 #[derive(Clone)]
@@ -1745,7 +1740,7 @@ fn open_index(
                 "the index is damaged ({reason}); set aside, rebuilding it from the log"
             );
             let why = format!("{reason}; the damaged file is kept at {}", kept.display());
-            (Index::open(path)?, Some(why))
+            (Index::open(path, &[crate::compliance::TABLES])?, Some(why))
         }
         Err(e) => return Err(e),
     };
@@ -1766,7 +1761,11 @@ fn open_index(
         log_next,
         evidence: evidence.display().to_string(),
     };
-    Ok((Index::open(path)?, Some(cut), rebuilt))
+    Ok((
+        Index::open(path, &[crate::compliance::TABLES])?,
+        Some(cut),
+        rebuilt,
+    ))
 }
 
 /// Open the index and read what every open reads (its end and its last
@@ -1778,7 +1777,7 @@ fn open_sound_index(path: &std::path::Path) -> Result<Index> {
             reason,
         });
     }
-    let index = Index::open(path)?;
+    let index = Index::open(path, &[crate::compliance::TABLES])?;
     let next = index.next_seq()?;
     if next > 0 {
         index.location(next - 1)?;

@@ -12,6 +12,14 @@
 
 use crate::error::{Error, Result};
 
+/// Microseconds since the Unix epoch, from the system clock (not the
+/// compliance clock: see [`crate::clock`]).
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 /// 1970-01-01T00:00:00Z.
 pub const EARLIEST_US: i64 = 0;
 /// 9999-12-31T23:59:59.999999Z.

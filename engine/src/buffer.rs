@@ -11,6 +11,8 @@ use std::ptr::NonNull;
 
 /// The block size of every Stele device: all I/O is in whole 4 KiB blocks.
 pub const BLOCK_SIZE: usize = 4096;
+// docs/FORMAT.md: "The block size is 4096".
+const _: () = assert!(BLOCK_SIZE == 4096 && BLOCK_SIZE.is_power_of_two());
 
 /// Round `n` up to the next multiple of [`BLOCK_SIZE`].
 pub const fn align_up(n: u64) -> u64 {

@@ -45,6 +45,20 @@ pub const FRAME_OVERHEAD: usize = HEADER_LEN + GCM_TAG_LEN + CRC_LEN;
 pub const FRAME_LEN_MAX: usize = (16 << 20) + FRAME_OVERHEAD;
 pub const FLAG_BATCH_START: u16 = 1;
 
+// The sizes docs/FORMAT.md states ("Frame"), from the header's field list:
+// magic 4, version 1, kind 1, flags 2, frame_len 4, key_id 4, seq 8,
+// timestamp 8, retain_until 8, nonce 12, custodian_tag 12, record_tag 16,
+// conversation_tag 16, prev_hash 32, content_hash 32.
+const _: () =
+    assert!(HEADER_LEN == 4 + 1 + 1 + 2 + 4 + 4 + 8 + 8 + 8 + 12 + 12 + 16 + 16 + 32 + 32);
+const _: () = assert!(HEADER_LEN == 160);
+const _: () = assert!(FRAME_OVERHEAD == 180, "FORMAT.md: 180 <= frame_len");
+const _: () = assert!(
+    FRAME_LEN_MAX == (16 << 20) + 180,
+    "FORMAT.md: frame_len <= 16 MiB + 180"
+);
+const _: () = assert!(crate::keys::CUSTODIAN_TAG_LEN == 12 && crate::keys::TAG_LEN == 16);
+
 /// What a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]

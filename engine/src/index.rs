@@ -42,8 +42,27 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const KEY_IDS: TableDefinition<u32, u64> = TableDefinition::new("key_ids");
 const NEXT_SEQ: &str = "next_seq";
 const LOCATION_LEN: usize = 69;
+// docs/FORMAT.md ("Index"): zone 4, offset 8, frame_len 4, crc 4, kind 1,
+// timestamp 8, retain_until 8, key_id 4, custodian_tag, conversation_tag.
+const _: () = assert!(LOCATION_LEN == 4 + 8 + 4 + 4 + 1 + 8 + 8 + 4 + CUSTODIAN_TAG_LEN + TAG_LEN);
 
 pub use crate::location::{FrameLocation, IndexEntry};
+
+/// A `locations` value (docs/FORMAT.md, "Index").
+fn encode_location(l: &FrameLocation) -> [u8; LOCATION_LEN] {
+    let mut v = [0u8; LOCATION_LEN];
+    v[0..4].copy_from_slice(&l.zone.to_le_bytes());
+    v[4..12].copy_from_slice(&l.offset.to_le_bytes());
+    v[12..16].copy_from_slice(&l.frame_len.to_le_bytes());
+    v[16..20].copy_from_slice(&l.crc.to_le_bytes());
+    v[20] = l.kind as u8;
+    v[21..29].copy_from_slice(&l.timestamp_us.to_le_bytes());
+    v[29..37].copy_from_slice(&l.retain_until_us.to_le_bytes());
+    v[37..41].copy_from_slice(&l.key_id.to_le_bytes());
+    v[41..53].copy_from_slice(&l.custodian_tag);
+    v[53..69].copy_from_slice(&l.conversation_tag);
+    v
+}
 
 fn time_key(ts: i64, seq: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
@@ -330,24 +349,22 @@ impl Index {
                 let mut merkle = tx.open_table(MERKLE).map_err(|e| self.err(e))?;
                 let mut key_ids = tx.open_table(KEY_IDS).map_err(|e| self.err(e))?;
                 let mut seen_key = crate::keys::ROOT_KEY_ID;
+                let mut previous: Option<u64> = None;
                 for e in entries {
+                    // In increasing order (a gap only where reclaimed zones
+                    // were; the scanner checks the chain): an entry out of
+                    // order would otherwise be skipped below as already indexed.
+                    assert!(
+                        previous.is_none_or(|p| e.loc.seq > p),
+                        "index entries arrive in increasing seq order: {} after {previous:?}",
+                        e.loc.seq
+                    );
+                    previous = Some(e.loc.seq);
                     if e.loc.seq < next {
                         continue; // already indexed (replay after a crash)
                     }
-                    // In order; a gap only where reclaimed zones were (the scanner checks the chain).
-                    assert!(e.loc.seq >= next, "index entries arrive in sequence order");
-                    let mut v = [0u8; LOCATION_LEN];
-                    v[0..4].copy_from_slice(&e.loc.zone.to_le_bytes());
-                    v[4..12].copy_from_slice(&e.loc.offset.to_le_bytes());
-                    v[12..16].copy_from_slice(&e.loc.frame_len.to_le_bytes());
-                    v[16..20].copy_from_slice(&e.loc.crc.to_le_bytes());
-                    v[20] = e.loc.kind as u8;
-                    v[21..29].copy_from_slice(&e.loc.timestamp_us.to_le_bytes());
-                    v[29..37].copy_from_slice(&e.loc.retain_until_us.to_le_bytes());
-                    v[37..41].copy_from_slice(&e.loc.key_id.to_le_bytes());
-                    v[41..53].copy_from_slice(&e.loc.custodian_tag);
-                    v[53..69].copy_from_slice(&e.loc.conversation_tag);
-                    loc.insert(e.loc.seq, &v[..]).map_err(|x| self.err(x))?;
+                    loc.insert(e.loc.seq, &encode_location(&e.loc)[..])
+                        .map_err(|x| self.err(x))?;
                     if e.record_tag != [0; TAG_LEN] {
                         rec.insert(&tag_key(&e.record_tag, e.loc.seq)[..], ())
                             .map_err(|x| self.err(x))?;

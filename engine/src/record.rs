@@ -14,6 +14,8 @@ use crate::frame::FrameKind;
 pub const ID_LEN_MAX: usize = 1024;
 const ENVELOPE_VERSION: u8 = 2;
 pub const SALT_LEN: usize = 16;
+// docs/FORMAT.md ("Envelope"): a 16-byte salt; each string at most 1024 bytes.
+const _: () = assert!(SALT_LEN == 16 && ID_LEN_MAX == 1024);
 
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq)]

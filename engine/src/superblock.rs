@@ -21,6 +21,13 @@ const ZONE_ENTRY_LEN: usize = 24;
 /// `active_zone` value when no zone has been opened yet.
 pub const NO_ZONE: u32 = u32::MAX;
 
+// The sizes docs/FORMAT.md states ("Superblock"): the fixed header ends at
+// 224 (reserved 208..224); device entries are device_id 16 + zone_count 4 +
+// reserved 4; zone entries condition 1 + reserved 7 + write_pointer 8 + first_seq 8.
+const _: () = assert!(HEADER_LEN == 208 + 16);
+const _: () = assert!(DEVICE_ENTRY_LEN == 16 + 4 + 4);
+const _: () = assert!(ZONE_ENTRY_LEN == 1 + 7 + 8 + 8);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceEntry {
     pub device_id: [u8; 16],

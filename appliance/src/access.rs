@@ -13,9 +13,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use firmware_config::{Config, Role};
 use prometheus::{IntCounterVec, Opts, Registry};
 use sha2::{Digest, Sha256};
-use stele_config::{Config, Role};
 use stele_engine::audit::{Action, Actor, Outcome};
 use stele_engine::Store;
 
@@ -260,7 +260,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stele_config::Principal;
+    use firmware_config::Principal;
 
     #[test]
     fn bearer_tokens_are_read_from_the_authorization_header() {

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
-use stele_config::Config;
-use stele_config::Role;
+use firmware_config::Config;
+use firmware_config::Role;
 use stele_engine::audit::{Actor, Criteria};
 use stele_engine::store::now_us;
 use stele_engine::NewRecord;
@@ -67,7 +67,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> {
     let root = store.unwrap_or_else(|| PathBuf::from("stele-demo"));
-    let (sd, s) = if root.join(stele_config::CONFIG_FILE).exists() {
+    let (sd, s) = if root.join(firmware_config::CONFIG_FILE).exists() {
         println!("opening store in {}", root.display());
         StoreDir::open(&root)?
     } else {

@@ -33,8 +33,8 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use firmware_config::{Config, ServerSection};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
-use stele_config::{Config, ServerSection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -44,7 +44,7 @@ use tokio::time::{Instant, Sleep};
 /// configuration's own rules, then TLS and the files the daemon reads.
 pub fn check_serving(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| stele_config::ConfigError::Read {
+        .map_err(|e| firmware_config::ConfigError::Read {
             path: path.into(),
             source: e,
         })

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use stele_config::Config;
+use firmware_config::Config;
 use stele_engine::audit::{Actor, Criteria};
 use stele_engine::NewRecord;
 
@@ -1101,7 +1101,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             ConfigCommand::Show { path, effective } => {
                 let file = if path.is_dir() {
-                    path.join(stele_config::CONFIG_FILE)
+                    path.join(firmware_config::CONFIG_FILE)
                 } else {
                     path
                 };
@@ -1121,20 +1121,20 @@ fn run(cli: Cli) -> Result<()> {
                 })?;
                 println!(
                     "the configuration in {} is in effect and recorded in the audit trail",
-                    sd.root.join(stele_config::CONFIG_FILE).display()
+                    sd.root.join(firmware_config::CONFIG_FILE).display()
                 );
                 s.close()?;
             }
             ConfigCommand::Presets => {
-                for p in stele_config::preset::PRESETS {
+                for p in firmware_config::preset::PRESETS {
                     json(p);
                 }
             }
             ConfigCommand::Example { name } => match name.as_str() {
-                "embedded" => print!("{}", stele_config::EMBEDDED_DEFAULT),
-                "bank" => print!("{}", stele_config::EXAMPLE_BANK),
-                "hospital" => print!("{}", stele_config::EXAMPLE_HOSPITAL),
-                "alerts" => print!("{}", stele_config::ALERT_RULES),
+                "embedded" => print!("{}", firmware_config::EMBEDDED_DEFAULT),
+                "bank" => print!("{}", firmware_config::EXAMPLE_BANK),
+                "hospital" => print!("{}", firmware_config::EXAMPLE_HOSPITAL),
+                "alerts" => print!("{}", firmware_config::ALERT_RULES),
                 other => bail!("no example {other:?}: embedded, bank, hospital or alerts"),
             },
         },

@@ -12,9 +12,9 @@ use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use firmware_config::RoughtimeServer;
 use roughenough_client::measurement::Measurement;
 use roughenough_client::Client;
-use stele_config::RoughtimeServer;
 use stele_engine::audit::Actor;
 use stele_engine::corroboration::{AttestationReport, ServerTime};
 use stele_engine::Store;

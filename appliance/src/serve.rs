@@ -109,11 +109,11 @@ pub fn run(config: &Path) -> Result<()> {
         .to_path_buf();
     if config
         .file_name()
-        .is_none_or(|n| n != stele_config::CONFIG_FILE)
+        .is_none_or(|n| n != firmware_config::CONFIG_FILE)
     {
         bail!(
             "--config must name a store's {} (got {})",
-            stele_config::CONFIG_FILE,
+            firmware_config::CONFIG_FILE,
             config.display()
         );
     }
@@ -144,8 +144,8 @@ pub fn run(config: &Path) -> Result<()> {
     store.start_background_scrub(stele_engine::BackgroundScrub {
         interval: Duration::from_secs(scrub.interval_hours as u64 * 3600),
         mode: match scrub.mode {
-            stele_config::ScrubMode::Full => stele_engine::scrub::ScrubMode::Full,
-            stele_config::ScrubMode::Sampled => stele_engine::scrub::ScrubMode::Sampled {
+            firmware_config::ScrubMode::Full => stele_engine::scrub::ScrubMode::Full,
+            firmware_config::ScrubMode::Sampled => stele_engine::scrub::ScrubMode::Sampled {
                 percent: scrub.sample_percent,
                 min_records: scrub.sample_min_records,
             },

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use stele_config::{Config, KeyProviderKind, CONFIG_FILE};
+use firmware_config::{Config, KeyProviderKind, CONFIG_FILE};
 use stele_engine::anchor::{AnchorPlace, DirAnchor};
 use stele_engine::device::{Device, FileDevice, Geometry, ZoneDirDevice};
 use stele_engine::{FileKek, KeyProvider, Keyring, Pkcs11Config, Pkcs11Kek, Store, StoreOptions};
@@ -112,7 +112,7 @@ impl StoreDir {
         o.clock_max_error_us = c.clock.corroboration_max_error_s as i64 * 1_000_000;
         o.tree_head_interval = Some(Duration::from_secs(c.integrity.tree_head_interval_s));
         o.progress = Some(rebuild_progress());
-        o.configuration = stele_config::effective::values(c);
+        o.configuration = firmware_config::effective::values(c);
         o
     }
 

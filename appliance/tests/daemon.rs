@@ -130,7 +130,7 @@ fn the_daemon_captures_over_tls_and_stops_without_losing_anything() {
         assert!(m.contains(needle), "{needle} missing from\n{m}");
     }
     // Every metric the shipped alert rules use is exported.
-    for name in stele_config::alert_metric_names() {
+    for name in firmware_config::alert_metric_names() {
         let base = name.trim_end_matches("_bucket");
         assert!(
             m.contains(base),

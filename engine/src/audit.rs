@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::ClockAnomaly;
-use stele_config::Role;
+use firmware_config::Role;
 
 /// The conversation id every audit event is filed under.
 pub const AUDIT_CONVERSATION: &str = "stele/audit";

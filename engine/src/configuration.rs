@@ -1,7 +1,7 @@
 //! The configuration a store runs under is part of its record.
 //!
 //! At open the store compares the effective configuration it is given (flat
-//! values, see `stele_config::effective`) with the one its audit trail last
+//! values, see `firmware_config::effective`) with the one its audit trail last
 //! recorded. A difference is recorded as a `config-changed` event with every
 //! old and new value and all values now in effect, so the trail alone says
 //! which retention periods, rules and settings applied to any record. A
@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use firmware_config::effective::{held_before, retention_shortenings};
 use sha2::{Digest, Sha256};
-use stele_config::effective::{held_before, retention_shortenings};
 
 use crate::audit::{Action, Actor, AuditEvent, Outcome, SettingChange};
 use crate::error::{Error, Result};
@@ -87,7 +87,7 @@ impl Store {
                     o,
                     values,
                     &actor.name,
-                    &crate::hold::role_name(stele_config::Role::Retention),
+                    &crate::hold::role_name(firmware_config::Role::Retention),
                 )
             })
         };
@@ -110,7 +110,7 @@ impl Store {
         match approval {
             Some((actor, reason)) => {
                 Store::require_reason(reason)?;
-                self.require(actor, stele_config::Role::Retention, &action, reason)?;
+                self.require(actor, firmware_config::Role::Retention, &action, reason)?;
                 if !authority(actor) {
                     return self.refuse_approval(actor, action, reason);
                 }

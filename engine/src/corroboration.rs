@@ -21,8 +21,8 @@
 //! nothing is destroyed until the clock is corroborated again. Refusals are
 //! audited (`clock-uncorroborated`).
 
+use firmware_config::Role;
 use serde::{Deserialize, Serialize};
-use stele_config::Role;
 
 use crate::audit::{Action, Actor, Outcome};
 use crate::error::{Error, Result};

@@ -9,8 +9,8 @@
 //! wrapped copy survives); the ciphertext stays where it is, and reads of
 //! it return [`crate::Error::Erased`].
 
+use firmware_config::{DataSubject, Role};
 use serde::Serialize;
-use stele_config::{DataSubject, Role};
 
 use crate::audit::{Action, Actor, Outcome, AUDIT_CONVERSATION};
 use crate::compliance::Erasure;

@@ -2,7 +2,7 @@
 //! `legal-hold` role and a stated reason; a record a hold matches is never
 //! removable, whatever its retention date.
 
-use stele_config::Role;
+use firmware_config::Role;
 
 use crate::audit::{Action, Actor, Criteria, Outcome};
 use crate::compliance::Hold;

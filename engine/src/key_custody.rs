@@ -122,7 +122,7 @@ impl crate::store::Store {
         let action = Action::DataKeysLost {
             key_ids: missing.clone(),
         };
-        self.require(actor, stele_config::Role::KeyAdmin, &action, reason)?;
+        self.require(actor, firmware_config::Role::KeyAdmin, &action, reason)?;
         crate::store::Store::require_reason(reason)?;
         let Some(ring) = self.keyring().filter(|_| !missing.is_empty()) else {
             return Err(Error::NotFound {
@@ -152,7 +152,7 @@ impl crate::store::Store {
             to_generation: 0,
             rewrapped: 0,
         };
-        self.require(actor, stele_config::Role::KeyAdmin, &placeholder, reason)?;
+        self.require(actor, firmware_config::Role::KeyAdmin, &placeholder, reason)?;
         crate::store::Store::require_reason(reason)?;
         let ring = self.keyring().ok_or_else(|| {
             Error::invalid("key rotation", "this store was opened without a keystore")

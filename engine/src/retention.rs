@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
+use firmware_config::Role;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use stele_config::Role;
 
 use crate::audit::{Action, Actor, Criteria, Outcome};
 use crate::buffer::AlignedBuf;

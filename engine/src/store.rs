@@ -28,7 +28,7 @@ use crate::record::{envelope, open_envelope, NewRecord, Receipt, Record};
 use crate::scan::{Scanner, Stretch};
 use crate::superblock::{DeviceEntry, Superblock};
 use crate::zone::{ZoneCondition, ZoneSet, ZoneState, ZonedDevice};
-use stele_config::{DataSubject, RecordFacts, RetentionPolicy, Role};
+use firmware_config::{DataSubject, RecordFacts, RetentionPolicy, Role};
 
 pub use crate::timestamp::now_us;
 
@@ -66,7 +66,7 @@ pub struct StoreOptions {
     /// Told how a rebuild of the index goes: (frames indexed, frames to index).
     pub progress: Option<Progress>,
     /// The effective configuration the store runs under, as flat values
-    /// (`stele_config::effective::values`); recorded in the audit trail at
+    /// (`firmware_config::effective::values`); recorded in the audit trail at
     /// open when it changed ([`crate::configuration`]). Empty: not recorded.
     pub configuration: std::collections::BTreeMap<String, String>,
     /// Who approves a configuration change that could shorten retention for

@@ -129,13 +129,13 @@ pub struct Archive {
     pub dir: std::path::PathBuf,
     pub time: Arc<stele_engine::clock::ManualTime>,
     pub rotation_days: u32,
-    pub subject: stele_config::DataSubject,
+    pub subject: firmware_config::DataSubject,
 }
 
 /// Records of custodian `ceo` are kept 6 years (FINRA 4511); everything else 10 days.
-pub fn short_retention() -> stele_config::RetentionPolicy {
-    use stele_config::{RetentionClass, RetentionRule, RetentionSection};
-    stele_config::RetentionPolicy::from_config(&RetentionSection {
+pub fn short_retention() -> firmware_config::RetentionPolicy {
+    use firmware_config::{RetentionClass, RetentionRule, RetentionSection};
+    firmware_config::RetentionPolicy::from_config(&RetentionSection {
         default_class: "short".into(),
         classes: vec![
             RetentionClass {
@@ -170,7 +170,7 @@ impl Archive {
             dir: dir.to_path_buf(),
             time: stele_engine::clock::ManualTime::starting_at(EPOCH_2026_US),
             rotation_days: 90,
-            subject: stele_config::DataSubject::Conversation,
+            subject: firmware_config::DataSubject::Conversation,
         }
     }
 
@@ -258,7 +258,7 @@ pub fn utc_now_text() -> String {
 /// Four eyes (an operator and a legal-hold officer) state that the true
 /// time is `utc_us`, so that reclaim and erasure may go by the clock.
 pub fn attest(store: &Store, utc_us: i64) {
-    use stele_config::Role;
+    use firmware_config::Role;
     use stele_engine::audit::Actor;
     store
         .attest_time(&stele_engine::corroboration::Attestation {

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use stele_config::Role;
+use firmware_config::Role;
 use stele_engine::audit::{Action, Actor, Criteria, Outcome};
 use stele_engine::erasure::ErasureState;
 use stele_engine::zone::ZoneCondition;
@@ -751,11 +751,11 @@ fn an_unapproved_shorter_configuration_shortens_nothing() {
     a.create(16).close().unwrap();
     let config = |days: u32| {
         let text = format!("[store]\ndevices = [\"data\"]\nzone_size_mib = 1\nzones_per_device = 16\n[retention]\ndefault_class = \"chat\"\n[[retention.classes]]\nname = \"chat\"\ndays = {days}\n");
-        stele_config::Config::parse(std::path::Path::new("c.toml"), &text).expect("valid")
+        firmware_config::Config::parse(std::path::Path::new("c.toml"), &text).expect("valid")
     };
-    let open = |c: &stele_config::Config| {
+    let open = |c: &firmware_config::Config| {
         a.open_with(|o| {
-            o.configuration = stele_config::effective::values(c);
+            o.configuration = firmware_config::effective::values(c);
             o.retention = c.retention_policy();
         })
         .expect("open")

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use stele_config::Role;
+use firmware_config::Role;
 use stele_engine::audit::Actor;
 use stele_engine::clock::ManualTime;
 use stele_engine::device::{Geometry, ZoneDirDevice};

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use firmware_config::Role;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
-use stele_config::Role;
 use stele_engine::audit::Actor;
 use stele_engine::export::{verify_bundle, Bundle};
 use stele_engine::merkle::{self, MemoryTree};

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use stele_config::Role;
+use firmware_config::Role;
 use stele_engine::audit::Actor;
 use stele_engine::{Error, NewRecord};
 use stele_tests::{Archive, Scratch};

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
+use firmware_config::Role;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use stele_config::Role;
 use stele_engine::audit::{Actor, Criteria};
 use stele_engine::clock::ManualTime;
 use stele_engine::device::FaultConfig;

@@ -63,7 +63,7 @@ fn chattr(flags: &str, path: &Path) {
 }
 
 fn operator() -> Actor {
-    Actor::new("ops", &[stele_config::Role::Operator])
+    Actor::new("ops", &[firmware_config::Role::Operator])
 }
 
 /// The open zone's file: the newest zone file on the device.
@@ -166,7 +166,7 @@ fn the_open_zone_cannot_be_cut_and_a_cut_log_is_refused_new_records() {
     // It stays refused across opens until an operator acknowledges it.
     let s = open(&dir, &anchors).unwrap();
     assert!(s.log_cut().is_some(), "the refusal survives a reopen");
-    let clerk = Actor::new("clerk", &[stele_config::Role::Auditor]);
+    let clerk = Actor::new("clerk", &[firmware_config::Role::Auditor]);
     assert!(matches!(
         s.acknowledge_log_cut(&clerk, "no"),
         Err(Error::Unauthorized { .. })

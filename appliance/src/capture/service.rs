@@ -25,9 +25,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use firmware_config::ConsentPolicy;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use stele_config::ConsentPolicy;
 use stele_engine::audit::{Action, Outcome as AuditOutcome};
 use stele_engine::{FrameKind, NewRecord, Record, Store};
 

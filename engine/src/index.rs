@@ -916,3 +916,89 @@ impl MerkleView {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, key_id: u32, ts: i64) -> IndexEntry {
+        IndexEntry {
+            loc: FrameLocation {
+                seq,
+                zone: (seq / 10) as u32,
+                offset: seq * 4096,
+                frame_len: 200,
+                crc: seq as u32,
+                kind: FrameKind::Message,
+                timestamp_us: ts,
+                retain_until_us: ts + 1,
+                key_id,
+                custodian_tag: [1; CUSTODIAN_TAG_LEN],
+                conversation_tag: [2; TAG_LEN],
+            },
+            record_tag: [3; TAG_LEN],
+            conversation_tag: [2; TAG_LEN],
+            refs: Vec::new(),
+            leaf: [seq as u8; 32],
+        }
+    }
+
+    fn open(dir: &tempfile::TempDir, name: &str) -> Index {
+        Index::open(&dir.path().join(name), &[]).expect("index opens")
+    }
+
+    #[test]
+    fn locations_round_trip_and_times_sort_across_the_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = open(&dir, "i.redb");
+        let entries = [entry(0, 1, 7), entry(1, 1, -5), entry(2, 1, 0)];
+        ix.insert(&entries, true).unwrap();
+        for e in &entries {
+            assert_eq!(ix.location(e.loc.seq).unwrap(), Some(e.loc));
+        }
+        assert_eq!(
+            ix.by_time(-10, 10, 10).unwrap(),
+            vec![1, 2, 0],
+            "time order, negative first"
+        );
+        assert_eq!(ix.next_seq().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_replayed_batch_is_skipped_and_an_out_of_order_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = open(&dir, "i.redb");
+        ix.insert(&[entry(0, 1, 1), entry(1, 1, 2)], true).unwrap();
+        let before = ix.digest().unwrap();
+        ix.insert(&[entry(0, 1, 1), entry(1, 1, 2)], true).unwrap();
+        assert_eq!(ix.digest().unwrap(), before, "a replay changes nothing");
+        assert!(ix.insert(&[entry(3, 1, 3), entry(2, 1, 3)], true).is_err());
+        assert_eq!(
+            ix.next_seq().unwrap(),
+            2,
+            "nothing of the refused batch is kept"
+        );
+    }
+
+    #[test]
+    fn reclaiming_moves_key_ids_as_a_rebuild_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = open(&dir, "i.redb");
+        let key = |s: u64| match s {
+            0..10 => 1,
+            10..20 => 2,
+            25 => 3,
+            _ => 1,
+        };
+        let all: Vec<IndexEntry> = (0..30).map(|s| entry(s, key(s), s as i64)).collect();
+        ix.insert(&all, true).unwrap();
+        assert_eq!(ix.key_ids().unwrap(), vec![(1, 0), (2, 10), (3, 25)]);
+        ix.remove_range(0, 10, &[]).unwrap();
+        assert_eq!(ix.key_ids().unwrap(), vec![(1, 20), (2, 10), (3, 25)]);
+        ix.remove_range(10, 20, &[]).unwrap();
+        let rebuilt = open(&dir, "rebuilt.redb");
+        rebuilt.insert(&all[20..], true).unwrap();
+        assert_eq!(ix.key_ids().unwrap(), rebuilt.key_ids().unwrap());
+        assert_eq!(ix.key_ids().unwrap(), vec![(1, 20), (3, 25)]);
+    }
+}

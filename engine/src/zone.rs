@@ -567,3 +567,102 @@ impl ZoneSet {
         self.devices.iter().find_map(|d| d.poisoned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{FaultConfig, FaultDevice, Geometry};
+    use crate::error::WormViolation;
+
+    const ZONE: u64 = 64 * 1024;
+
+    fn zoned(zones: u32) -> ZonedDevice {
+        let d = Arc::new(FaultDevice::new("t", FaultConfig::new(7)));
+        d.attach(Geometry {
+            zone_size: ZONE,
+            zone_count: zones,
+        })
+        .unwrap();
+        ZonedDevice::new(d, vec![ZoneState::EMPTY; zones as usize])
+    }
+
+    fn violation(r: Result<()>) -> WormViolation {
+        match r {
+            Err(Error::Worm { violation, .. }) => violation,
+            other => panic!("expected a write-once violation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn appends_go_exactly_at_the_write_pointer() {
+        let z = zoned(2);
+        let block = vec![1u8; 4096];
+        z.append(0, 0, &block, 5).unwrap();
+        assert_eq!(z.zone(0).unwrap().write_pointer, 4096);
+        assert_eq!(z.zone(0).unwrap().first_seq, 5);
+        assert_eq!(z.zone(0).unwrap().condition, ZoneCondition::Open);
+        assert!(matches!(
+            violation(z.append(0, 0, &block, 6)),
+            WormViolation::BelowWritePointer { .. }
+        ));
+        assert!(matches!(
+            violation(z.append(0, 8192, &block, 6)),
+            WormViolation::AboveWritePointer { .. }
+        ));
+        assert!(matches!(
+            violation(z.append(0, 4096, &block[..100], 6)),
+            WormViolation::Unaligned { .. }
+        ));
+        let big = vec![0u8; ZONE as usize];
+        assert!(matches!(
+            violation(z.append(0, 4096, &big, 6)),
+            WormViolation::PastZoneEnd { .. }
+        ));
+        assert_eq!(
+            z.zone(0).unwrap().write_pointer,
+            4096,
+            "refused appends move nothing"
+        );
+        z.append(0, 4096, &block, 6).unwrap();
+        assert_eq!(
+            z.zone(0).unwrap().first_seq,
+            5,
+            "the first seq is the zone's first frame's"
+        );
+    }
+
+    #[test]
+    fn sealed_zones_take_no_writes_and_nothing_truncates() {
+        let z = zoned(2);
+        let block = vec![2u8; 4096];
+        z.append(1, 0, &block, 0).unwrap();
+        assert!(matches!(
+            violation(z.truncate(1, 0)),
+            WormViolation::Truncate { .. }
+        ));
+        z.truncate(1, 4096)
+            .expect("truncating to the write pointer is a no-op");
+        z.seal(1);
+        assert!(matches!(
+            violation(z.append(1, 4096, &block, 1)),
+            WormViolation::Sealed
+        ));
+        let mut back = vec![0u8; 4096];
+        z.read(1, 0, &mut back).unwrap();
+        assert_eq!(back, block, "a sealed zone still reads");
+    }
+
+    #[test]
+    fn a_reset_empties_a_sealed_zone_in_two_steps() {
+        let z = zoned(1);
+        z.append(0, 0, &[3u8; 4096], 9).unwrap();
+        z.seal(0);
+        z.begin_reset(0).unwrap();
+        assert_eq!(z.zone(0).unwrap().condition, ZoneCondition::Resetting);
+        z.finish_reset(0).unwrap();
+        assert_eq!(z.zone(0).unwrap(), ZoneState::EMPTY);
+        z.append(0, 0, &[4u8; 4096], 20)
+            .expect("an empty zone takes new data from offset 0");
+        assert_eq!(z.zone(0).unwrap().first_seq, 20);
+    }
+}

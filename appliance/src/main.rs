@@ -650,6 +650,20 @@ fn closing<T>(s: stele_engine::Store, out: Result<T>) -> Result<T> {
     }
 }
 
+/// Open a store with a decision `who` takes at open (accepting a rollback,
+/// approving a configuration): `set` puts (actor, reason) into the options.
+fn open_deciding(
+    store: &Path,
+    who: &Who,
+    set: impl FnOnce(&mut stele_engine::StoreOptions, (Actor, String)),
+) -> Result<(StoreDir, stele_engine::Store)> {
+    let sd = StoreDir::load(store)?;
+    let token = access::token(who.token_file.as_deref())?;
+    let actor = access::actor(&sd.config, &who.actor, token.as_deref());
+    let s = StoreDir::open_with(store, |o| set(o, (actor, who.reason.clone())))?;
+    Ok((sd, s))
+}
+
 fn open_as(store: &Path, who: &Who) -> Result<(StoreDir, stele_engine::Store, Actor)> {
     let (sd, s) = StoreDir::open(store)?;
     let token = access::token(who.token_file.as_deref())?;
@@ -1113,11 +1127,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             ConfigCommand::Apply { store, who } => {
-                let sd = StoreDir::load(&store)?;
-                let token = access::token(who.token_file.as_deref())?;
-                let actor = access::actor(&sd.config, &who.actor, token.as_deref());
-                let s = StoreDir::open_with(&store, |o| {
-                    o.approve_configuration = Some((actor, who.reason.clone()))
+                let (sd, s) = open_deciding(&store, &who, |o, decision| {
+                    o.approve_configuration = Some(decision)
                 })?;
                 println!(
                     "the configuration in {} is in effect and recorded in the audit trail",
@@ -1354,11 +1365,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Admin {
             command: AdminCommand::AcceptRollback { store, who },
         } => {
-            let sd = StoreDir::load(&store)?;
-            let token = access::token(who.token_file.as_deref())?;
-            let actor = access::actor(&sd.config, &who.actor, token.as_deref());
-            let s = StoreDir::open_with(&store, |o| {
-                o.accept_rollback = Some((actor, who.reason.clone()))
+            let (_, s) = open_deciding(&store, &who, |o, decision| {
+                o.accept_rollback = Some(decision)
             })?;
             println!(
                 "opened and re-anchored at seq {}; the rollback is in the audit trail",

@@ -77,7 +77,12 @@ pub fn corroborate(
     for f in &failures {
         tracing::warn!("{f}");
     }
-    let bounds = |t: &ServerTime| (t.midpoint_us - t.radius_us, t.midpoint_us + t.radius_us);
+    let bounds = |t: &ServerTime| {
+        (
+            t.midpoint_us.saturating_sub(t.radius_us),
+            t.midpoint_us.saturating_add(t.radius_us),
+        )
+    };
     for a in &answers {
         for b in &answers {
             if bounds(a).0 > bounds(b).1 {

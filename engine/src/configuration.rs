@@ -176,12 +176,13 @@ impl Store {
         let changes = self
             .configuration_unapproved
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .unwrap_or_else(|p| p.into_inner());
         if changes.is_empty() {
-            Ok(())
+            Ok(()) // every append passes here: no copy
         } else {
-            Err(Error::ConfigurationUnapproved { changes })
+            Err(Error::ConfigurationUnapproved {
+                changes: changes.clone(),
+            })
         }
     }
 }

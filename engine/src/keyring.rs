@@ -393,11 +393,7 @@ impl Keyring {
         let id;
         {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            let next = meta
-                .get("next_key_id")
-                .map_err(|e| self.err(e))?
-                .and_then(|v| v.value().try_into().ok().map(u32::from_le_bytes))
-                .ok_or_else(|| self.err("next_key_id is missing"))?;
+            let next = self.next_key_id(&meta)?;
             let keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
             let highest = keys
                 .last()
@@ -440,6 +436,14 @@ impl Keyring {
         Ok(k)
     }
 
+    /// The `next_key_id` entry of the keystore's meta table.
+    fn next_key_id(&self, meta: &redb::Table<&str, &[u8]>) -> Result<u32> {
+        meta.get("next_key_id")
+            .map_err(|e| self.err(e))?
+            .and_then(|v| v.value().try_into().ok().map(u32::from_le_bytes))
+            .ok_or_else(|| self.err("next_key_id is missing"))
+    }
+
     fn unusable(&self, id: u32, e: KeyLookup) -> Error {
         match e {
             KeyLookup::Failed(e) => e,
@@ -479,11 +483,7 @@ impl Keyring {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            let next = meta
-                .get("next_key_id")
-                .map_err(|e| self.err(e))?
-                .and_then(|v| v.value().try_into().ok().map(u32::from_le_bytes))
-                .ok_or_else(|| self.err("next_key_id is missing"))?;
+            let next = self.next_key_id(&meta)?;
             if next > highest {
                 return Ok(());
             }

@@ -36,7 +36,6 @@ const LONG_ALLOWED: &[(&str, &str, usize)] = &[
     ("engine/src/index.rs", "insert", 81),
     ("engine/src/index.rs", "remove_range", 80),
     ("engine/src/kek.rs", "open", 78),
-    ("engine/src/keyring.rs", "new_subject_key", 74),
     ("engine/src/retention.rs", "reclaim", 136),
     ("engine/src/scrub.rs", "check_one", 80),
     ("engine/src/scrub.rs", "scrub", 238),

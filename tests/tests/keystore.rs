@@ -27,6 +27,16 @@ fn bodies(store: &stele_engine::Store, conversation: &str) -> Vec<Result<Vec<u8>
         .collect()
 }
 
+/// The names of the audit trail's events, oldest first.
+fn audit_names(store: &stele_engine::Store) -> Vec<String> {
+    store
+        .audit_trail(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.action.name().to_string())
+        .collect()
+}
+
 /// Conversation `old` is written under key 1, then the keystore is backed
 /// up, then conversation `new` gets key 2.
 fn archive_with_backup(dir: &Path) -> (Archive, std::path::PathBuf) {
@@ -119,12 +129,7 @@ fn acknowledging_lost_keys_resumes_writes_without_reusing_their_ids() {
         let e = b.expect_err("lost");
         assert!(e.contains("lost"), "{e}");
     }
-    let trail: Vec<String> = store
-        .audit_trail(usize::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event.action.name().to_string())
-        .collect();
+    let trail = audit_names(&store);
     assert!(
         trail.iter().any(|n| n == "keystore-incomplete"),
         "{trail:?}"
@@ -260,12 +265,7 @@ fn an_old_keystore_does_not_bring_erased_records_back() {
             "seq {s} stays erased"
         );
     }
-    let trail: Vec<String> = store
-        .audit_trail(usize::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event.action.name().to_string())
-        .collect();
+    let trail = audit_names(&store);
     assert!(trail.iter().any(|n| n == "erasure-reapplied"), "{trail:?}");
     store.close().unwrap();
 }

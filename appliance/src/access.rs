@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use firmware_config::{Config, Role};
 use prometheus::{IntCounterVec, Opts, Registry};
 use sha2::{Digest, Sha256};
-use stele_engine::audit::{Action, Actor, Outcome};
+use stele_engine::compliance::audit::{Action, Actor, Outcome};
 use stele_engine::Store;
 
 /// SHA-256 of a token, as configuration files store it.
@@ -61,7 +61,7 @@ pub fn actor(config: &Config, name: &str, token: Option<&str>) -> Actor {
 /// A new random access token and its hash for the configuration.
 pub fn new_token() -> Result<(String, String)> {
     let mut b = [0u8; 24];
-    stele_engine::kek::random(&mut b)?;
+    stele_engine::crypto::kek::random(&mut b)?;
     let t = hex::encode(b);
     let h = token_hash(&t);
     Ok((t, h))

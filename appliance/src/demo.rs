@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use firmware_config::Config;
 use firmware_config::Role;
-use stele_engine::audit::{Actor, Criteria};
+use stele_engine::compliance::audit::{Actor, Criteria};
 use stele_engine::store::now_us;
 use stele_engine::NewRecord;
 
@@ -259,9 +259,9 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
     let head = s.sign_tree_head()?;
     let bundle = s.export_bundle(&seqs[..10], 10)?;
     let pk = s.tree_head_public_key()?;
-    let checked = stele_engine::export::verify_bundle(&bundle, Some(&pk), None)
+    let checked = stele_engine::integrity::export::verify_bundle(&bundle, Some(&pk), None)
         .map_err(|w| anyhow::anyhow!("the demo's own bundle failed verification: {w}"))?;
-    let scrub = s.scrub(stele_engine::scrub::ScrubMode::Full, None)?;
+    let scrub = s.scrub(stele_engine::integrity::scrub::ScrubMode::Full, None)?;
     ensure!(scrub.damage_count == 0, "a fresh store scrubs clean");
     println!(
         "integrity: tree head of size {} signed (Ed25519 key {}…); {} records exported and verified offline against it; full scrub of {} frames at {:.0} MB/s found no damage",

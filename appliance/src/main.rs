@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use firmware_config::Config;
-use stele_engine::audit::{Actor, Criteria};
+use stele_engine::compliance::audit::{Actor, Criteria};
 use stele_engine::NewRecord;
 
 use store_dir::StoreDir;
@@ -691,7 +691,7 @@ fn clock_command(
         }) => {
             let first_token = access::token(who.token_file.as_deref())?;
             let second_token = access::token(Some(&second_token_file))?;
-            let a = stele_engine::corroboration::Attestation {
+            let a = stele_engine::compliance::corroboration::Attestation {
                 first: access::actor(&sd.config, &who.actor, first_token.as_deref()),
                 second: access::actor(&sd.config, &second, second_token.as_deref()),
                 utc_us: when::parse(&utc)?,
@@ -710,7 +710,9 @@ fn clock_command(
     Ok(())
 }
 
-fn corroboration_json(r: stele_engine::corroboration::AttestationReport) -> serde_json::Value {
+fn corroboration_json(
+    r: stele_engine::compliance::corroboration::AttestationReport,
+) -> serde_json::Value {
     serde_json::json!({
         "corroborated": true,
         "audit_seq": r.seq,
@@ -841,7 +843,7 @@ fn run(cli: Cli) -> Result<()> {
                     "store {} at {} (on-disk format {})",
                     r.store_id,
                     sd.root.display(),
-                    stele_engine::superblock::FORMAT_VERSION
+                    stele_engine::log::superblock::FORMAT_VERSION
                 );
                 println!(
                     "  next seq {}, epoch {}, sealed zones {}",
@@ -944,11 +946,11 @@ fn run(cli: Cli) -> Result<()> {
             (_, Some(bundle)) => {
                 let text = std::fs::read_to_string(&bundle)
                     .with_context(|| format!("reading {}", bundle.display()))?;
-                let b: stele_engine::export::Bundle = serde_json::from_str(&text)
+                let b: stele_engine::integrity::export::Bundle = serde_json::from_str(&text)
                     .with_context(|| format!("{} is not an export bundle", bundle.display()))?;
                 let previous = match &previous_tree_head {
                     Some(p) => Some(
-                        serde_json::from_str::<stele_engine::treehead::SignedTreeHead>(
+                        serde_json::from_str::<stele_engine::integrity::treehead::SignedTreeHead>(
                             &std::fs::read_to_string(p)
                                 .with_context(|| format!("reading {}", p.display()))?,
                         )
@@ -956,7 +958,7 @@ fn run(cli: Cli) -> Result<()> {
                     ),
                     None => None,
                 };
-                let r = stele_engine::export::verify_bundle(
+                let r = stele_engine::integrity::export::verify_bundle(
                     &b,
                     public_key.as_deref(),
                     previous.as_ref(),
@@ -1033,7 +1035,7 @@ fn run(cli: Cli) -> Result<()> {
             zone,
             unlimited,
         } => {
-            use stele_engine::scrub::ScrubMode;
+            use stele_engine::integrity::scrub::ScrubMode;
             let r = with_store(&store, |sd, s| {
                 let sc = &sd.config.scrub;
                 let mode = match (mode.as_str(), zone) {
@@ -1382,7 +1384,7 @@ fn run(cli: Cli) -> Result<()> {
 /// full scrub after it goes on to the end and lists every damaged place.
 fn verify_store(s: &stele_engine::Store) -> Result<()> {
     let walked = s.verify();
-    let scrub = s.scrub(stele_engine::scrub::ScrubMode::Full, None)?;
+    let scrub = s.scrub(stele_engine::integrity::scrub::ScrubMode::Full, None)?;
     let v = match walked {
         Ok(v) if scrub.damage_count == 0 && v.damaged_zones.is_empty() => v,
         walked => {

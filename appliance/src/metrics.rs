@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use anyhow::Result;
 use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
-use stele_engine::zone::ZoneCondition;
+use stele_engine::log::zone::ZoneCondition;
 use stele_engine::Store;
 
 fn gauge(r: &Registry, name: &str, help: &str, v: i64) -> Result<()> {

@@ -15,8 +15,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use firmware_config::RoughtimeServer;
 use roughenough_client::measurement::Measurement;
 use roughenough_client::Client;
-use stele_engine::audit::Actor;
-use stele_engine::corroboration::{AttestationReport, ServerTime};
+use stele_engine::compliance::audit::Actor;
+use stele_engine::compliance::corroboration::{AttestationReport, ServerTime};
 use stele_engine::Store;
 
 /// How long to wait for each server's answer.
@@ -89,9 +89,9 @@ pub fn corroborate(
                 bail!(
                     "Roughtime servers disagree: {} says {}, {} says {}: one of them is wrong; nothing is corroborated",
                     a.source,
-                    stele_engine::clock::utc(a.midpoint_us),
+                    stele_engine::time::clock::utc(a.midpoint_us),
                     b.source,
-                    stele_engine::clock::utc(b.midpoint_us)
+                    stele_engine::time::clock::utc(b.midpoint_us)
                 );
             }
         }

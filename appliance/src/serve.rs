@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::json;
+use stele_engine::integrity::scrub::ScrubMode;
 use stele_engine::{FrameKind, NewRecord, Store};
 
 use crate::access::IngestAuth;
@@ -144,8 +145,8 @@ pub fn run(config: &Path) -> Result<()> {
     store.start_background_scrub(stele_engine::BackgroundScrub {
         interval: Duration::from_secs(scrub.interval_hours as u64 * 3600),
         mode: match scrub.mode {
-            firmware_config::ScrubMode::Full => stele_engine::scrub::ScrubMode::Full,
-            firmware_config::ScrubMode::Sampled => stele_engine::scrub::ScrubMode::Sampled {
+            firmware_config::ScrubMode::Full => ScrubMode::Full,
+            firmware_config::ScrubMode::Sampled => ScrubMode::Sampled {
                 percent: scrub.sample_percent,
                 min_records: scrub.sample_min_records,
             },
@@ -490,7 +491,7 @@ fn deliver_unreadable(
             .unreadable
             .with_label_values(&["whatsapp"])
             .inc();
-        let event = stele_engine::audit::Action::DeliveryUnreadable {
+        let event = stele_engine::compliance::audit::Action::DeliveryUnreadable {
             source: "whatsapp".into(),
             body_sha256: evidence_id.trim_start_matches("whatsapp-delivery:").into(),
             evidence_seq: *seq,
@@ -498,7 +499,7 @@ fn deliver_unreadable(
         if let Err(e) = st.store.record_capture_event(
             "whatsapp webhook sender",
             event,
-            stele_engine::audit::Outcome::Done,
+            stele_engine::compliance::audit::Outcome::Done,
             why,
         ) {
             tracing::error!(error = %e, "could not audit an unreadable delivery");
@@ -636,11 +637,11 @@ fn refuse_request(st: &AppState, source: &str, body: &[u8], why: &str) {
         .errors
         .with_label_values(&[source])
         .inc();
-    let event = stele_engine::audit::Action::DeliveryRefused {
+    let event = stele_engine::compliance::audit::Action::DeliveryRefused {
         source: source.into(),
         body_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body)),
     };
-    let outcome = stele_engine::audit::Outcome::Refused { why: why.into() };
+    let outcome = stele_engine::compliance::audit::Outcome::Refused { why: why.into() };
     if let Err(e) =
         st.store
             .record_capture_event(&format!("{source} client"), event, outcome, "request check")

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use firmware_config::{Config, KeyProviderKind, CONFIG_FILE};
-use stele_engine::anchor::{AnchorPlace, DirAnchor};
-use stele_engine::device::{Device, FileDevice, Geometry, ZoneDirDevice};
+use stele_engine::crypto::anchor::{AnchorPlace, DirAnchor};
+use stele_engine::io::device::{Device, FileDevice, Geometry, ZoneDirDevice};
 use stele_engine::{FileKek, KeyProvider, Keyring, Pkcs11Config, Pkcs11Kek, Store, StoreOptions};
 use zeroize::Zeroizing;
 
@@ -129,7 +129,7 @@ impl StoreDir {
             );
         }
         // Refused before anything is made, so a refused init leaves nothing behind.
-        if let Some((clock, gap_s)) = stele_engine::clock::interposed_clock() {
+        if let Some((clock, gap_s)) = stele_engine::time::clock::interposed_clock() {
             return Err(stele_engine::Error::ClockInterposed {
                 clock: clock.into(),
                 gap_s,
@@ -208,7 +208,7 @@ impl StoreDir {
             .store
             .devices
             .iter()
-            .map(|d| stele_engine::device::open_path(&sd.resolve(d)))
+            .map(|d| stele_engine::io::device::open_path(&sd.resolve(d)))
             .collect::<stele_engine::Result<Vec<_>>>()?;
         let mut options = sd.options(keyring.clone());
         options.anchors = sd.anchors(hsm);

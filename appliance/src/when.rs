@@ -62,7 +62,7 @@ pub fn parse(s: &str) -> Result<i64> {
 
 /// Format UTC microseconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format(us: i64) -> String {
-    stele_engine::clock::utc(us)
+    stele_engine::time::clock::utc(us)
 }
 
 #[cfg(test)]

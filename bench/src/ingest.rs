@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use stele_engine::device::{Device, Geometry, ZoneDirDevice};
+use stele_engine::io::device::{Device, Geometry, ZoneDirDevice};
 use stele_engine::{Keys, NewRecord, Store, StoreOptions};
 
 use crate::{crypto, raw};
@@ -19,12 +19,13 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-/// Remove a scratch store. Its sealed zone files are immutable, so the flag is lifted first (needs root).
+/// Remove a scratch store. Its sealed zone files are immutable and its open
+/// ones append-only, so both flags are lifted first (needs root).
 pub fn remove_store(dir: &Path) {
     if dir.exists() {
         let _ = std::process::Command::new("chattr")
             .arg("-R")
-            .arg("-i")
+            .arg("-ia")
             .arg(dir)
             .status();
         let _ = std::fs::remove_dir_all(dir);
@@ -205,13 +206,13 @@ pub fn run(
 /// the most any media ingest of these blobs on this machine could reach. MB/s.
 pub fn media_cpu_ceiling(threads: usize, blobs: &[Vec<u8>]) -> f64 {
     use sha2::Digest;
-    use stele_engine::frame::{self, FrameHeader, FrameKind, FRAME_OVERHEAD, HEADER_LEN};
+    use stele_engine::format::frame::{self, FrameHeader, FrameKind, FRAME_OVERHEAD, HEADER_LEN};
     let chunk = 1usize << 20;
     let t = Instant::now();
     std::thread::scope(|s| {
         for i in 0..threads {
             s.spawn(move || {
-                let key = stele_engine::keys::DataKey::new(1, &[9; 32]);
+                let key = stele_engine::crypto::keys::DataKey::new(1, &[9; 32]);
                 let mut out = vec![0u8; chunk + FRAME_OVERHEAD];
                 let mut prev = [0u8; 32];
                 let mut seq = 0u64;

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rand::{Rng, RngExt};
-use stele_engine::buffer::AlignedBuf;
-use stele_engine::merkle;
-use stele_engine::scrub::ScrubMode;
+use stele_engine::format::merkle;
+use stele_engine::integrity::scrub::ScrubMode;
+use stele_engine::io::buffer::AlignedBuf;
 use stele_engine::NewRecord;
 
 use crate::ingest::{new_store, remove_store};

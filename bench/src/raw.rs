@@ -5,7 +5,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Instant;
 
-use stele_engine::buffer::AlignedBuf;
+use stele_engine::io::buffer::AlignedBuf;
 
 pub struct RawRates {
     /// Sequential O_DIRECT writes of 4 MiB, one fdatasync at the end (MB/s).

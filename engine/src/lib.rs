@@ -1,45 +1,28 @@
 //! The Stele storage engine: an append-only, zoned, encrypted and checksummed
 //! log with block-level write-once enforcement, group commit and crash-safe
 //! recovery. [`Store`] is the entry point.
+//!
+//! Layers, bottom to top (docs/ARCHITECTURE.md): [`io`], [`time`], [`crypto`],
+//! [`format`], [`index`], [`log`], [`compliance`], [`integrity`], [`store`].
+//! A layer uses only the layers below it; [`error`] is shared by all.
 
-pub mod anchor;
-pub mod audit;
-pub mod blob;
-pub mod buffer;
-pub mod clock;
-pub mod commit;
 pub mod compliance;
-pub mod configuration;
-pub mod corroboration;
-pub mod device;
-pub mod erasure;
+pub mod crypto;
 pub mod error;
-pub mod export;
-pub mod frame;
-pub mod hold;
+pub mod format;
 pub mod index;
-pub mod kek;
-pub mod key_custody;
-pub mod keyring;
-pub mod keys;
-pub mod location;
-pub mod merkle;
-pub mod record;
-pub mod retention;
-pub mod scan;
-pub mod scrub;
+pub mod integrity;
+pub mod io;
+pub mod log;
 pub mod store;
-pub mod superblock;
-pub mod timestamp;
-pub mod treehead;
-pub mod zone;
+pub mod time;
 
+pub use crypto::kek::{FileKek, KeyProvider, Pkcs11Config, Pkcs11Kek};
+pub use crypto::keyring::Keyring;
+pub use crypto::keys::{DataKey, Keys};
 pub use error::{Error, Location, Result, WormViolation};
-pub use frame::FrameKind;
-pub use kek::{FileKek, KeyProvider, Pkcs11Config, Pkcs11Kek};
-pub use keyring::Keyring;
-pub use keys::{DataKey, Keys};
-pub use record::{NewRecord, Receipt, Record};
+pub use format::frame::FrameKind;
+pub use format::record::{NewRecord, Receipt, Record};
 pub use store::{
     BackgroundScrub, BlobRef, OpenReport, PendingAppend, Store, StoreOptions, VerifyReport,
 };

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stele_engine::device::{Device, FaultConfig, FaultDevice, Geometry, ZoneDirDevice};
+use stele_engine::io::device::{Device, FaultConfig, FaultDevice, Geometry, ZoneDirDevice};
 use stele_engine::{Keys, Store, StoreOptions};
 
 pub const TEST_KEY: [u8; 32] = [0x42; 32];
@@ -127,7 +127,7 @@ pub fn fill(store: &Store, n: u64, len: usize) {
 /// compliance clock driven by a hand-wound time source, in `dir`.
 pub struct Archive {
     pub dir: std::path::PathBuf,
-    pub time: Arc<stele_engine::clock::ManualTime>,
+    pub time: Arc<stele_engine::time::clock::ManualTime>,
     pub rotation_days: u32,
     pub subject: firmware_config::DataSubject,
 }
@@ -168,7 +168,7 @@ impl Archive {
     pub fn new(dir: &Path) -> Archive {
         Archive {
             dir: dir.to_path_buf(),
-            time: stele_engine::clock::ManualTime::starting_at(EPOCH_2026_US),
+            time: stele_engine::time::clock::ManualTime::starting_at(EPOCH_2026_US),
             rotation_days: 90,
             subject: firmware_config::DataSubject::Conversation,
         }
@@ -252,16 +252,16 @@ impl Archive {
 
 /// The system clock's UTC time now, as the command line takes it (`YYYY-MM-DDTHH:MM:SSZ`).
 pub fn utc_now_text() -> String {
-    stele_engine::clock::utc(stele_engine::store::now_us())
+    stele_engine::time::clock::utc(stele_engine::store::now_us())
 }
 
 /// Four eyes (an operator and a legal-hold officer) state that the true
 /// time is `utc_us`, so that reclaim and erasure may go by the clock.
 pub fn attest(store: &Store, utc_us: i64) {
     use firmware_config::Role;
-    use stele_engine::audit::Actor;
+    use stele_engine::compliance::audit::Actor;
     store
-        .attest_time(&stele_engine::corroboration::Attestation {
+        .attest_time(&stele_engine::compliance::corroboration::Attestation {
             first: Actor::new("olga", &[Role::Operator]),
             second: Actor::new("lena", &[Role::LegalHold]),
             utc_us,

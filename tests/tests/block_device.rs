@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use stele_engine::device::{open_path, Device, FileDevice, Geometry};
+use stele_engine::io::device::{open_path, Device, FileDevice, Geometry};
 use stele_engine::{Error, NewRecord, Store};
 use stele_tests::*;
 
@@ -77,7 +77,7 @@ fn a_store_on_a_loop_block_device() {
             .zones()
             .states()
             .iter()
-            .filter(|z| z.condition == stele_engine::zone::ZoneCondition::Sealed)
+            .filter(|z| z.condition == stele_engine::log::zone::ZoneCondition::Sealed)
             .count()
             >= 2
     );

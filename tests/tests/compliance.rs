@@ -5,9 +5,9 @@
 use std::sync::atomic::Ordering;
 
 use firmware_config::Role;
-use stele_engine::audit::{Action, Actor, Criteria, Outcome};
-use stele_engine::erasure::ErasureState;
-use stele_engine::zone::ZoneCondition;
+use stele_engine::compliance::audit::{Action, Actor, Criteria, Outcome};
+use stele_engine::compliance::erasure::ErasureState;
+use stele_engine::log::zone::ZoneCondition;
 use stele_engine::{Error, Store};
 use stele_tests::{Archive, Scratch, DAY_US};
 
@@ -408,8 +408,8 @@ fn the_compliance_clock_cannot_be_wound() {
     store.close().unwrap();
 
     // Editing the persisted clock on the device is detected.
-    let dev = stele_engine::device::ZoneDirDevice::open(&dir.path().join("data")).unwrap();
-    let mut copies = stele_engine::superblock::Superblock::read_copies(&dev).unwrap();
+    let dev = stele_engine::io::device::ZoneDirDevice::open(&dir.path().join("data")).unwrap();
+    let mut copies = stele_engine::log::superblock::Superblock::read_copies(&dev).unwrap();
     copies.sort_by_key(|s| s.generation);
     let mut sb = copies.pop().unwrap();
     sb.clock.compliance_us += 3650 * DAY_US;

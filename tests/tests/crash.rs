@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use stele_engine::device::FaultConfig;
+use stele_engine::io::device::FaultConfig;
 use stele_engine::{Error, NewRecord, Store};
 use stele_tests::*;
 

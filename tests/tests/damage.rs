@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use stele_engine::scrub::ScrubMode;
+use stele_engine::integrity::scrub::ScrubMode;
 use stele_engine::{Error, NewRecord};
 use stele_tests::*;
 

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use firmware_config::Role;
-use stele_engine::audit::Actor;
-use stele_engine::clock::ManualTime;
-use stele_engine::device::{Geometry, ZoneDirDevice};
+use stele_engine::compliance::audit::Actor;
+use stele_engine::io::device::{Geometry, ZoneDirDevice};
+use stele_engine::time::clock::ManualTime;
 use stele_engine::{Error, KeyProvider, Keyring, NewRecord, Pkcs11Config, Pkcs11Kek, Store};
 use stele_tests::softhsm::{module, SoftHsm};
 use stele_tests::{short_retention, small_options, Scratch, DAY_US, EPOCH_2026_US};
@@ -159,7 +159,10 @@ fn key_hierarchy_on_softhsm() {
         .request_erasure(&dpo, "c2", "Art. 17 request")
         .unwrap();
     assert!(
-        matches!(state, stele_engine::erasure::ErasureState::Executed { .. }),
+        matches!(
+            state,
+            stele_engine::compliance::erasure::ErasureState::Executed { .. }
+        ),
         "{state:?}"
     );
     for (seq, id) in &seqs {

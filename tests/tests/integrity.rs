@@ -8,9 +8,9 @@ use firmware_config::Role;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
-use stele_engine::audit::Actor;
-use stele_engine::export::{verify_bundle, Bundle};
-use stele_engine::merkle::{self, MemoryTree};
+use stele_engine::compliance::audit::Actor;
+use stele_engine::format::merkle::{self, MemoryTree};
+use stele_engine::integrity::export::{verify_bundle, Bundle};
 use stele_engine::NewRecord;
 use stele_tests::{Archive, Scratch, DAY_US};
 
@@ -205,7 +205,7 @@ fn background_scrub_runs_on_its_schedule() {
     }
     store.start_background_scrub(stele_engine::BackgroundScrub {
         interval: Duration::from_millis(200),
-        mode: stele_engine::scrub::ScrubMode::Full,
+        mode: stele_engine::integrity::scrub::ScrubMode::Full,
         bytes_per_sec: Some(50_000_000),
     });
     let mut reports = Vec::new();

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use firmware_config::Role;
-use stele_engine::audit::Actor;
+use stele_engine::compliance::audit::Actor;
 use stele_engine::{Error, NewRecord};
 use stele_tests::{Archive, Scratch};
 
@@ -228,7 +228,7 @@ fn lost_keys_do_not_stop_rebuild_verify_or_export() {
 /// records stay unreadable.
 #[test]
 fn an_old_keystore_does_not_bring_erased_records_back() {
-    use stele_engine::erasure::ErasureState;
+    use stele_engine::compliance::erasure::ErasureState;
     let dir = Scratch::new();
     let a = Archive::new(dir.path());
     let store = a.create(16);

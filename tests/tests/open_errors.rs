@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use stele_engine::device::{Device, FaultConfig, FileDevice, Geometry, ZoneDirDevice, META_BYTES};
+use stele_engine::io::device::{
+    Device, FaultConfig, FileDevice, Geometry, ZoneDirDevice, META_BYTES,
+};
 use stele_engine::{Error, Keys, NewRecord, Store};
 use stele_tests::*;
 

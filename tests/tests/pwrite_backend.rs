@@ -1,7 +1,7 @@
 //! The pwrite + fdatasync fallback (used where io_uring is unavailable) is a
 //! complete write path: forced here for this test process only.
 
-use stele_engine::device::IoBackend;
+use stele_engine::io::device::IoBackend;
 use stele_engine::NewRecord;
 use stele_tests::*;
 

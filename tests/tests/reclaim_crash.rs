@@ -10,9 +10,9 @@ use std::sync::Arc;
 use firmware_config::Role;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use stele_engine::audit::{Actor, Criteria};
-use stele_engine::clock::ManualTime;
-use stele_engine::device::FaultConfig;
+use stele_engine::compliance::audit::{Actor, Criteria};
+use stele_engine::io::device::FaultConfig;
+use stele_engine::time::clock::ManualTime;
 use stele_engine::{Error, NewRecord, Store, StoreOptions};
 use stele_tests::*;
 

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use stele_engine::device::{Device, FaultConfig};
-use stele_engine::scrub::ScrubMode;
+use stele_engine::integrity::scrub::ScrubMode;
+use stele_engine::io::device::{Device, FaultConfig};
 use stele_engine::{NewRecord, Store};
 use stele_tests::*;
 
@@ -152,7 +152,7 @@ fn run(seed: u64) {
                 let len = f.len as usize;
                 let i = o + 160 + rng.random_range(0..len - 160 - 20);
                 data[i] ^= 0x20;
-                let crc = stele_engine::frame::checksum(&data[o..o + len]);
+                let crc = stele_engine::format::frame::checksum(&data[o..o + len]);
                 data[o + len - 4..o + len].copy_from_slice(&crc.to_le_bytes());
                 dev.write_zone(f.zone, b, &data).unwrap();
                 dev.flush().unwrap();

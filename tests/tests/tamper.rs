@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use stele_engine::anchor::{AnchorPlace, DirAnchor};
-use stele_engine::audit::Actor;
-use stele_engine::device::{Device, Geometry, ZoneDirDevice, META_COPY_BYTES};
-use stele_engine::superblock::Superblock;
+use stele_engine::compliance::audit::Actor;
+use stele_engine::crypto::anchor::{AnchorPlace, DirAnchor};
+use stele_engine::io::device::{Device, Geometry, ZoneDirDevice, META_COPY_BYTES};
+use stele_engine::log::superblock::Superblock;
 use stele_engine::{Error, NewRecord, Store, StoreOptions};
 use stele_tests::*;
 
@@ -253,8 +253,8 @@ fn a_device_never_writes_anywhere_but_its_zone_file_end() {
         },
     )
     .unwrap();
-    let block = stele_engine::buffer::AlignedBuf::zeroed(4096);
-    dev.write_durable(&[stele_engine::device::ZoneWrite {
+    let block = stele_engine::io::buffer::AlignedBuf::zeroed(4096);
+    dev.write_durable(&[stele_engine::io::device::ZoneWrite {
         zone: 0,
         offset: 0,
         data: &block,
@@ -262,7 +262,7 @@ fn a_device_never_writes_anywhere_but_its_zone_file_end() {
     .unwrap();
     // A write past the end would leave a hole the append would not honour.
     assert!(dev
-        .write_durable(&[stele_engine::device::ZoneWrite {
+        .write_durable(&[stele_engine::io::device::ZoneWrite {
             zone: 0,
             offset: 3 * 4096,
             data: &block,

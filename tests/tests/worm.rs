@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use stele_engine::device::{Device, FaultConfig, Immutability, ZoneDirDevice};
-use stele_engine::zone::{ZoneCondition, ZoneState, ZonedDevice};
+use stele_engine::io::device::{Device, FaultConfig, Immutability, ZoneDirDevice};
+use stele_engine::log::zone::{ZoneCondition, ZoneState, ZonedDevice};
 use stele_engine::{Error, NewRecord, WormViolation};
 use stele_tests::*;
 
@@ -66,7 +66,7 @@ fn device_layer_refuses_everything_but_appends_at_the_write_pointer() {
     ));
     assert!(matches!(
         zd.append_durable(
-            &[stele_engine::device::ZoneWrite {
+            &[stele_engine::io::device::ZoneWrite {
                 zone: 99,
                 offset: 0,
                 data: &block(9)

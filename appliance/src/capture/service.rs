@@ -28,7 +28,7 @@ use std::time::Instant;
 use firmware_config::ConsentPolicy;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use stele_engine::audit::{Action, Outcome as AuditOutcome};
+use stele_engine::compliance::audit::{Action, Outcome as AuditOutcome};
 use stele_engine::{FrameKind, NewRecord, Record, Store};
 
 use super::claim::Claims;
@@ -518,7 +518,7 @@ fn fail_all(
 fn conflict_id(id: &str, fingerprint: &[u8; 32]) -> String {
     let fp = &hex::encode(fingerprint)[..32];
     let long = format!("{id}#conflict:{fp}");
-    if long.len() <= stele_engine::record::ID_LEN_MAX {
+    if long.len() <= stele_engine::format::record::ID_LEN_MAX {
         return long;
     }
     let of_id = &hex::encode(Sha256::digest(id.as_bytes()))[..32];
@@ -572,7 +572,7 @@ fn fingerprint_of(r: &Record) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stele_engine::device::FaultConfig;
+    use stele_engine::io::device::FaultConfig;
     use stele_tests::{as_devices, fault_device, keys, small_options};
 
     const ZONE: u64 = 64 << 10;
@@ -693,7 +693,7 @@ mod tests {
     fn a_conflict_under_a_longest_id_still_fits() {
         let (_dir, store) = store_for("capture-long");
         let c = Capture::new(store.clone(), ConsentPolicy::Off, None).unwrap();
-        let id = "i".repeat(stele_engine::record::ID_LEN_MAX);
+        let id = "i".repeat(stele_engine::format::record::ID_LEN_MAX);
         let first = c.store("api", vec![item(&id, "a")]).unwrap();
         assert!(matches!(first[0], Outcome::Stored { .. }), "{first:?}");
         let o = c.store("api", vec![item(&id, "b")]).unwrap();

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stele_engine::anchor::{AnchorPlace, DirAnchor};
-use stele_engine::device::{Geometry, ZoneDirDevice};
+use stele_engine::crypto::anchor::{AnchorPlace, DirAnchor};
+use stele_engine::io::device::{Geometry, ZoneDirDevice};
 use stele_engine::{NewRecord, Store};
 use stele_tests::{body, keys, small_options};
 

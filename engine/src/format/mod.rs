@@ -1,0 +1,8 @@
+//! What a frame is, byte for byte (docs/FORMAT.md): the frame header and
+//! body, the record envelope inside it, where a frame sits and what the
+//! index keeps of it, and the Merkle tree over every frame.
+
+pub mod frame;
+pub mod location;
+pub mod merkle;
+pub mod record;

@@ -50,7 +50,6 @@ const LONG_ALLOWED: &[(&str, &str, usize)] = &[
     ("engine/src/index/mod.rs", "remove_range", 80),
     ("engine/src/crypto/kek.rs", "open", 78),
     ("engine/src/compliance/retention.rs", "reclaim", 136),
-    ("engine/src/integrity/scrub.rs", "check_one", 80),
     ("engine/src/integrity/scrub.rs", "scrub", 238),
     ("engine/src/store/mod.rs", "create", 126),
     ("engine/src/store/mod.rs", "open_once", 391),

@@ -27,6 +27,7 @@ use crate::format::frame::{self, FrameKind};
 use crate::format::merkle::{self, Hash, LeafData};
 use crate::index::FrameLocation;
 use crate::io::buffer::{align_down, align_up, AlignedBuf};
+use crate::log::verify::{Fault, FrameVerifier, Opened};
 use crate::store::Store;
 
 pub const SCRUB_CONVERSATION: &str = "stele/scrub";
@@ -207,24 +208,13 @@ impl Store {
                 return c;
             }
         };
-        let checked = match frame::check(bytes) {
-            Ok(x) => x,
-            Err(e) => {
-                hurt("corrupt", format!("seq {}: {e}", loc.seq));
+        let header = match FrameVerifier::identify(bytes, loc) {
+            Ok(checked) => checked.header,
+            Err(f) => {
+                hurt(f.kind(), f.detail(loc.seq));
                 return c;
             }
         };
-        let header = checked.header;
-        if header.seq != loc.seq || checked.crc != loc.crc || header.frame_len != loc.frame_len {
-            hurt(
-                "misdirected",
-                format!(
-                    "expected seq {} (crc {:08x}), found seq {} (crc {:08x})",
-                    loc.seq, loc.crc, header.seq, checked.crc
-                ),
-            );
-            return c;
-        }
         let sha = frame::hash(bytes);
         if recorded_leaf != Some(LeafData::of(&header, sha).hash()) {
             hurt(
@@ -234,15 +224,13 @@ impl Store {
         }
         c.sha = Some(sha);
         c.prev_hash = Some(header.prev_hash);
-        match self.key_by_id(header.key_id, loc.seq) {
-            Ok(key) => {
-                if frame::open(bytes, &header, &key, &self.store_id()).is_ok() {
-                    c.authenticated = true;
-                } else {
-                    hurt("authentication", "the GCM tag does not verify".into());
-                }
-            }
-            Err(e) if e.key_unavailable() => c.shredded = true,
+        match FrameVerifier::new(&self.shared).open(bytes, &header, loc.zone, loc.offset) {
+            Ok(Opened::Plaintext(_)) => c.authenticated = true,
+            Ok(Opened::Unreadable(_)) => c.shredded = true,
+            Err(Error::Authentication { .. }) => hurt(
+                Fault::Authentication.kind(),
+                Fault::Authentication.to_string(),
+            ),
             Err(e) => hurt("authentication", e.to_string()),
         }
         c

@@ -5,4 +5,5 @@
 pub mod commit;
 pub mod scan;
 pub mod superblock;
+pub mod verify;
 pub mod zone;

@@ -30,6 +30,7 @@ use crate::log::commit::{
 };
 use crate::log::scan::{Scanner, Stretch};
 use crate::log::superblock::{DeviceEntry, Superblock};
+use crate::log::verify::{FrameVerifier, Opened};
 use crate::log::zone::{ZoneCondition, ZoneSet, ZoneState, ZonedDevice};
 use crate::time::clock::{ComplianceClock, SystemTimeSource, TimeSource};
 use crate::time::timestamp;
@@ -1151,66 +1152,36 @@ impl Store {
         self.submit(rec)?.wait()
     }
 
-    /// Read and verify the frame at `loc`: the frame found there must be the
-    /// one the index expects (seq and CRC), pass its CRC and its GCM tag.
     /// Read the frame at `loc` and check it is the one the index expects
-    /// there (seq, CRC, length) and that its CRC matches. No key is used.
+    /// there ([`FrameVerifier`]: bounds, then identity). No key is used.
     pub(crate) fn read_checked(
         &self,
         loc: &FrameLocation,
     ) -> Result<(frame::FrameHeader, Vec<u8>)> {
-        let zones = &self.shared.zones;
-        let at = zones.location(loc.zone, loc.offset);
-        // A damaged index must give an error, not a huge allocation or a read outside the zone.
-        let len = loc.frame_len as usize;
-        if !(FRAME_OVERHEAD..=frame::FRAME_LEN_MAX).contains(&len)
-            || zones.state(loc.zone).is_err()
-            || loc
-                .offset
-                .checked_add(len as u64)
-                .is_none_or(|e| e > zones.zone_size())
-        {
-            return Err(Error::Index {
-                path: "index".into(),
-                reason: format!("the entry for seq {} points outside the log ({at}, {len} bytes); run `stele admin reindex`", loc.seq),
-            });
-        }
+        let verifier = FrameVerifier::new(&self.shared);
+        let at = || verifier.at(loc.zone, loc.offset);
+        verifier
+            .in_bounds(loc)
+            .map_err(|f| f.into_error(at(), loc.seq))?;
         let start = align_down(loc.offset);
         let end = align_up(loc.offset + loc.frame_len as u64);
         let mut buf = AlignedBuf::zeroed((end - start) as usize);
-        zones.read(loc.zone, start, &mut buf)?;
-        let bytes = &buf
-            [(loc.offset - start) as usize..(loc.offset - start) as usize + loc.frame_len as usize];
-        let checked = frame::check(bytes).map_err(|e| Error::Corrupt {
-            at: at.clone(),
-            reason: format!("seq {}: {e}", loc.seq),
-        })?;
-        if checked.header.seq != loc.seq
-            || checked.crc != loc.crc
-            || checked.header.frame_len != loc.frame_len
-        {
-            return Err(Error::Corrupt {
-                at,
-                reason: format!(
-                    "misdirected: expected seq {} (crc {:08x}), found seq {} (crc {:08x})",
-                    loc.seq, loc.crc, checked.header.seq, checked.crc
-                ),
-            });
-        }
+        self.shared.zones.read(loc.zone, start, &mut buf)?;
+        let from = (loc.offset - start) as usize;
+        let bytes = &buf[from..from + loc.frame_len as usize];
+        let checked =
+            FrameVerifier::identify(bytes, loc).map_err(|f| f.into_error(at(), loc.seq))?;
         Ok((checked.header, bytes.to_vec()))
     }
 
-    /// Read, check and decrypt the frame at `loc`.
+    /// Read, check and decrypt the frame at `loc` (an unreadable one's error
+    /// says why: erased, key missing or lost).
     fn read_frame(&self, loc: &FrameLocation) -> Result<(frame::FrameHeader, Vec<u8>)> {
         let (header, bytes) = self.read_checked(loc)?;
-        let key = self.key_by_id(header.key_id, loc.seq)?;
-        let plain = frame::open(&bytes, &header, &key, &self.shared.store_id).map_err(|_| {
-            Error::Authentication {
-                at: self.shared.zones.location(loc.zone, loc.offset),
-                seq: loc.seq,
-            }
-        })?;
-        Ok((header, plain))
+        match FrameVerifier::new(&self.shared).open(&bytes, &header, loc.zone, loc.offset)? {
+            Opened::Plaintext(plain) => Ok((header, plain)),
+            Opened::Unreadable(e) => Err(e),
+        }
     }
 
     /// The stored bytes of frame `seq`, checked but not decrypted.
@@ -1388,6 +1359,7 @@ impl Store {
         let mut scanner = Scanner::whole_log(&self.shared.zones)
             .with_bridges(bridges)
             .skipping(skips);
+        let verifier = FrameVerifier::new(&self.shared);
         let mut report = VerifyReport {
             first_seq: scanner.expected_seq(),
             damaged_zones: damaged,
@@ -1408,25 +1380,9 @@ impl Store {
                 break;
             }
             // Authenticate from the bytes the scanner already read: one read per frame.
-            let key = match self.key_by_id(f.header.key_id, f.header.seq) {
-                Ok(k) => Some(k),
-                Err(e) if e.key_unavailable() => None,
-                Err(e) => return Err(e),
-            };
-            match key {
-                Some(key) => {
-                    frame::open(
-                        scanner.frame_bytes(&f),
-                        &f.header,
-                        &key,
-                        &self.shared.store_id,
-                    )
-                    .map_err(|_| Error::Authentication {
-                        at: self.shared.zones.location(f.zone, f.offset),
-                        seq: f.header.seq,
-                    })?;
-                }
-                None => report.shredded += 1,
+            let bytes = scanner.frame_bytes(&f);
+            if let Opened::Unreadable(_) = verifier.open(bytes, &f.header, f.zone, f.offset)? {
+                report.shredded += 1;
             }
             report.frames += 1;
             report.bytes += f.header.frame_len as u64;
@@ -1906,18 +1862,17 @@ fn catch_up_index(shared: &Shared, log_next: u64, progress: Option<&Progress>) -
         // both are inside the ciphertext, so they are read here.
         if matches!(f.header.kind, FrameKind::Media | FrameKind::System) {
             let at = shared.zones.location(f.zone, f.offset);
-            let plain = match shared.data_key(f.header.key_id, f.header.seq) {
-                Ok(key) => Some(
-                    frame::open(scanner.frame_bytes(&f), &f.header, &key, &shared.store_id)
-                        .map_err(|_| Error::Authentication {
-                            at: at.clone(),
-                            seq: f.header.seq,
-                        })?,
-                ),
+            let opened = FrameVerifier::new(shared).open(
+                scanner.frame_bytes(&f),
+                &f.header,
+                f.zone,
+                f.offset,
+            )?;
+            let plain = match opened {
+                Opened::Plaintext(p) => Some(p),
                 // A shredded manifest protects nothing: its subject's retention
                 // is over; one whose key is lost or missing cannot be read here.
-                Err(e) if e.key_unavailable() => None,
-                Err(e) => return Err(e),
+                Opened::Unreadable(_) => None,
             };
             if let Some(plain) = plain {
                 let env = open_envelope(&plain).map_err(|reason| Error::Corrupt {

@@ -19,7 +19,6 @@ use crate::error::{Error, Result};
 use crate::format::frame::FrameKind;
 use crate::index::FrameLocation;
 use crate::io::buffer::AlignedBuf;
-use crate::log::commit;
 use crate::log::scan::{Scanner, Stretch};
 use crate::log::zone::ZoneCondition;
 use crate::store::Store;
@@ -334,9 +333,7 @@ impl Store {
                     break;
                 }
             }
-            if kept.is_none()
-                && self.shared.acked.load(std::sync::atomic::Ordering::Acquire) < end_seq
-            {
+            if kept.is_none() && self.shared.acked() < end_seq {
                 kept = Some("its frames are not all acknowledged yet".into());
             }
             if kept.is_some() || frames.is_empty() {
@@ -384,26 +381,12 @@ impl Store {
                 Outcome::Done,
                 reason,
             )?;
-            // 2. The superblock says the zone is being reset (durable), 3. the medium erases it.
-            {
-                let mut log = self.shared.log.lock().unwrap_or_else(|p| p.into_inner());
-                zones.begin_reset(zone)?;
-                commit::checkpoint(&self.shared, &mut log).inspect_err(|e| {
-                    self.shared.poison(format!(
-                        "checkpoint during the reset of zone {zone} failed: {e}"
-                    ));
-                })?;
-            }
-            zones.finish_reset(zone)?;
-            // 4. The index forgets the zone's frames; the zone joins the free list.
+            // 2. The superblock says the zone is being reset (durable), 3. the
+            // medium erases it, 4. the index forgets the zone's frames, and
+            // the zone joins the free list.
+            let index = &self.shared.index;
             self.shared
-                .index
-                .remove_range(st.first_seq, end_seq, &cover)?;
-            self.shared
-                .free
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push_back(zone);
+                .reset_zone(zone, || index.remove_range(st.first_seq, end_seq, &cover))?;
             tracing::info!(zone, first_seq = st.first_seq, end_seq, "zone reclaimed");
             out.push(ZoneVerdict {
                 zone,

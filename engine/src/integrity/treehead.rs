@@ -21,10 +21,10 @@ use tokio::sync::oneshot;
 
 use crate::crypto::keys::TagDomain;
 use crate::error::{Error, Result};
-use crate::format::frame::{self, FrameKind};
+use crate::format::frame::FrameKind;
 use crate::format::merkle::{self, hex32, Hash};
 use crate::format::record::envelope;
-use crate::log::commit::{Shared, Submission};
+use crate::log::commit::{FrameFields, Shared, Submission};
 
 /// The conversation id tree heads are filed under.
 pub const TREE_HEAD_CONVERSATION: &str = "stele/tree-heads";
@@ -123,7 +123,7 @@ pub(crate) fn sign(
     input: &Sender<Submission>,
     zone: Option<(u32, u64, u64)>,
 ) -> Result<SignedTreeHead> {
-    let acked = shared.acked.load(Ordering::Acquire);
+    let acked = shared.acked();
     if acked > 0 {
         shared.wait_indexed(acked - 1)?;
     }
@@ -168,7 +168,7 @@ pub(crate) fn sign(
     )?;
     let (done, rx) = oneshot::channel();
     let days = shared.longest_retention_days.load(Ordering::Acquire);
-    let sub = Submission {
+    let fields = FrameFields {
         kind: FrameKind::System,
         timestamp_us: crate::store::now_us(),
         // Tree heads are kept as long as any record could be proved against them.
@@ -178,14 +178,8 @@ pub(crate) fn sign(
             .keys
             .tag(TagDomain::Conversation, TREE_HEAD_CONVERSATION.as_bytes()),
         custodian_tag: [0; crate::crypto::keys::CUSTODIAN_TAG_LEN],
-        content_hash: frame::content_hash(&plaintext),
-        key: shared.keys.data.clone(),
-        plaintext,
-        payload_at: 0,
-        refs: Vec::new(),
-        assigned: None,
-        done,
     };
+    let sub = Submission::new(fields, shared.keys.data.clone(), plaintext).acknowledging(done);
     input.send(sub).map_err(|_| Error::Closed)?;
     rx.blocking_recv().map_err(|_| Error::Closed)??;
     Ok(sth)
@@ -209,7 +203,7 @@ pub(crate) fn notary(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         // The head's own frame is the one record a quiet log gains after signing.
-        let acked = shared.acked.load(Ordering::Acquire);
+        let acked = shared.acked();
         let due =
             last.elapsed() >= interval && (signed_size == u64::MAX || acked > signed_size + 1);
         if zone.is_none() && !due {
@@ -288,7 +282,7 @@ impl crate::store::Store {
     }
 
     fn check_size(&self, size: u64) -> Result<()> {
-        let acked = self.shared.acked.load(Ordering::Acquire);
+        let acked = self.shared.acked();
         if size > acked {
             return Err(Error::invalid(
                 "tree size",

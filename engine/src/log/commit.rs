@@ -159,6 +159,46 @@ impl Shared {
         self.buffers.give(b)
     }
 
+    /// Every seq below this is durable and acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
+    /// Reset the sealed `zone`, the only way the log ever gives space back:
+    /// the reset is checkpointed (durable) before the medium erases the
+    /// zone, so a crash in between finishes the reset at the next open.
+    /// `forget` runs once the zone is empty (whoever kept entries for its
+    /// frames lets go of them); only then does the zone join the free list,
+    /// so nothing written into it later can be mistaken for what was there.
+    /// A failed checkpoint poisons the log. Whether the zone may be reset is
+    /// the caller's decision (retention's); the log checks only that it is
+    /// sealed. Returns what `forget` returned.
+    pub fn reset_zone<T>(&self, zone: u32, forget: impl FnOnce() -> Result<T>) -> Result<T> {
+        {
+            let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            let st = self.zones.state(zone)?;
+            if st.condition != ZoneCondition::Sealed {
+                return Err(Error::invalid(
+                    "zone reset",
+                    format!("zone {zone} is {:?}, not sealed", st.condition),
+                ));
+            }
+            self.zones.begin_reset(zone)?;
+            checkpoint(self, &mut log).inspect_err(|e| {
+                self.poison(format!(
+                    "checkpoint during the reset of zone {zone} failed: {e}"
+                ));
+            })?;
+        }
+        self.zones.finish_reset(zone)?;
+        let forgotten = forget()?;
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(zone);
+        Ok(forgotten)
+    }
+
     /// The data key that opens frames carrying `key_id` (frame `seq`, for errors).
     pub fn data_key(&self, key_id: u32, seq: u64) -> Result<Arc<DataKey>> {
         if key_id == crate::crypto::keys::ROOT_KEY_ID {
@@ -249,29 +289,121 @@ impl Drop for WaiterGuard<'_> {
     }
 }
 
-/// A record ready for the builder: tags computed and envelope built by the producer.
-pub(crate) struct Submission {
+/// What a frame's header says of its record, as the producer computed it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameFields {
     pub kind: FrameKind,
     pub timestamp_us: i64,
     pub retain_until_us: i64,
     pub record_tag: [u8; TAG_LEN],
     pub conversation_tag: [u8; TAG_LEN],
     pub custodian_tag: [u8; CUSTODIAN_TAG_LEN],
-    pub content_hash: [u8; 32],
-    pub key: Arc<DataKey>,
+}
+
+/// A record ready for the builder: tags computed and envelope built by the
+/// producer. Made only by the constructors below, so what reaches the
+/// pipeline is always whole.
+pub(crate) struct Submission {
+    kind: FrameKind,
+    timestamp_us: i64,
+    retain_until_us: i64,
+    record_tag: [u8; TAG_LEN],
+    conversation_tag: [u8; TAG_LEN],
+    custodian_tag: [u8; CUSTODIAN_TAG_LEN],
+    content_hash: [u8; 32],
+    key: Arc<DataKey>,
     /// The envelope, at `plaintext[payload_at..]`.
-    pub plaintext: Vec<u8>,
+    plaintext: Vec<u8>,
     /// 0, or `frame::HEADER_LEN` when the buffer leaves room for the frame
     /// header in front, so a large payload is sealed where it lies.
-    pub payload_at: usize,
+    payload_at: usize,
     /// For a blob manifest: the chunks it references (kept in the index).
-    pub refs: Vec<u64>,
+    refs: Vec<u64>,
     /// Told the frame's seq as soon as the builder gives it one (before it is durable).
-    pub assigned: Option<oneshot::Sender<u64>>,
-    pub done: oneshot::Sender<Result<Receipt>>,
+    assigned: Option<oneshot::Sender<u64>>,
+    done: oneshot::Sender<Result<Receipt>>,
 }
 
 impl Submission {
+    /// The envelope `plaintext`, to be sealed under `key`; its content hash
+    /// is the envelope's.
+    pub fn new(fields: FrameFields, key: Arc<DataKey>, plaintext: Vec<u8>) -> Self {
+        let content_hash = frame::content_hash(&plaintext);
+        Self::with_hash(fields, key, plaintext, 0, content_hash)
+    }
+
+    /// A large envelope read into `buffer` behind `payload_at` bytes of room
+    /// for the frame header, sealed where it lies, with the content hash its
+    /// producer computed (a media chunk's names the chunk, not the envelope).
+    pub fn in_place(
+        fields: FrameFields,
+        key: Arc<DataKey>,
+        buffer: Vec<u8>,
+        payload_at: usize,
+        content_hash: [u8; 32],
+    ) -> Self {
+        assert!(
+            payload_at == 0 || payload_at == frame::HEADER_LEN,
+            "a payload starts at 0 or behind a frame header's room"
+        );
+        assert!(
+            buffer.len() >= payload_at,
+            "the payload lies inside the buffer"
+        );
+        Self::with_hash(fields, key, buffer, payload_at, content_hash)
+    }
+
+    fn with_hash(
+        f: FrameFields,
+        key: Arc<DataKey>,
+        plaintext: Vec<u8>,
+        payload_at: usize,
+        content_hash: [u8; 32],
+    ) -> Self {
+        Submission {
+            kind: f.kind,
+            timestamp_us: f.timestamp_us,
+            retain_until_us: f.retain_until_us,
+            record_tag: f.record_tag,
+            conversation_tag: f.conversation_tag,
+            custodian_tag: f.custodian_tag,
+            content_hash,
+            key,
+            plaintext,
+            payload_at,
+            refs: Vec::new(),
+            assigned: None,
+            done: oneshot::channel().0,
+        }
+    }
+
+    /// A blob manifest's chunks, kept in the index with it.
+    pub fn referencing(mut self, refs: Vec<u64>) -> Self {
+        self.refs = refs;
+        self
+    }
+
+    /// Tell `assigned` the frame's seq as soon as it has one.
+    pub fn announcing(mut self, assigned: oneshot::Sender<u64>) -> Self {
+        self.assigned = Some(assigned);
+        self
+    }
+
+    /// Acknowledge on `done` once durable (or failed); returns the
+    /// submission to send.
+    pub fn acknowledging(mut self, done: oneshot::Sender<Result<Receipt>>) -> Self {
+        self.done = done;
+        self
+    }
+
+    /// The store's own record: kept until `retain_until_us`, under `key` (the root data key).
+    pub fn kept_by_the_store(mut self, retain_until_us: i64, key: Arc<DataKey>) -> Self {
+        debug_assert_eq!(self.kind, FrameKind::System);
+        self.retain_until_us = retain_until_us;
+        self.key = key;
+        self
+    }
+
     /// The plaintext envelope.
     pub fn payload(&self) -> &[u8] {
         &self.plaintext[self.payload_at..]
@@ -896,5 +1028,78 @@ fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
     }
     if let Err(e) = shared.index.persist() {
         tracing::warn!("final index persist failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(kind: FrameKind) -> FrameFields {
+        FrameFields {
+            kind,
+            timestamp_us: 1,
+            retain_until_us: 2,
+            record_tag: [3; TAG_LEN],
+            conversation_tag: [4; TAG_LEN],
+            custodian_tag: [5; CUSTODIAN_TAG_LEN],
+        }
+    }
+
+    fn key() -> Arc<DataKey> {
+        Arc::new(DataKey::new(7, &[9; 32]))
+    }
+
+    #[test]
+    fn a_submission_hashes_its_envelope_and_carries_nothing_else() {
+        let s = Submission::new(fields(FrameKind::Message), key(), b"envelope".to_vec());
+        assert_eq!(s.content_hash, frame::content_hash(b"envelope"));
+        assert_eq!(s.payload(), b"envelope");
+        assert!(s.refs.is_empty() && s.assigned.is_none());
+        assert_eq!(
+            (s.kind, s.timestamp_us, s.retain_until_us),
+            (FrameKind::Message, 1, 2)
+        );
+        assert_eq!(s.key.id, 7);
+    }
+
+    #[test]
+    fn a_chunk_sealed_in_place_keeps_its_own_hash_and_its_room_for_the_header() {
+        let mut buf = vec![0u8; frame::HEADER_LEN];
+        buf.extend_from_slice(b"chunk");
+        let s = Submission::in_place(
+            fields(FrameKind::MediaChunk),
+            key(),
+            buf,
+            frame::HEADER_LEN,
+            [8; 32],
+        );
+        assert_eq!(s.payload(), b"chunk");
+        assert_eq!(s.content_hash, [8; 32]);
+    }
+
+    #[test]
+    #[should_panic(expected = "a payload starts at 0 or behind a frame header's room")]
+    fn a_payload_elsewhere_in_the_buffer_is_refused() {
+        Submission::in_place(
+            fields(FrameKind::MediaChunk),
+            key(),
+            vec![0; 64],
+            3,
+            [0; 32],
+        );
+    }
+
+    #[test]
+    fn builders_set_what_they_name() {
+        let (tx, mut rx) = oneshot::channel();
+        let s = Submission::new(fields(FrameKind::System), key(), Vec::new())
+            .referencing(vec![1, 2])
+            .announcing(tx)
+            .kept_by_the_store(99, Arc::new(DataKey::new(0, &[1; 32])));
+        assert_eq!(s.refs, vec![1, 2]);
+        assert_eq!((s.retain_until_us, s.key.id), (99, 0));
+        s.assigned.expect("announcing").send(5).expect("send");
+        assert_eq!(rx.try_recv().expect("told"), 5);
     }
 }

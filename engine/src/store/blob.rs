@@ -24,7 +24,7 @@ use crate::crypto::keys::{TagDomain, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::format::frame::{FrameKind, FRAME_OVERHEAD, HEADER_LEN};
 use crate::format::record::{envelope, envelope_into, NewRecord};
-use crate::log::commit::Submission;
+use crate::log::commit::{FrameFields, Submission};
 use crate::store::{BlobRef, PendingAppend, Store};
 
 const MANIFEST_VERSION: u8 = 1;
@@ -126,20 +126,13 @@ impl Store {
         let retain_until_us = self.retain_until_at(owner, now);
         let conversation_tag = self.tag_or_zero(TagDomain::Conversation, &owner.conversation_id);
         let custodian_tag = keys.custodian_tag(&owner.custodian);
-        let frame = |kind, record_tag, plaintext: Vec<u8>| Submission {
+        let fields = |kind, record_tag| FrameFields {
             kind,
-            content_hash: crate::format::frame::content_hash(&plaintext),
             timestamp_us: owner.timestamp_us,
             retain_until_us,
             record_tag,
             conversation_tag,
             custodian_tag,
-            key: key.clone(),
-            plaintext,
-            payload_at: 0,
-            refs: Vec::new(),
-            assigned: None,
-            done: oneshot::channel().0,
         };
         let mut content = Sha256::new();
         // The seq of every chunk in order; a chunk still in flight, or a repeat
@@ -203,12 +196,15 @@ impl Store {
             let salt: [u8; 16] = plaintext[HEADER_LEN + 1..HEADER_LEN + 17]
                 .try_into()
                 .expect("envelope salt");
-            let mut sub = frame(FrameKind::MediaChunk, tag, Vec::new());
-            sub.content_hash = crate::format::frame::chunk_content_hash(&salt, &digest);
-            sub.plaintext = plaintext;
-            sub.payload_at = HEADER_LEN;
             let (assigned, seq) = oneshot::channel();
-            sub.assigned = Some(assigned);
+            let sub = Submission::in_place(
+                fields(FrameKind::MediaChunk, tag),
+                key.clone(),
+                plaintext,
+                HEADER_LEN,
+                crate::format::frame::chunk_content_hash(&salt, &digest),
+            )
+            .announcing(assigned);
             let p = self.submit_raw(sub)?;
             local.insert(tag, chunks.len());
             pending.push_back((chunks.len(), seq, p));
@@ -248,8 +244,8 @@ impl Store {
             ],
             &manifest.encode(),
         )?;
-        let mut sub = frame(FrameKind::Media, blob_tag, plaintext);
-        sub.refs = manifest.chunks.clone();
+        let sub = Submission::new(fields(FrameKind::Media, blob_tag), key.clone(), plaintext)
+            .referencing(manifest.chunks.clone());
         // The log is acknowledged in seq order, so the manifest's
         // acknowledgement is also that of every new chunk before it.
         let seq = self.submit_raw(sub)?.wait()?.seq;

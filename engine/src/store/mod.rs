@@ -26,7 +26,8 @@ use crate::integrity::treehead;
 use crate::io::buffer::{align_down, align_up, AlignedBuf};
 use crate::io::device::{Device, Geometry, Immutability, IoBackend};
 use crate::log::commit::{
-    self, CommitOptions, CommitStats, IndexState, LogHead, LogState, Shared, Submission,
+    self, CommitOptions, CommitStats, FrameFields, IndexState, LogHead, LogState, Shared,
+    Submission,
 };
 use crate::log::scan::{Scanner, Stretch};
 use crate::log::superblock::{DeviceEntry, Superblock};
@@ -802,7 +803,7 @@ impl Store {
 
     /// The seq the next record will get; every lower seq is durable.
     pub fn next_seq(&self) -> u64 {
-        self.shared.acked.load(Ordering::Acquire)
+        self.shared.acked()
     }
 
     pub fn stats(&self) -> &CommitStats {
@@ -950,30 +951,24 @@ impl Store {
         let plaintext = envelope(Self::labels(rec), &rec.body)?;
         self.check_frame_len(rec.body.len(), plaintext.len())?;
         let now = self.shared.clock.now_us();
-        let (done, _) = oneshot::channel();
-        Ok(Submission {
+        let fields = FrameFields {
             kind: rec.kind,
             timestamp_us: rec.timestamp_us,
             retain_until_us: self.retain_until_at(rec, now),
             record_tag: self.tag_or_zero(TagDomain::RecordId, &rec.record_id),
             conversation_tag: self.tag_or_zero(TagDomain::Conversation, &rec.conversation_id),
             custodian_tag: self.shared.keys.custodian_tag(&rec.custodian),
-            content_hash: frame::content_hash(&plaintext),
-            // The store's own records use the root data key; everything else its subject's key.
-            key: if rec.kind == FrameKind::System {
-                self.shared.keys.data.clone()
-            } else {
-                self.key_for(self.subject_of(&rec.conversation_id, &rec.custodian), now)?
-            },
-            plaintext,
-            payload_at: 0,
-            refs: Vec::new(),
-            assigned: None,
-            done,
-        })
+        };
+        // The store's own records use the root data key; everything else its subject's key.
+        let key = if rec.kind == FrameKind::System {
+            self.shared.keys.data.clone()
+        } else {
+            self.key_for(self.subject_of(&rec.conversation_id, &rec.custodian), now)?
+        };
+        Ok(Submission::new(fields, key, plaintext))
     }
 
-    pub(crate) fn submit_raw(&self, mut sub: Submission) -> Result<PendingAppend> {
+    pub(crate) fn submit_raw(&self, sub: Submission) -> Result<PendingAppend> {
         if let Some(reason) = self.shared.poisoned() {
             return Err(Error::Poisoned { reason });
         }
@@ -994,7 +989,7 @@ impl Store {
             ));
         }
         let (done, rx) = oneshot::channel();
-        sub.done = done;
+        let sub = sub.acknowledging(done);
         let input = self
             .input
             .lock()
@@ -1058,9 +1053,9 @@ impl Store {
     /// Append one of the store's own records (root data key, kept as long as the longest class).
     pub(crate) fn append_system(&self, rec: NewRecord) -> Result<u64> {
         assert_eq!(rec.kind, FrameKind::System, "only the store's own records");
-        let mut sub = self.prepare(&rec)?;
-        sub.retain_until_us = self.audit_retain_until();
-        sub.key = self.shared.keys.data.clone();
+        let sub = self
+            .prepare(&rec)?
+            .kept_by_the_store(self.audit_retain_until(), self.shared.keys.data.clone());
         Ok(self.submit_raw(sub)?.wait()?.seq)
     }
 
@@ -1247,7 +1242,7 @@ impl Store {
     /// Wait until every acknowledged record is indexed (lookups, dedup and
     /// proofs then see all of them).
     pub fn sync_index(&self) -> Result<()> {
-        let acked = self.shared.acked.load(Ordering::Acquire);
+        let acked = self.shared.acked();
         if acked > 0 {
             self.shared.wait_indexed(acked - 1)?;
         }
@@ -1336,11 +1331,7 @@ impl Store {
     pub fn reindex(&self) -> Result<u64> {
         self.sync_index()?;
         self.shared.index.clear()?;
-        let n = catch_up_index(
-            &self.shared,
-            self.shared.acked.load(Ordering::Acquire),
-            self.progress.as_ref(),
-        )?;
+        let n = catch_up_index(&self.shared, self.shared.acked(), self.progress.as_ref())?;
         Ok(n)
     }
 
@@ -1353,7 +1344,7 @@ impl Store {
     /// Check every frame of the log: framing, CRC, sequence, hash chain and GCM tag.
     pub fn verify(&self) -> Result<VerifyReport> {
         let bridges = self.bridges()?;
-        let acked = self.shared.acked.load(Ordering::Acquire);
+        let acked = self.shared.acked();
         let damaged = self.shared.zones.damaged_zones(acked);
         let skips = damaged.iter().map(|d| (d.first_seq, d.end_seq)).collect();
         let mut scanner = Scanner::whole_log(&self.shared.zones)

@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::format::frame::{self, FrameKind};
 use crate::format::merkle::{self, Hash, LeafData};
 use crate::format::record::open_envelope;
+use crate::format::record::Record;
 use crate::integrity::treehead::{SignedTreeHead, TreeHead};
-use crate::store::Store;
 
 pub const BUNDLE_FORMAT: &str = "stele-bundle-v1";
 
@@ -90,62 +90,77 @@ fn unhex(v: &[String], what: &str) -> std::result::Result<Vec<Hash>, String> {
         .collect()
 }
 
-impl Store {
-    /// The leaf of record `seq`, read from the frame itself (no key needed).
-    pub fn leaf_data(&self, seq: u64) -> Result<LeafData> {
-        let (header, bytes) = self.frame_bytes(seq)?;
-        Ok(LeafData::of(&header, frame::hash(&bytes)))
-    }
+/// What a bundle is built from: the archive's reads, proofs and tree heads.
+pub trait BundleSource {
+    /// A new signed tree head over every acknowledged record, stored in the log.
+    fn sign_tree_head(&self) -> Result<SignedTreeHead>;
+    /// The stored tree heads, oldest first.
+    fn tree_heads(&self, limit: usize) -> Result<Vec<SignedTreeHead>>;
+    /// The stored bytes of frame `seq`, checked but not decrypted.
+    fn frame_bytes(&self, seq: u64) -> Result<(frame::FrameHeader, Vec<u8>)>;
+    /// The record at `seq` and its plaintext envelope.
+    fn envelope_of(&self, seq: u64) -> Result<(Vec<u8>, Record)>;
+    fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>>;
+    fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>>;
+}
 
-    /// Build a bundle with records `seqs`, a new signed tree head, and
-    /// consistency proofs from up to `history` earlier tree heads.
-    pub fn export_bundle(&self, seqs: &[u64], history: usize) -> Result<Bundle> {
-        let head = self.sign_tree_head()?;
-        let size = head.head.tree_size;
-        let mut records = Vec::new();
-        for &seq in seqs {
-            let leaf = self.leaf_data(seq)?;
-            let proof = hexes(&self.inclusion_proof(seq, size)?);
-            let mut r = ExportedRecord {
-                leaf,
-                envelope: None,
-                record_id: None,
-                conversation_id: None,
-                custodian: None,
-                body_utf8: None,
-                erased: false,
-                unreadable: None,
-                proof,
-            };
-            match self.envelope_of(seq) {
-                Ok((env, rec)) => {
-                    r.envelope = Some(base64::engine::general_purpose::STANDARD.encode(&env));
-                    r.record_id = Some(rec.record_id);
-                    r.conversation_id = Some(rec.conversation_id);
-                    r.custodian = Some(rec.custodian);
-                    r.body_utf8 = String::from_utf8(rec.body).ok();
-                }
-                Err(Error::Erased { .. }) => r.erased = true,
-                Err(e) if e.key_unavailable() => r.unreadable = Some(e.to_string()),
-                Err(e) => return Err(e),
-            }
-            records.push(r);
-        }
-        let mut consistency = Vec::new();
-        let mut earlier = self.tree_heads(usize::MAX)?;
-        earlier.retain(|h| h.head.tree_size > 0 && h.head.tree_size <= size && h != &head);
-        let skip = earlier.len().saturating_sub(history);
-        for h in earlier.into_iter().skip(skip) {
-            let proof = hexes(&self.consistency_proof(h.head.tree_size, size)?);
-            consistency.push(Consistency { from: h, proof });
-        }
-        Ok(Bundle {
-            format: BUNDLE_FORMAT.into(),
-            tree_head: head,
-            records,
-            consistency,
-        })
+/// The leaf of record `seq`, read from the frame itself (no key needed).
+pub fn leaf_data(src: &impl BundleSource, seq: u64) -> Result<LeafData> {
+    let (header, bytes) = src.frame_bytes(seq)?;
+    Ok(LeafData::of(&header, frame::hash(&bytes)))
+}
+
+/// Build a bundle with records `seqs`, a new signed tree head, and
+/// consistency proofs from up to `history` earlier tree heads.
+pub fn bundle(src: &impl BundleSource, seqs: &[u64], history: usize) -> Result<Bundle> {
+    let head = src.sign_tree_head()?;
+    let size = head.head.tree_size;
+    let mut records = Vec::new();
+    for &seq in seqs {
+        records.push(exported(src, seq, size)?);
     }
+    let mut consistency = Vec::new();
+    let mut earlier = src.tree_heads(usize::MAX)?;
+    earlier.retain(|h| h.head.tree_size > 0 && h.head.tree_size <= size && h != &head);
+    let skip = earlier.len().saturating_sub(history);
+    for h in earlier.into_iter().skip(skip) {
+        let proof = hexes(&src.consistency_proof(h.head.tree_size, size)?);
+        consistency.push(Consistency { from: h, proof });
+    }
+    Ok(Bundle {
+        format: BUNDLE_FORMAT.into(),
+        tree_head: head,
+        records,
+        consistency,
+    })
+}
+
+/// Record `seq` as a bundle carries it, proved in the tree of `size` records.
+fn exported(src: &impl BundleSource, seq: u64, size: u64) -> Result<ExportedRecord> {
+    let mut r = ExportedRecord {
+        leaf: leaf_data(src, seq)?,
+        envelope: None,
+        record_id: None,
+        conversation_id: None,
+        custodian: None,
+        body_utf8: None,
+        erased: false,
+        unreadable: None,
+        proof: hexes(&src.inclusion_proof(seq, size)?),
+    };
+    match src.envelope_of(seq) {
+        Ok((env, rec)) => {
+            r.envelope = Some(base64::engine::general_purpose::STANDARD.encode(&env));
+            r.record_id = Some(rec.record_id);
+            r.conversation_id = Some(rec.conversation_id);
+            r.custodian = Some(rec.custodian);
+            r.body_utf8 = String::from_utf8(rec.body).ok();
+        }
+        Err(Error::Erased { .. }) => r.erased = true,
+        Err(e) if e.key_unavailable() => r.unreadable = Some(e.to_string()),
+        Err(e) => return Err(e),
+    }
+    Ok(r)
 }
 
 /// Check a bundle with no key, no server and no network. `pinned_key`: the

@@ -23,7 +23,7 @@ use crate::crypto::keys::TagDomain;
 use crate::error::{Error, Result};
 use crate::format::frame::FrameKind;
 use crate::format::merkle::{self, hex32, Hash};
-use crate::format::record::envelope;
+use crate::format::record::{envelope, Record};
 use crate::log::commit::{FrameFields, Shared, Submission};
 
 /// The conversation id tree heads are filed under.
@@ -170,7 +170,7 @@ pub(crate) fn sign(
     let days = shared.longest_retention_days.load(Ordering::Acquire);
     let fields = FrameFields {
         kind: FrameKind::System,
-        timestamp_us: crate::store::now_us(),
+        timestamp_us: crate::time::timestamp::now_us(),
         // Tree heads are kept as long as any record could be proved against them.
         retain_until_us: shared.clock.now_us().saturating_add(days * 86_400_000_000),
         record_tag: shared.keys.tag(TagDomain::RecordId, record_id.as_bytes()),
@@ -222,73 +222,25 @@ pub(crate) fn notary(
     }
 }
 
-impl crate::store::Store {
-    /// Sign a tree head over every acknowledged record now, and store it in the log.
-    pub fn sign_tree_head(&self) -> Result<SignedTreeHead> {
-        let input = self.input_sender()?;
-        sign(&self.shared, &input, None)
+/// The signed tree head a stored record carries, if it is one (a record of
+/// the tree-head conversation that is not a system record is not).
+pub fn from_record(r: &Record) -> Option<Result<SignedTreeHead>> {
+    if r.kind != FrameKind::System {
+        return None;
     }
+    Some(serde_json::from_slice(&r.body).map_err(|e| Error::Corrupt {
+        at: r.location.clone(),
+        reason: format!("tree head: {e}"),
+    }))
+}
 
-    /// The store's tree-head public key (Ed25519, hex): what verifiers pin.
-    pub fn tree_head_public_key(&self) -> Result<String> {
-        public_key(&self.shared)
+/// Refuse a tree `size` larger than the `acked` records the log holds.
+pub fn check_size(size: u64, acked: u64) -> Result<()> {
+    if size > acked {
+        return Err(Error::invalid(
+            "tree size",
+            format!("{size} is larger than the log ({acked} records)"),
+        ));
     }
-
-    /// Signed tree heads stored in the log, oldest first (at most `limit`).
-    pub fn tree_heads(&self, limit: usize) -> Result<Vec<SignedTreeHead>> {
-        let mut out = Vec::new();
-        for r in self.by_conversation(TREE_HEAD_CONVERSATION, limit)? {
-            if r.kind != FrameKind::System {
-                continue;
-            }
-            out.push(serde_json::from_slice(&r.body).map_err(|e| Error::Corrupt {
-                at: r.location.clone(),
-                reason: format!("tree head: {e}"),
-            })?);
-        }
-        Ok(out)
-    }
-
-    /// Every signed tree head that can still be read; one whose frame is
-    /// damaged is left out (a scrub reports the frame itself).
-    pub(crate) fn readable_tree_heads(&self) -> Result<Vec<SignedTreeHead>> {
-        let listed = self.listing(TREE_HEAD_CONVERSATION, false, usize::MAX)?;
-        Ok(listed
-            .into_iter()
-            .filter_map(|(_, r)| r.ok())
-            .filter(|r| r.kind == FrameKind::System)
-            .filter_map(|r| serde_json::from_slice(&r.body).ok())
-            .collect())
-    }
-
-    /// The Merkle root of the first `size` records.
-    pub fn merkle_root(&self, size: u64) -> Result<Hash> {
-        self.sync_index()?;
-        merkle::root(&self.shared.index.merkle()?, size)
-    }
-
-    /// The inclusion proof of record `seq` in the tree of `size` records.
-    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
-        self.sync_index()?;
-        self.check_size(size)?;
-        merkle::inclusion_proof(&self.shared.index.merkle()?, seq, size)
-    }
-
-    /// The consistency proof between the trees of `old` and `new` records.
-    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
-        self.sync_index()?;
-        self.check_size(new)?;
-        merkle::consistency_proof(&self.shared.index.merkle()?, old, new)
-    }
-
-    fn check_size(&self, size: u64) -> Result<()> {
-        let acked = self.shared.acked();
-        if size > acked {
-            return Err(Error::invalid(
-                "tree size",
-                format!("{size} is larger than the log ({acked} records)"),
-            ));
-        }
-        Ok(())
-    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! and stream media blobs, rebuild the index, verify the whole log.
 
 pub mod blob;
+mod evidence;
 pub mod key_custody;
 
 use std::collections::VecDeque;

@@ -30,7 +30,6 @@ const UPWARD_ALLOWED: &[(&str, &str)] = &[
     ("compliance::configuration", "store"),
     ("compliance::corroboration", "store"),
     ("compliance::erasure", "store"),
-    ("compliance::hold", "store"),
     ("compliance::retention", "store"),
     ("integrity::scrub", "store"),
 ];

@@ -125,6 +125,16 @@ impl Keys {
         }
     }
 
+    /// The tag of the id `id` in `domain`, or all zeros for no id (the
+    /// index's "none" in a frame header).
+    pub fn tag_or_zero(&self, domain: TagDomain, id: &str) -> [u8; TAG_LEN] {
+        if id.is_empty() {
+            [0; TAG_LEN]
+        } else {
+            self.tag(domain, id.as_bytes())
+        }
+    }
+
     /// A keyed 128-bit tag of `bytes` in `domain`.
     pub fn tag(&self, domain: TagDomain, bytes: &[u8]) -> [u8; TAG_LEN] {
         let mut mac = self.tag_mac.clone();

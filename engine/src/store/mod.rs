@@ -4,6 +4,7 @@
 
 pub mod blob;
 mod evidence;
+mod holds;
 pub mod key_custody;
 
 use std::collections::VecDeque;
@@ -831,11 +832,7 @@ impl Store {
     }
 
     pub(crate) fn tag_or_zero(&self, domain: TagDomain, id: &str) -> [u8; TAG_LEN] {
-        if id.is_empty() {
-            [0; TAG_LEN]
-        } else {
-            self.shared.keys.tag(domain, id.as_bytes())
-        }
+        self.shared.keys.tag_or_zero(domain, id)
     }
 
     /// The keyed tag that names a data subject in the keystore.

@@ -10,8 +10,31 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use crate::time::clock::ClockAnomaly;
 use firmware_config::Role;
+
+/// The audit trail as the compliance layer acts on it; the store is one.
+pub(crate) trait Trail {
+    /// Append an event; it is durable when this returns. Returns its seq.
+    fn write_audit(
+        &self,
+        actor: &Actor,
+        action: Action,
+        outcome: Outcome,
+        reason: &str,
+    ) -> Result<u64>;
+
+    /// The newest event filed under `name` for which `keep` holds.
+    fn latest_audit_event(
+        &self,
+        name: &str,
+        keep: impl Fn(&AuditEvent) -> bool,
+    ) -> Result<Option<(u64, AuditEvent)>>;
+
+    /// Refuse, and record the attempt, unless `actor` has `role`.
+    fn require(&self, actor: &Actor, role: Role, action: &Action, reason: &str) -> Result<()>;
+}
 
 /// The conversation id every audit event is filed under.
 pub const AUDIT_CONVERSATION: &str = "stele/audit";

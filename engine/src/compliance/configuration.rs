@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use firmware_config::effective::{held_before, retention_shortenings};
 use sha2::{Digest, Sha256};
 
-use crate::compliance::audit::{Action, Actor, AuditEvent, Outcome, SettingChange};
+use crate::compliance::audit::{Action, Actor, AuditEvent, Outcome, SettingChange, Trail};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use firmware_config::Role;
 
 /// SHA-256 (hex) of the values' canonical JSON (keys sorted).
 pub fn digest(values: &BTreeMap<String, String>) -> String {
@@ -55,134 +55,117 @@ fn is_change_event(e: &AuditEvent) -> bool {
     matches!(e.action, Action::ConfigChanged { .. })
 }
 
-impl Store {
-    /// Record `values` if they differ from the last recorded configuration;
-    /// returns the unapproved changes that could shorten retention (the
-    /// store then refuses new records). `approval` approves them if its
-    /// actor has the retention role and gives a reason.
-    pub(crate) fn record_configuration_at_open(
-        &self,
-        values: &BTreeMap<String, String>,
-        approval: Option<&(Actor, String)>,
-    ) -> Result<Vec<String>> {
-        if values.is_empty() || self.open_report().read_only_at.is_some() {
-            return Ok(Vec::new());
-        }
-        let digest = digest(values);
-        let last = self.latest_audit_event("config-changed", |e| {
-            e.outcome == Outcome::Done && is_change_event(e)
-        })?;
-        let old = match last.map(|(_, e)| e.action) {
-            Some(Action::ConfigChanged { digest: d, .. }) if d == digest => return Ok(Vec::new()),
-            Some(Action::ConfigChanged { values, .. }) => Some(values),
-            _ => None,
-        };
-        let shortens = old
-            .as_ref()
-            .map(|o| retention_shortenings(o, values))
-            .unwrap_or_default();
-        let authority = |actor: &Actor| {
-            old.as_ref().is_some_and(|o| {
-                held_before(
-                    o,
-                    values,
-                    &actor.name,
-                    &crate::compliance::hold::role_name(firmware_config::Role::Retention),
-                )
-            })
-        };
-        let action = Action::ConfigChanged {
-            digest: digest.clone(),
-            changes: changes(old.as_ref().unwrap_or(&BTreeMap::new()), values),
-            shortens_retention: shortens.clone(),
-            values: values.clone(),
-        };
-        if shortens.is_empty() {
-            let (actor, reason) = approval.cloned().unwrap_or_else(|| {
-                (
-                    Actor::system(),
-                    "opened with a changed configuration".into(),
-                )
-            });
-            self.write_audit(&actor, action, Outcome::Done, &reason)?;
-            return Ok(Vec::new());
-        }
-        match approval {
-            Some((actor, reason)) => {
-                Store::require_reason(reason)?;
-                self.require(actor, firmware_config::Role::Retention, &action, reason)?;
-                if !authority(actor) {
-                    return self.refuse_approval(actor, action, reason);
-                }
-                self.write_audit(actor, action, Outcome::Done, reason)?;
-                Ok(Vec::new())
-            }
-            None => {
-                // Until approved, the store's own records keep the old longest period.
-                let old_longest = old.as_ref().map_or(0, longest_days);
-                self.shared
-                    .longest_retention_days
-                    .fetch_max(old_longest, std::sync::atomic::Ordering::AcqRel);
-                self.refuse_configuration(action, digest, shortens)
-            }
-        }
-    }
-
-    /// The approver's role or token comes from the change itself.
-    fn refuse_approval(&self, actor: &Actor, action: Action, reason: &str) -> Result<Vec<String>> {
-        let why = format!(
-            "{} did not hold the retention role with this token under the configuration in effect before the change",
-            actor.name
-        );
-        self.write_audit(actor, action, Outcome::Refused { why: why.clone() }, reason)?;
-        Err(Error::Refused {
-            action: "approve a configuration that shortens retention".into(),
-            reason: why,
-        })
-    }
-
-    fn refuse_configuration(
-        &self,
+/// What recording the configuration at open decided.
+#[derive(Debug)]
+pub(crate) enum AtOpen {
+    /// Nothing to record, recorded, or approved and recorded.
+    Recorded,
+    /// A change that could shorten retention and is not approved: the store
+    /// refuses new records, keeps its own for `old_longest_days` meanwhile,
+    /// and records the refusal ([`record_refusal`]) once it has done so.
+    Unapproved {
         action: Action,
         digest: String,
         shortens: Vec<String>,
-    ) -> Result<Vec<String>> {
-        let refused_before = self.latest_audit_event(
-            "config-changed",
-            |e| matches!(&e.action, Action::ConfigChanged { digest: d, .. } if *d == digest),
-        )?;
-        if refused_before.is_none_or(|(_, e)| e.outcome == Outcome::Done) {
-            let why = "it could shorten retention for new records and is not approved by the retention role".to_string();
-            self.write_audit(
-                &Actor::system(),
-                action,
-                Outcome::Refused { why },
-                "found at open: the configuration file changed",
-            )?;
-        }
-        tracing::error!(
-            changes = ?shortens,
-            "the configuration could shorten retention and is not approved: new records are refused"
-        );
-        *self
-            .configuration_unapproved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = shortens.clone();
-        Ok(shortens)
-    }
+        old_longest_days: i64,
+    },
+}
 
-    /// New records are refused while a retention-shortening configuration waits for approval.
-    pub(crate) fn configuration_approved(&self) -> Result<()> {
-        let changes = self
-            .configuration_unapproved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if changes.is_empty() {
-            Ok(()) // every append passes here: no copy
-        } else {
-            Err(Error::ConfigurationUnapproved {
-                changes: changes.clone(),
-            })
+/// Record `values` if they differ from the last recorded configuration in
+/// `trail`. `approval` approves a change that could shorten retention if
+/// its actor held the retention role before the change and gives a reason.
+pub(crate) fn record_at_open(
+    trail: &impl Trail,
+    values: &BTreeMap<String, String>,
+    approval: Option<&(Actor, String)>,
+) -> Result<AtOpen> {
+    let digest = digest(values);
+    let last = trail.latest_audit_event("config-changed", |e| {
+        e.outcome == Outcome::Done && is_change_event(e)
+    })?;
+    let old = match last.map(|(_, e)| e.action) {
+        Some(Action::ConfigChanged { digest: d, .. }) if d == digest => {
+            return Ok(AtOpen::Recorded)
         }
+        Some(Action::ConfigChanged { values, .. }) => Some(values),
+        _ => None,
+    };
+    let shortens = old
+        .as_ref()
+        .map(|o| retention_shortenings(o, values))
+        .unwrap_or_default();
+    let action = Action::ConfigChanged {
+        digest: digest.clone(),
+        changes: changes(old.as_ref().unwrap_or(&BTreeMap::new()), values),
+        shortens_retention: shortens.clone(),
+        values: values.clone(),
+    };
+    if shortens.is_empty() {
+        let (actor, reason) = approval.cloned().unwrap_or_else(|| {
+            (
+                Actor::system(),
+                "opened with a changed configuration".into(),
+            )
+        });
+        trail.write_audit(&actor, action, Outcome::Done, &reason)?;
+        return Ok(AtOpen::Recorded);
     }
+    let Some((actor, reason)) = approval else {
+        return Ok(AtOpen::Unapproved {
+            action,
+            digest,
+            shortens,
+            old_longest_days: old.as_ref().map_or(0, longest_days),
+        });
+    };
+    crate::compliance::hold::require_reason(reason)?;
+    trail.require(actor, Role::Retention, &action, reason)?;
+    let retention = crate::compliance::hold::role_name(Role::Retention);
+    let authority = old
+        .as_ref()
+        .is_some_and(|o| held_before(o, values, &actor.name, &retention));
+    if !authority {
+        return refuse_approval(trail, actor, action, reason);
+    }
+    trail.write_audit(actor, action, Outcome::Done, reason)?;
+    Ok(AtOpen::Recorded)
+}
+
+/// The approver's role or token comes from the change itself.
+fn refuse_approval(
+    trail: &impl Trail,
+    actor: &Actor,
+    action: Action,
+    reason: &str,
+) -> Result<AtOpen> {
+    let why = format!(
+        "{} did not hold the retention role with this token under the configuration in effect before the change",
+        actor.name
+    );
+    trail.write_audit(actor, action, Outcome::Refused { why: why.clone() }, reason)?;
+    Err(Error::Refused {
+        action: "approve a configuration that shortens retention".into(),
+        reason: why,
+    })
+}
+
+/// Record that the unapproved configuration `digest` is refused, once per
+/// distinct configuration.
+pub(crate) fn record_refusal(trail: &impl Trail, action: Action, digest: &str) -> Result<()> {
+    let refused_before = trail.latest_audit_event(
+        "config-changed",
+        |e| matches!(&e.action, Action::ConfigChanged { digest: d, .. } if *d == digest),
+    )?;
+    if refused_before.is_none_or(|(_, e)| e.outcome == Outcome::Done) {
+        let why =
+            "it could shorten retention for new records and is not approved by the retention role"
+                .to_string();
+        trail.write_audit(
+            &Actor::system(),
+            action,
+            Outcome::Refused { why },
+            "found at open: the configuration file changed",
+        )?;
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ pub mod blob;
 mod evidence;
 mod holds;
 pub mod key_custody;
+mod trail;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

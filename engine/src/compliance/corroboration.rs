@@ -24,9 +24,7 @@
 use firmware_config::Role;
 use serde::{Deserialize, Serialize};
 
-use crate::compliance::audit::{Action, Actor, Outcome};
-use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::compliance::audit::{Action, Actor};
 
 /// The latest corroboration, as the compliance state keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,9 +109,9 @@ pub struct ServerTime {
 }
 
 /// A statement of the true time, from people or a server.
-struct Stated {
-    source: String,
-    utc_us: i64,
+pub(crate) struct Stated {
+    pub source: String,
+    pub utc_us: i64,
     second: String,
     evidence: Option<String>,
     /// How far apart two honest statements may be read.
@@ -121,7 +119,8 @@ struct Stated {
 }
 
 impl Stated {
-    fn action(&self, compliance_us: i64, fast_by_us: Option<i64>) -> Action {
+    /// The audit event that records it, compared with `compliance_us`.
+    pub fn action(&self, compliance_us: i64, fast_by_us: Option<i64>) -> Action {
         Action::ClockCorroborated {
             source: self.source.clone(),
             attested_us: self.utc_us,
@@ -139,170 +138,89 @@ const ATTESTATION_SLACK_US: i64 = 300_000_000;
 /// The earliest and latest times an attestation may state (2000 to 9999).
 const ATTESTABLE_US: std::ops::RangeInclusive<i64> = 946_684_800_000_000..=253_402_300_799_000_000;
 
-impl Store {
-    /// Check an attestation's two principals: distinct, authenticated, of different roles.
-    fn attesters_refusal(a: &Attestation) -> Option<String> {
-        let roles = |x: &Actor| {
-            let mut r: Vec<Role> = x.roles.clone();
-            r.sort_by_key(|r| format!("{r:?}"));
-            r.dedup();
-            r
-        };
-        if a.first.roles.is_empty() || a.second.roles.is_empty() {
-            Some("both attesting principals must be authenticated and hold a role".into())
-        } else if a.first.name == a.second.name {
-            Some(format!(
-                "{} cannot attest twice: four eyes are two people",
-                a.first.name
-            ))
-        } else if roles(&a.first) == roles(&a.second) {
-            Some(format!(
-                "{} and {} hold the same roles: an attestation needs principals of different roles",
-                a.first.name, a.second.name
-            ))
-        } else if let Err(e) = crate::time::timestamp::check("attested time", a.utc_us) {
-            Some(e.to_string())
-        } else if !ATTESTABLE_US.contains(&a.utc_us) {
-            Some(format!("attested time {} µs is before 2000", a.utc_us))
-        } else {
-            None
-        }
+/// Why an attestation's two principals cannot corroborate the clock (they
+/// must be distinct, authenticated, of different roles, stating a time
+/// from 2000 to 9999), or `None`.
+pub fn attesters_refusal(a: &Attestation) -> Option<String> {
+    let roles = |x: &Actor| {
+        let mut r: Vec<Role> = x.roles.clone();
+        r.sort_by_key(|r| format!("{r:?}"));
+        r.dedup();
+        r
+    };
+    if a.first.roles.is_empty() || a.second.roles.is_empty() {
+        Some("both attesting principals must be authenticated and hold a role".into())
+    } else if a.first.name == a.second.name {
+        Some(format!(
+            "{} cannot attest twice: four eyes are two people",
+            a.first.name
+        ))
+    } else if roles(&a.first) == roles(&a.second) {
+        Some(format!(
+            "{} and {} hold the same roles: an attestation needs principals of different roles",
+            a.first.name, a.second.name
+        ))
+    } else if let Err(e) = crate::time::timestamp::check("attested time", a.utc_us) {
+        Some(e.to_string())
+    } else if !ATTESTABLE_US.contains(&a.utc_us) {
+        Some(format!("attested time {} µs is before 2000", a.utc_us))
+    } else {
+        None
     }
+}
 
-    /// Corroborate the compliance clock with a four-eyes attestation.
-    pub fn attest_time(&self, a: &Attestation) -> Result<AttestationReport> {
-        Store::require_reason(&a.reason)?;
-        self.record_clock_anomalies()?;
-        let stated = Stated {
-            source: "four-eyes attestation".into(),
-            utc_us: a.utc_us,
-            second: a.second.name.clone(),
-            evidence: None,
-            slack_us: ATTESTATION_SLACK_US,
-        };
-        if let Some(why) = Store::attesters_refusal(a) {
-            return self.refuse_corroboration(&a.first, &stated, why, &a.reason);
-        }
-        self.record_corroboration(&a.first, stated, &a.reason)
+/// What a four-eyes attestation states.
+pub(crate) fn stated_by_people(a: &Attestation) -> Stated {
+    Stated {
+        source: "four-eyes attestation".into(),
+        utc_us: a.utc_us,
+        second: a.second.name.clone(),
+        evidence: None,
+        slack_us: ATTESTATION_SLACK_US,
     }
+}
 
-    /// Corroborate the compliance clock with a time server's signed answer
-    /// (checked by the caller against the server's configured public key).
-    /// The earliest time the answer allows (midpoint minus radius) is what
-    /// destructive acts go by; an answer less precise than the error the
-    /// clock may gather is refused.
-    pub fn corroborate_by_server(
-        &self,
-        actor: &Actor,
-        t: &ServerTime,
-        reason: &str,
-    ) -> Result<AttestationReport> {
-        Store::require_reason(reason)?;
-        self.record_clock_anomalies()?;
-        let earliest = t.midpoint_us.saturating_sub(t.radius_us);
-        let stated = Stated {
-            source: t.source.clone(),
-            utc_us: earliest,
-            second: String::new(),
-            evidence: Some(t.evidence.clone()),
-            slack_us: 2 * t.radius_us,
-        };
-        let why = if t.radius_us < 0 || t.radius_us > self.clock_max_error_us {
-            Some(format!(
-                "{} answered with an uncertainty of {} s, more than the {} s the clock may be off",
-                t.source,
-                t.radius_us / 1_000_000,
-                self.clock_max_error_us / 1_000_000
-            ))
-        } else {
-            crate::time::timestamp::check("server time", earliest)
-                .err()
-                .map(|e| e.to_string())
-        };
-        if let Some(why) = why {
-            return self.refuse_corroboration(actor, &stated, why, reason);
-        }
-        self.record_corroboration(actor, stated, reason)
-    }
+/// What a time server's answer states: the earliest time it allows
+/// (midpoint minus radius), and why it cannot corroborate a clock that may
+/// be off by `max_error_us` (an answer less precise than that), if so.
+pub(crate) fn stated_by_server(t: &ServerTime, max_error_us: i64) -> (Stated, Option<String>) {
+    let earliest = t.midpoint_us.saturating_sub(t.radius_us);
+    let stated = Stated {
+        source: t.source.clone(),
+        utc_us: earliest,
+        second: String::new(),
+        evidence: Some(t.evidence.clone()),
+        slack_us: 2 * t.radius_us,
+    };
+    let why = if t.radius_us < 0 || t.radius_us > max_error_us {
+        Some(format!(
+            "{} answered with an uncertainty of {} s, more than the {} s the clock may be off",
+            t.source,
+            t.radius_us / 1_000_000,
+            max_error_us / 1_000_000
+        ))
+    } else {
+        crate::time::timestamp::check("server time", earliest)
+            .err()
+            .map(|e| e.to_string())
+    };
+    (stated, why)
+}
 
-    fn refuse_corroboration(
-        &self,
-        actor: &Actor,
-        s: &Stated,
-        why: String,
-        reason: &str,
-    ) -> Result<AttestationReport> {
-        let action = s.action(self.compliance_now_us(), None);
-        self.write_audit(actor, action, Outcome::Refused { why: why.clone() }, reason)?;
-        Err(Error::Refused {
-            action: format!("corroborate the time by {}", s.source),
-            reason: why,
-        })
-    }
-
-    fn record_corroboration(
-        &self,
-        actor: &Actor,
-        s: Stated,
-        reason: &str,
-    ) -> Result<AttestationReport> {
-        let now = self.compliance_now_us();
-        let fast_by_us = self
-            .compliance()
-            .clock_trust()?
-            .corroboration
-            .and_then(|p| {
-                let clock = now - p.compliance_us;
-                let real = s.utc_us - p.attested_us;
-                let allowed = real + real.max(0) * i64::from(self.clock().drift_ppm()) / 1_000_000;
-                (clock > allowed + s.slack_us).then_some(clock - allowed)
-            });
-        let seq = self.write_audit(actor, s.action(now, fast_by_us), Outcome::Done, reason)?;
-        Ok(AttestationReport {
-            seq,
-            attested_us: s.utc_us,
-            compliance_us: now,
-            ahead_us: now - s.utc_us,
-            fast_by_us,
-        })
-    }
-
-    /// The time destructive act `act` may go by, or a refusal (audited).
-    pub(crate) fn destructive_now(&self, actor: &Actor, act: &str, reason: &str) -> Result<i64> {
-        self.record_clock_anomalies()?;
-        let trust = self.compliance().clock_trust()?;
-        let now = self.compliance_now_us();
-        let ppm = self.clock().drift_ppm();
-        match destructive_time(&trust, now, ppm, self.clock_max_error_us) {
-            Ok(t) => Ok(t),
-            Err(why) => {
-                self.write_audit(
-                    actor,
-                    Action::ClockUncorroborated { act: act.into() },
-                    Outcome::Refused {
-                        why: why.to_string(),
-                    },
-                    reason,
-                )?;
-                Err(Error::ClockUncorroborated {
-                    act: act.into(),
-                    why,
-                })
-            }
-        }
-    }
-
-    /// Whether destructive acts may run now, and by what time.
-    pub fn clock_trust(&self) -> Result<(ClockTrust, std::result::Result<i64, Uncorroborated>)> {
-        let trust = self.compliance().clock_trust()?;
-        let t = destructive_time(
-            &trust,
-            self.compliance_now_us(),
-            self.clock().drift_ppm(),
-            self.clock_max_error_us,
-        );
-        Ok((trust, t))
-    }
+/// How much faster than the stated times (beyond the drift budget and the
+/// statements' slack) the compliance clock, now at `now_us`, advanced since
+/// the `previous` corroboration, if it did.
+pub(crate) fn ran_fast_by(
+    previous: Option<&Corroboration>,
+    s: &Stated,
+    now_us: i64,
+    drift_ppm: u32,
+) -> Option<i64> {
+    let p = previous?;
+    let clock = now_us - p.compliance_us;
+    let real = s.utc_us - p.attested_us;
+    let allowed = real + real.max(0) * i64::from(drift_ppm) / 1_000_000;
+    (clock > allowed + s.slack_us).then_some(clock - allowed)
 }
 
 #[cfg(test)]
@@ -374,5 +292,77 @@ mod tests {
             destructive_time(&t, 1_001 * S, 1000, 3600 * S),
             Err(Uncorroborated::ElapsedDisputed { since: 9 })
         );
+    }
+
+    fn actor(name: &str, roles: &[Role]) -> Actor {
+        Actor::new(name, roles)
+    }
+
+    #[test]
+    fn four_eyes_are_two_authenticated_people_of_different_roles() {
+        let a = |first: Actor, second: Actor, utc_us: i64| Attestation {
+            first,
+            second,
+            utc_us,
+            reason: "quarterly check".into(),
+        };
+        let now = 1_700_000_000 * S;
+        let (ops, legal) = (&[Role::Operator][..], &[Role::LegalHold][..]);
+        assert_eq!(
+            attesters_refusal(&a(actor("ann", ops), actor("bo", legal), now)),
+            None
+        );
+        let same_person = attesters_refusal(&a(actor("ann", ops), actor("ann", legal), now));
+        assert!(same_person.is_some_and(|w| w.contains("four eyes")));
+        let same_roles = attesters_refusal(&a(actor("ann", ops), actor("bo", ops), now));
+        assert!(same_roles.is_some_and(|w| w.contains("same roles")));
+        let anonymous = attesters_refusal(&a(actor("ann", &[]), actor("bo", legal), now));
+        assert!(anonymous.is_some_and(|w| w.contains("authenticated")));
+        let long_ago = attesters_refusal(&a(actor("ann", ops), actor("bo", legal), 10 * S));
+        assert!(long_ago.is_some_and(|w| w.contains("before 2000")));
+    }
+
+    #[test]
+    fn a_server_answer_goes_by_its_earliest_time_and_must_be_precise_enough() {
+        let t = ServerTime {
+            source: "roughtime test".into(),
+            midpoint_us: 1_700_000_000 * S,
+            radius_us: 2 * S,
+            evidence: "00".into(),
+        };
+        let (stated, why) = stated_by_server(&t, 60 * S);
+        assert_eq!((stated.utc_us, why), (1_700_000_000 * S - 2 * S, None));
+        let (_, why) = stated_by_server(&t, S);
+        assert!(why.is_some_and(|w| w.contains("uncertainty of 2 s")));
+    }
+
+    #[test]
+    fn a_clock_that_ran_fast_between_corroborations_is_measured() {
+        let prev = trust(1_000 * S, 1_000 * S).corroboration.expect("one");
+        let stated = |utc_us| Stated {
+            source: "x".into(),
+            utc_us,
+            second: String::new(),
+            evidence: None,
+            slack_us: 0,
+        };
+        // A day passed by the stated times; the clock counted a day and 100 s.
+        let day = 86_400 * S;
+        let fast = ran_fast_by(
+            Some(&prev),
+            &stated(1_000 * S + day),
+            1_000 * S + day + 100 * S,
+            0,
+        );
+        assert_eq!(fast, Some(100 * S));
+        // Within the drift budget (1000 ppm of a day is 86.4 s) 80 s is not fast.
+        let within = ran_fast_by(
+            Some(&prev),
+            &stated(1_000 * S + day),
+            1_000 * S + day + 80 * S,
+            1000,
+        );
+        assert_eq!(within, None);
+        assert_eq!(ran_fast_by(None, &stated(0), 0, 0), None);
     }
 }

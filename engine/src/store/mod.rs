@@ -3,6 +3,7 @@
 //! and stream media blobs, rebuild the index, verify the whole log.
 
 pub mod blob;
+mod clock;
 mod evidence;
 mod holds;
 pub mod key_custody;

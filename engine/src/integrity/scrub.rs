@@ -16,19 +16,23 @@
 //! zone. A rate limit keeps a scrub to a share of device bandwidth. Each run
 //! is recorded in the log (conversation [`SCRUB_CONVERSATION`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rand::seq::index::sample;
 use serde::{Deserialize, Serialize};
 
+use crate::compliance::state::Reclaimed;
 use crate::error::{Error, Result};
-use crate::format::frame::{self, FrameKind};
+use crate::format::frame;
 use crate::format::merkle::{self, Hash, LeafData};
 use crate::index::FrameLocation;
+use crate::index::MerkleView;
+use crate::integrity::treehead::SignedTreeHead;
 use crate::io::buffer::{align_down, align_up, AlignedBuf};
+use crate::log::commit::Shared;
 use crate::log::verify::{Fault, FrameVerifier, Opened};
-use crate::store::Store;
+use crate::log::zone::DamagedZone;
 
 pub const SCRUB_CONVERSATION: &str = "stele/scrub";
 /// Damage entries kept in one scrub record (the count is always exact).
@@ -97,7 +101,7 @@ enum Group {
     /// A seq the index lacks and no reclaim explains.
     Missing(u64),
     /// A zone set aside as damaged (its file missing or short), with its records.
-    Damaged(crate::log::zone::DamagedZone),
+    Damaged(DamagedZone),
 }
 
 /// Bytes read at once from a zone.
@@ -120,11 +124,94 @@ impl Limiter {
     }
 }
 
-impl Store {
+/// One scrub of the log: what it reads, and what the frames are checked
+/// against besides themselves.
+pub(crate) struct Scrubber<'a> {
+    log: &'a Shared,
+    /// The signed tree heads whose roots a full scrub rebuilds.
+    heads: Vec<SignedTreeHead>,
+    /// Reclaimed ranges: their Merkle cover stands in for their frames.
+    reclaimed: Vec<Reclaimed>,
+}
+
+/// A scrub under way: the report so far, and the Merkle roots rebuilt from
+/// the re-hashed leaves.
+struct Run {
+    full: bool,
+    report: ScrubReport,
+    frontier: merkle::Frontier,
+    /// The tree sizes of the signed heads, whose roots are kept.
+    wanted: HashSet<u64>,
+    roots_at: HashMap<u64, Hash>,
+    /// Roots can be rebuilt only while every leaf is known.
+    leaves_known_to: u64,
+    /// The last frame checked and its hash, for the chain link.
+    prev: Option<(u64, Hash)>,
+    read_bytes: u64,
+}
+
+impl<'a> Scrubber<'a> {
+    /// A scrub of `log`; `heads` empty unless the scrub is full.
+    pub(crate) fn new(
+        log: &'a Shared,
+        heads: Vec<SignedTreeHead>,
+        reclaimed: Vec<Reclaimed>,
+    ) -> Self {
+        Scrubber {
+            log,
+            heads,
+            reclaimed,
+        }
+    }
+
+    /// Scrub the log in `mode`, reading at most `bytes_per_sec` (None: as
+    /// fast as it goes). Damage never stops the scrub.
+    pub(crate) fn run(&self, mode: ScrubMode, bytes_per_sec: Option<u64>) -> Result<ScrubReport> {
+        let t0 = Instant::now();
+        let limiter = Limiter {
+            started: t0,
+            rate: bytes_per_sec,
+        };
+        let full = matches!(mode, ScrubMode::Full);
+        let mut run = Run {
+            full,
+            report: ScrubReport {
+                mode,
+                started_us: crate::time::timestamp::now_us(),
+                seconds: 0.0,
+                frames_checked: 0,
+                bytes_checked: 0,
+                authenticated: 0,
+                shredded: 0,
+                tree_heads_checked: 0,
+                damage_count: 0,
+                damage: Vec::new(),
+            },
+            frontier: merkle::Frontier::default(),
+            wanted: self.heads.iter().map(|h| h.head.tree_size).collect(),
+            roots_at: HashMap::new(),
+            leaves_known_to: u64::MAX,
+            prev: None,
+            read_bytes: 0,
+        };
+        let groups = self.groups(mode)?;
+        let merkle_view = self.log.index.merkle()?;
+        for g in groups {
+            self.visit(&mut run, g, &merkle_view, &limiter)?;
+        }
+        drop(merkle_view);
+        run.report.bytes_checked = run.read_bytes;
+        if full {
+            run.check_heads(&self.heads);
+        }
+        run.report.seconds = t0.elapsed().as_secs_f64();
+        Ok(run.report)
+    }
+
     /// The sequence numbers a scrub in `mode` looks at.
     fn scrub_seqs(&self, mode: ScrubMode) -> Result<Vec<u64>> {
-        let end = self.next_seq();
-        let zones = self.zones().states();
+        let end = self.log.acked();
+        let zones = self.log.zones.states();
         Ok(match mode {
             ScrubMode::Full => (0..end).collect(),
             ScrubMode::Sampled {
@@ -148,7 +235,7 @@ impl Store {
                 picked
             }
             ScrubMode::Zone { zone } => {
-                let st = self.zones().state(zone)?;
+                let st = self.log.zones.state(zone)?;
                 use crate::log::zone::ZoneCondition::{Open, Sealed};
                 if !matches!(st.condition, Open | Sealed) {
                     return Err(Error::invalid(
@@ -167,6 +254,120 @@ impl Store {
         })
     }
 
+    /// The frames to check, in seq order, grouped so each group is read sequentially.
+    fn groups(&self, mode: ScrubMode) -> Result<Vec<Group>> {
+        let seqs = self.scrub_seqs(mode)?;
+        if let ScrubMode::Sampled { .. } = mode {
+            return Ok(seqs.into_iter().map(Group::One).collect());
+        }
+        let (first, last) = match (seqs.first(), seqs.last()) {
+            (Some(&f), Some(&l)) => (f, l),
+            _ => return Ok(Vec::new()),
+        };
+        let damaged = self.log.zones.damaged_zones(self.log.acked());
+        let reclaimed: Vec<&Reclaimed> = self
+            .reclaimed
+            .iter()
+            .filter(|r| r.end_seq > first && r.first_seq <= last)
+            .collect();
+        let locs = self.log.index.locations(first, last + 1)?;
+        let mut groups = Vec::new();
+        let mut at = first;
+        let mut li = 0;
+        while at <= last {
+            if let Some(d) = damaged.iter().find(|d| d.first_seq == at && d.end_seq > at) {
+                groups.push(Group::Damaged(d.clone()));
+                at = d.end_seq;
+                while li < locs.len() && locs[li].seq < at {
+                    li += 1;
+                }
+                continue;
+            }
+            if let Some(r) = reclaimed.iter().find(|r| r.first_seq == at) {
+                groups.push(Group::Reclaimed(r.cover()));
+                at = r.end_seq;
+                continue;
+            }
+            let mut run: Vec<FrameLocation> = Vec::new();
+            while li < locs.len() && locs[li].seq == at {
+                if run.last().is_some_and(|l| l.zone != locs[li].zone) {
+                    break;
+                }
+                run.push(locs[li]);
+                li += 1;
+                at += 1;
+            }
+            if run.is_empty() {
+                groups.push(Group::Missing(at));
+                at += 1;
+            } else {
+                groups.push(Group::Zone(run));
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Check one group and take what it found into the run.
+    fn visit(&self, run: &mut Run, g: Group, view: &MerkleView, limiter: &Limiter) -> Result<()> {
+        let checked = match g {
+            Group::Reclaimed(cover) => {
+                for (h, i, x) in cover {
+                    run.frontier.push_node(h, i, x);
+                }
+                run.prev = None;
+                return Ok(());
+            }
+            Group::Damaged(d) => {
+                let leaves = view.leaves(d.first_seq, d.end_seq)?;
+                run.damaged_zone(&d, &leaves);
+                return Ok(());
+            }
+            Group::Missing(seq) => {
+                run.missing(seq);
+                return Ok(());
+            }
+            Group::One(seq) => {
+                let Some(loc) = self.log.index.location(seq)? else {
+                    return Ok(());
+                };
+                run.read_bytes += loc.frame_len as u64;
+                limiter.pace(run.read_bytes);
+                let c = self.check_read(&loc, view.leaf(seq)?);
+                run.prev = self.link_before(seq, run.prev)?;
+                vec![c]
+            }
+            Group::Zone(locs) => {
+                let leaves = view.leaves(locs[0].seq, locs[locs.len() - 1].seq + 1)?;
+                self.check_zone_frames(&locs, &leaves, limiter, &mut run.read_bytes)
+            }
+        };
+        run.absorb(checked);
+        Ok(())
+    }
+
+    /// A sampled frame's chain link: the frame before it, read on its own
+    /// (unless it was the frame checked just before).
+    fn link_before(&self, seq: u64, prev: Option<(u64, Hash)>) -> Result<Option<(u64, Hash)>> {
+        if seq == 0 || prev.is_some_and(|(p, _)| p + 1 == seq) {
+            return Ok(prev);
+        }
+        let verifier = FrameVerifier::new(self.log);
+        Ok(self
+            .log
+            .index
+            .location(seq - 1)?
+            .and_then(|l| verifier.read(&l).ok())
+            .map(|(_, b)| (seq - 1, frame::hash(&b))))
+    }
+
+    /// Read the frame at `loc` on its own and check it.
+    fn check_read(&self, loc: &FrameLocation, leaf: Option<Hash>) -> Checked {
+        match FrameVerifier::new(self.log).read(loc) {
+            Ok((_, b)) => self.check_one(loc, Ok(&b), leaf),
+            Err(e) => self.check_one(loc, Err(e), leaf),
+        }
+    }
+
     /// Check one frame's bytes against its index entry and recorded leaf.
     fn check_one(
         &self,
@@ -174,7 +375,7 @@ impl Store {
         bytes: std::result::Result<&[u8], Error>,
         recorded_leaf: Option<Hash>,
     ) -> Checked {
-        let at = self.zones().location(loc.zone, loc.offset);
+        let at = self.log.zones.location(loc.zone, loc.offset);
         let mut c = Checked {
             seq: loc.seq,
             sha: None,
@@ -224,7 +425,7 @@ impl Store {
         }
         c.sha = Some(sha);
         c.prev_hash = Some(header.prev_hash);
-        match FrameVerifier::new(&self.shared).open(bytes, &header, loc.zone, loc.offset) {
+        match FrameVerifier::new(self.log).open(bytes, &header, loc.zone, loc.offset) {
             Ok(Opened::Plaintext(_)) => c.authenticated = true,
             Ok(Opened::Unreadable(_)) => c.shredded = true,
             Err(Error::Authentication { .. }) => hurt(
@@ -265,7 +466,7 @@ impl Store {
             }
             let batch = &locs[i..j];
             let mut buf = AlignedBuf::zeroed((end - start) as usize);
-            let read = self.zones().read(zone, start, &mut buf);
+            let read = self.log.zones.read(zone, start, &mut buf);
             let one = |loc: &FrameLocation| -> Checked {
                 let leaf = leaves.get(&loc.seq).copied();
                 match &read {
@@ -274,10 +475,7 @@ impl Store {
                         self.check_one(loc, Ok(&buf[o..o + loc.frame_len as usize]), leaf)
                     }
                     // A failed read of the window: find out frame by frame which ones are hurt.
-                    Err(_) => match self.read_checked(loc) {
-                        Ok((_, b)) => self.check_one(loc, Ok(&b), leaf),
-                        Err(e) => self.check_one(loc, Err(e), leaf),
-                    },
+                    Err(_) => self.check_read(loc, leaf),
                 }
             };
             let per = batch.len().div_ceil(workers);
@@ -298,283 +496,116 @@ impl Store {
         }
         out
     }
+}
 
-    /// Scrub the log in `mode`, reading at most `bytes_per_sec` (None: as fast as it goes).
-    /// The report is recorded in the log; damage never stops the scrub.
-    pub fn scrub(&self, mode: ScrubMode, bytes_per_sec: Option<u64>) -> Result<ScrubReport> {
-        self.sync_index()?;
-        let started_us = crate::store::now_us();
-        let t0 = Instant::now();
-        let limiter = Limiter {
-            started: t0,
-            rate: bytes_per_sec,
-        };
-        let index = &self.shared.index;
-        let mut report = ScrubReport {
-            mode,
-            started_us,
-            seconds: 0.0,
-            frames_checked: 0,
-            bytes_checked: 0,
-            authenticated: 0,
-            shredded: 0,
-            tree_heads_checked: 0,
-            damage_count: 0,
-            damage: Vec::new(),
-        };
-        let full = matches!(mode, ScrubMode::Full);
-        // A tree head whose own frame is damaged is reported with the frames; the rest are checked.
-        let heads = if full {
-            self.readable_tree_heads()?
-        } else {
-            Vec::new()
-        };
-        let damaged = self.zones().damaged_zones(self.next_seq());
-        // Roots can be rebuilt only while every leaf is known.
-        let mut leaves_known_to = u64::MAX;
-        let wanted: std::collections::HashSet<u64> =
-            heads.iter().map(|h| h.head.tree_size).collect();
-        let mut roots_at: HashMap<u64, Hash> = HashMap::new();
-        let mut frontier = merkle::Frontier::default();
-        let mut prev: Option<(u64, Hash)> = None;
-        let mut read_bytes = 0u64;
-        // The frames to check, in seq order, grouped so each group is read sequentially.
-        let groups: Vec<Group> = match mode {
-            ScrubMode::Sampled { .. } => {
-                self.scrub_seqs(mode)?.into_iter().map(Group::One).collect()
+impl Run {
+    fn push_damage(&mut self, d: Damage) {
+        self.report.damage_count += 1;
+        if self.report.damage.len() < DAMAGE_LISTED_MAX {
+            self.report.damage.push(d);
+        }
+    }
+
+    /// A zone set aside as damaged: its records count as found damaged, and
+    /// its recorded leaves keep the Merkle rebuild going where known.
+    fn damaged_zone(&mut self, d: &DamagedZone, leaves: &HashMap<u64, Hash>) {
+        for seq in d.first_seq..d.end_seq {
+            match leaves.get(&seq) {
+                Some(l) if self.full && self.leaves_known_to == u64::MAX => {
+                    self.frontier.push_leaf(seq, *l)
+                }
+                _ => self.leaves_known_to = self.leaves_known_to.min(seq),
             }
-            _ => {
-                let seqs = self.scrub_seqs(mode)?;
-                let (first, last) = match (seqs.first(), seqs.last()) {
-                    (Some(&f), Some(&l)) => (f, l),
-                    _ => (1, 0),
-                };
-                let mut groups = Vec::new();
-                let mut reclaimed = self.compliance().reclaimed()?;
-                reclaimed.retain(|r| r.end_seq > first && r.first_seq <= last);
-                let locs = if first <= last {
-                    index.locations(first, last + 1)?
-                } else {
-                    Vec::new()
-                };
-                let mut at = first;
-                let mut li = 0;
-                while at <= last {
-                    if let Some(d) = damaged.iter().find(|d| d.first_seq == at && d.end_seq > at) {
-                        groups.push(Group::Damaged(d.clone()));
-                        at = d.end_seq;
-                        while li < locs.len() && locs[li].seq < at {
-                            li += 1;
-                        }
-                        continue;
-                    }
-                    if let Some(r) = reclaimed.iter().find(|r| r.first_seq == at) {
-                        groups.push(Group::Reclaimed(r.cover()));
-                        at = r.end_seq;
-                        continue;
-                    }
-                    let mut run = Vec::new();
-                    while li < locs.len() && locs[li].seq == at {
-                        if let Some(l) = run.last() {
-                            let l: &FrameLocation = l;
-                            if l.zone != locs[li].zone {
-                                break;
-                            }
-                        }
-                        run.push(locs[li]);
-                        li += 1;
-                        at += 1;
-                    }
-                    if run.is_empty() {
-                        groups.push(Group::Missing(at));
-                        at += 1;
-                    } else {
-                        groups.push(Group::Zone(run));
-                    }
-                }
-                groups
+        }
+        tracing::error!(zone = d.zone, at = %d.at, "scrub found a damaged zone: {}", d.reason);
+        self.push_damage(Damage {
+            seq: d.first_seq,
+            at: d.at.clone(),
+            zone: d.zone,
+            offset: 0,
+            kind: "zone-damaged".into(),
+            detail: format!(
+                "records {}..{} are unreadable here: {}",
+                d.first_seq, d.end_seq, d.reason
+            ),
+        });
+        self.prev = None;
+    }
+
+    /// A seq the index lacks and no reclaim explains.
+    fn missing(&mut self, seq: u64) {
+        self.leaves_known_to = self.leaves_known_to.min(seq);
+        self.push_damage(Damage {
+            seq,
+            at: "index".into(),
+            zone: u32::MAX,
+            offset: 0,
+            kind: "index".into(),
+            detail: format!("seq {seq} is neither indexed nor in a reclaimed zone"),
+        });
+        self.prev = None;
+    }
+
+    /// Take checked frames (in seq order) into the report, the chain check
+    /// and the Merkle rebuild.
+    fn absorb(&mut self, checked: Vec<Checked>) {
+        for c in checked {
+            if self.full && self.wanted.contains(&self.frontier.size()) {
+                self.roots_at
+                    .insert(self.frontier.size(), self.frontier.root());
             }
-        };
-        let merkle_view = index.merkle()?;
-        for g in groups {
-            let checked: Vec<Checked> = match g {
-                Group::Reclaimed(cover) => {
-                    for (h, i, x) in cover {
-                        frontier.push_node(h, i, x);
-                    }
-                    prev = None;
-                    continue;
-                }
-                Group::Damaged(d) => {
-                    let leaves = merkle_view.leaves(d.first_seq, d.end_seq)?;
-                    for seq in d.first_seq..d.end_seq {
-                        match leaves.get(&seq) {
-                            Some(l) if full && leaves_known_to == u64::MAX => {
-                                frontier.push_leaf(seq, *l)
-                            }
-                            _ => leaves_known_to = leaves_known_to.min(seq),
-                        }
-                    }
-                    tracing::error!(zone = d.zone, at = %d.at, "scrub found a damaged zone: {}", d.reason);
-                    report.damage_count += 1;
-                    report.damage.push(Damage {
-                        seq: d.first_seq,
-                        at: d.at.clone(),
-                        zone: d.zone,
-                        offset: 0,
-                        kind: "zone-damaged".into(),
-                        detail: format!(
-                            "records {}..{} are unreadable here: {}",
-                            d.first_seq, d.end_seq, d.reason
-                        ),
-                    });
-                    prev = None;
-                    continue;
-                }
-                Group::Missing(seq) => {
-                    leaves_known_to = leaves_known_to.min(seq);
-                    report.damage_count += 1;
-                    report.damage.push(Damage {
-                        seq,
-                        at: "index".into(),
+            self.report.frames_checked += 1;
+            if let Some((p, h)) = self.prev {
+                if p + 1 == c.seq && c.prev_hash.is_some_and(|x| x != h) {
+                    self.push_damage(Damage {
+                        seq: c.seq,
+                        at: format!("seq {}", c.seq),
                         zone: u32::MAX,
                         offset: 0,
-                        kind: "index".into(),
-                        detail: format!("seq {seq} is neither indexed nor in a reclaimed zone"),
+                        kind: "chain".into(),
+                        detail: format!("seq {} does not chain to the frame before it", c.seq),
                     });
-                    prev = None;
-                    continue;
                 }
-                Group::One(seq) => {
-                    let Some(loc) = index.location(seq)? else {
-                        continue;
-                    };
-                    let leaf = merkle_view.leaf(seq)?;
-                    read_bytes += loc.frame_len as u64;
-                    limiter.pace(read_bytes);
-                    let c = match self.read_checked(&loc) {
-                        Ok((_, b)) => self.check_one(&loc, Ok(&b), leaf),
-                        Err(e) => self.check_one(&loc, Err(e), leaf),
-                    };
-                    // A sampled frame's chain link: the frame before it, read on its own.
-                    prev = if seq > 0 && prev.is_none_or(|(p, _)| p + 1 != seq) {
-                        index
-                            .location(seq - 1)?
-                            .and_then(|l| self.read_checked(&l).ok())
-                            .map(|(_, b)| (seq - 1, frame::hash(&b)))
-                    } else {
-                        prev
-                    };
-                    vec![c]
-                }
-                Group::Zone(locs) => {
-                    let leaves = merkle_view.leaves(locs[0].seq, locs[locs.len() - 1].seq + 1)?;
-                    self.check_zone_frames(&locs, &leaves, &limiter, &mut read_bytes)
-                }
+            }
+            if let (Some(l), true) = (c.leaf, self.full) {
+                self.frontier.push_leaf(c.seq, l);
+            }
+            self.prev = c.sha.map(|h| (c.seq, h));
+            self.report.authenticated += c.authenticated as u64;
+            self.report.shredded += c.shredded as u64;
+            for d in c.damage {
+                tracing::error!(seq = d.seq, at = %d.at, kind = %d.kind, "scrub found damage: {}", d.detail);
+                self.push_damage(d);
+            }
+        }
+    }
+
+    /// Compare the rebuilt roots with every signed tree head whose leaves
+    /// were all known.
+    fn check_heads(&mut self, heads: &[SignedTreeHead]) {
+        self.roots_at
+            .insert(self.frontier.size(), self.frontier.root());
+        for h in heads {
+            let Some(root) = self.roots_at.get(&h.head.tree_size).copied() else {
+                continue;
             };
-            for c in checked {
-                if full && wanted.contains(&frontier.size()) {
-                    roots_at.insert(frontier.size(), frontier.root());
-                }
-                report.frames_checked += 1;
-                if let Some((p, h)) = prev {
-                    if p + 1 == c.seq && c.prev_hash.is_some_and(|x| x != h) {
-                        report.damage_count += 1;
-                        report.damage.push(Damage {
-                            seq: c.seq,
-                            at: format!("seq {}", c.seq),
-                            zone: u32::MAX,
-                            offset: 0,
-                            kind: "chain".into(),
-                            detail: format!("seq {} does not chain to the frame before it", c.seq),
-                        });
-                    }
-                }
-                if let Some(l) = c.leaf {
-                    if full {
-                        frontier.push_leaf(c.seq, l);
-                    }
-                }
-                prev = c.sha.map(|h| (c.seq, h));
-                report.authenticated += c.authenticated as u64;
-                report.shredded += c.shredded as u64;
-                for d in c.damage {
-                    tracing::error!(seq = d.seq, at = %d.at, kind = %d.kind, "scrub found damage: {}", d.detail);
-                    report.damage_count += 1;
-                    if report.damage.len() < DAMAGE_LISTED_MAX {
-                        report.damage.push(d);
-                    }
-                }
+            if h.head.tree_size > self.leaves_known_to {
+                continue;
+            }
+            self.report.tree_heads_checked += 1;
+            if root != h.head.root {
+                self.push_damage(Damage {
+                    seq: h.head.tree_size,
+                    at: "Merkle tree".into(),
+                    zone: u32::MAX,
+                    offset: 0,
+                    kind: "tree-head".into(),
+                    detail: format!(
+                        "the root rebuilt from the recorded leaves differs from the signed tree head of size {}",
+                        h.head.tree_size
+                    ),
+                });
             }
         }
-        drop(merkle_view);
-        report.bytes_checked = read_bytes;
-        if full {
-            roots_at.insert(frontier.size(), frontier.root());
-            for h in &heads {
-                let Some(root) = roots_at.get(&h.head.tree_size) else {
-                    continue;
-                };
-                if h.head.tree_size > leaves_known_to {
-                    continue;
-                }
-                report.tree_heads_checked += 1;
-                if *root != h.head.root {
-                    report.damage_count += 1;
-                    report.damage.push(Damage {
-                        seq: h.head.tree_size,
-                        at: "Merkle tree".into(),
-                        zone: u32::MAX,
-                        offset: 0,
-                        kind: "tree-head".into(),
-                        detail: format!(
-                            "the root rebuilt from the recorded leaves differs from the signed tree head of size {}",
-                            h.head.tree_size
-                        ),
-                    });
-                }
-            }
-        }
-        report.seconds = t0.elapsed().as_secs_f64();
-        self.record_scrub(&report)?;
-        Ok(report)
-    }
-
-    fn record_scrub(&self, report: &ScrubReport) -> Result<()> {
-        let body = serde_json::to_vec(report)
-            .map_err(|e| Error::invalid("scrub report", e.to_string()))?;
-        let mut rec = crate::format::record::NewRecord::message(
-            format!("scrub-{}", report.started_us),
-            SCRUB_CONVERSATION,
-            report.started_us,
-            body,
-        );
-        rec.kind = FrameKind::System;
-        rec.channel = "integrity".into();
-        rec.message_type = "scrub".into();
-        self.append_system(rec)?;
-        Ok(())
-    }
-
-    /// Scrub reports recorded in the log, newest last (at most `limit`, the newest ones).
-    pub fn scrub_reports(&self, limit: usize) -> Result<Vec<ScrubReport>> {
-        self.sync_index()?;
-        let tag = self.tag_or_zero(
-            crate::crypto::keys::TagDomain::Conversation,
-            SCRUB_CONVERSATION,
-        );
-        let seqs = self.shared.index.by_conversation_tag(&tag, usize::MAX)?;
-        let skip = seqs.len().saturating_sub(limit);
-        let mut out = Vec::new();
-        for s in seqs.into_iter().skip(skip) {
-            let r = self.get(s)?;
-            if r.kind == FrameKind::System && r.conversation_id == SCRUB_CONVERSATION {
-                out.push(serde_json::from_slice(&r.body).map_err(|e| Error::Corrupt {
-                    at: r.location.clone(),
-                    reason: format!("scrub report: {e}"),
-                })?);
-            }
-        }
-        Ok(out)
     }
 }

@@ -28,6 +28,7 @@ use crate::crypto::keys::DataKey;
 use crate::error::{Error, Location, Result};
 use crate::format::frame::{self, CheckedFrame, FrameError, FrameHeader, FRAME_OVERHEAD};
 use crate::format::location::FrameLocation;
+use crate::io::buffer::{align_down, align_up, AlignedBuf};
 use crate::log::commit::Shared;
 
 /// Why a frame is not the good frame expected.
@@ -160,6 +161,22 @@ impl<'a> FrameVerifier<'a> {
             });
         }
         Ok(checked)
+    }
+
+    /// Checks 1 and 2 on the medium: read the frame at `loc` and make sure
+    /// it is the one the index expects there. No key is used.
+    pub fn read(&self, loc: &FrameLocation) -> Result<(FrameHeader, Vec<u8>)> {
+        let at = || self.at(loc.zone, loc.offset);
+        self.in_bounds(loc)
+            .map_err(|f| f.into_error(at(), loc.seq))?;
+        let start = align_down(loc.offset);
+        let end = align_up(loc.offset + loc.frame_len as u64);
+        let mut buf = AlignedBuf::zeroed((end - start) as usize);
+        self.shared.zones.read(loc.zone, start, &mut buf)?;
+        let from = (loc.offset - start) as usize;
+        let bytes = &buf[from..from + loc.frame_len as usize];
+        let checked = Self::identify(bytes, loc).map_err(|f| f.into_error(at(), loc.seq))?;
+        Ok((checked.header, bytes.to_vec()))
     }
 
     /// Check 3: the frame's data key, then its tag. A failed tag is

@@ -4,9 +4,12 @@
 
 pub mod blob;
 mod clock;
+mod erasure;
 mod evidence;
 mod holds;
 pub mod key_custody;
+mod retention;
+mod scrub;
 mod trail;
 
 use std::collections::VecDeque;
@@ -27,7 +30,7 @@ use crate::format::frame::{self, FrameKind, FRAME_OVERHEAD};
 use crate::format::record::{envelope, open_envelope, NewRecord, Receipt, Record};
 use crate::index::{FrameLocation, Index};
 use crate::integrity::treehead;
-use crate::io::buffer::{align_down, align_up, AlignedBuf};
+use crate::io::buffer::align_up;
 use crate::io::device::{Device, Geometry, Immutability, IoBackend};
 use crate::log::commit::{
     self, CommitOptions, CommitStats, FrameFields, IndexState, LogHead, LogState, Shared,
@@ -1148,25 +1151,12 @@ impl Store {
     }
 
     /// Read the frame at `loc` and check it is the one the index expects
-    /// there ([`FrameVerifier`]: bounds, then identity). No key is used.
+    /// there ([`FrameVerifier::read`]). No key is used.
     pub(crate) fn read_checked(
         &self,
         loc: &FrameLocation,
     ) -> Result<(frame::FrameHeader, Vec<u8>)> {
-        let verifier = FrameVerifier::new(&self.shared);
-        let at = || verifier.at(loc.zone, loc.offset);
-        verifier
-            .in_bounds(loc)
-            .map_err(|f| f.into_error(at(), loc.seq))?;
-        let start = align_down(loc.offset);
-        let end = align_up(loc.offset + loc.frame_len as u64);
-        let mut buf = AlignedBuf::zeroed((end - start) as usize);
-        self.shared.zones.read(loc.zone, start, &mut buf)?;
-        let from = (loc.offset - start) as usize;
-        let bytes = &buf[from..from + loc.frame_len as usize];
-        let checked =
-            FrameVerifier::identify(bytes, loc).map_err(|f| f.into_error(at(), loc.seq))?;
-        Ok((checked.header, bytes.to_vec()))
+        FrameVerifier::new(&self.shared).read(loc)
     }
 
     /// Read, check and decrypt the frame at `loc` (an unreadable one's error

@@ -143,6 +143,18 @@ pub enum Error {
     #[error("the store is full: no empty zone left for {needed} bytes")]
     Full { needed: u64 },
 
+    #[error("the system's secure random generator failed while making {purpose}")]
+    Random { purpose: &'static str },
+
+    #[error("{stream} failed after {done} bytes: {source}")]
+    Stream {
+        /// Which stream: the blob being stored (source) or read out (destination).
+        stream: &'static str,
+        done: u64,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("not found: {what}")]
     NotFound { what: String },
 

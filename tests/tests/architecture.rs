@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 const FN_LINES_MAX: usize = 70;
 
-/// Engine modules that depend on each other in one cycle today.
-const CYCLE_ALLOWED: &[&str] = &["store", "store::blob"];
+/// Engine modules allowed on a dependency cycle: none is left.
+const CYCLE_ALLOWED: &[&str] = &[];
 
 /// Dependencies allowed to point up a layer, (from, to): none is left, and
 /// none may come back.
@@ -24,7 +24,7 @@ const UPWARD_ALLOWED: &[(&str, &str)] = &[];
 
 /// Functions over the limit today: (file, function, lines at most).
 const LONG_ALLOWED: &[(&str, &str, usize)] = &[
-    ("engine/src/store/blob.rs", "put_blob_for", 149),
+    ("engine/src/store/blob.rs", "put_blob_for", 123),
     ("engine/src/log/commit.rs", "builder", 153),
     ("engine/src/log/commit.rs", "writer", 116),
     ("engine/src/compliance/state.rs", "apply", 120),
@@ -33,8 +33,6 @@ const LONG_ALLOWED: &[(&str, &str, usize)] = &[
     ("engine/src/index/mod.rs", "remove_range", 80),
     ("engine/src/crypto/kek.rs", "open", 78),
     ("engine/src/store/mod.rs", "create", 126),
-    ("engine/src/store/mod.rs", "open_once", 391),
-    ("engine/src/store/mod.rs", "catch_up_index", 158),
     ("engine/src/log/superblock.rs", "decode", 94),
     ("appliance/src/capture/metrics.rs", "new", 133),
     ("appliance/src/demo.rs", "run", 218),

@@ -262,3 +262,79 @@ fn a_dropped_store_has_let_go_of_everything_it_opened() {
     assert_eq!(store.verify().unwrap().frames, store.next_seq());
     store.close().unwrap();
 }
+
+/// A reader that gives `good` bytes, then fails.
+struct FailingReader {
+    good: usize,
+}
+
+impl std::io::Read for FailingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.good == 0 {
+            return Err(std::io::Error::other("the camera upload dropped"));
+        }
+        let n = buf.len().min(self.good);
+        buf[..n].fill(0x5a);
+        self.good -= n;
+        Ok(n)
+    }
+}
+
+/// A writer that takes `room` bytes, then fails.
+struct FullWriter {
+    room: usize,
+}
+
+impl std::io::Write for FullWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::Error::other("no space left on the export disk"));
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_blob_stream_is_a_typed_error_and_stores_no_blob() {
+    let dir = Scratch::new();
+    let store = dir_store(dir.path(), 64);
+    let err = store
+        .put_blob(
+            FailingReader { good: 10_000 },
+            "conv",
+            1_700_000_000_000_000,
+        )
+        .expect_err("the source failed");
+    match &err {
+        stele_engine::Error::Stream { done, source, .. } => {
+            assert!(*done <= 10_000, "{err}");
+            assert!(source.to_string().contains("camera upload"), "{err}");
+        }
+        other => panic!("expected a stream error, got {other:?}"),
+    }
+    store.sync_index().unwrap();
+    let manifests = (0..store.next_seq())
+        .filter(|&s| store.get(s).is_ok_and(|r| r.kind == FrameKind::Media))
+        .count();
+    assert_eq!(manifests, 0, "no manifest for a blob whose source failed");
+
+    let blob = store
+        .put_blob(&vec![7u8; 20_000][..], "conv", 1_700_000_000_000_000)
+        .unwrap();
+    let err = store
+        .read_blob(blob.seq, FullWriter { room: 5_000 })
+        .expect_err("the destination failed");
+    assert!(
+        matches!(&err, stele_engine::Error::Stream { done, .. } if *done <= 5_000),
+        "{err:?}"
+    );
+    let mut out = Vec::new();
+    assert_eq!(store.read_blob(blob.seq, &mut out).unwrap(), 20_000);
+    assert_eq!(out, vec![7u8; 20_000]);
+    store.close().unwrap();
+}

@@ -76,12 +76,14 @@ impl<T: KeyProvider + ?Sized> KeyProvider for std::sync::Arc<T> {
 
 /// Fill `buf` from the system's secure random generator.
 pub fn random(buf: &mut [u8]) -> Result<()> {
+    random_for(buf, "key material")
+}
+
+/// Fill `buf` from the system's secure random generator, for `purpose`.
+pub fn random_for(buf: &mut [u8], purpose: &'static str) -> Result<()> {
     SystemRandom::new()
         .fill(buf)
-        .map_err(|_| Error::KeyProvider {
-            provider: "system random".into(),
-            reason: "the system random generator failed".into(),
-        })
+        .map_err(|_| Error::Random { purpose })
 }
 
 const FILE_HEADER: &str = "stele-kek-v1";

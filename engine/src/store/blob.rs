@@ -23,54 +23,12 @@ use tokio::sync::oneshot;
 use crate::crypto::keys::{TagDomain, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::format::frame::{FrameKind, FRAME_OVERHEAD, HEADER_LEN};
+use crate::format::manifest::Manifest;
 use crate::format::record::{envelope, envelope_into, NewRecord};
 use crate::log::commit::{FrameFields, Submission};
 use crate::store::{BlobRef, PendingAppend, Store};
 
-const MANIFEST_VERSION: u8 = 1;
 const IN_FLIGHT_MAX: usize = 8;
-
-/// A parsed blob manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
-    pub len: u64,
-    pub sha256: [u8; 32],
-    pub chunk_bytes: u32,
-    pub chunks: Vec<u64>,
-}
-
-impl Manifest {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut m = Vec::with_capacity(49 + self.chunks.len() * 8);
-        m.push(MANIFEST_VERSION);
-        m.extend_from_slice(&self.len.to_le_bytes());
-        m.extend_from_slice(&self.sha256);
-        m.extend_from_slice(&self.chunk_bytes.to_le_bytes());
-        m.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
-        for c in &self.chunks {
-            m.extend_from_slice(&c.to_le_bytes());
-        }
-        m
-    }
-
-    pub fn decode(m: &[u8]) -> std::result::Result<Manifest, String> {
-        if m.len() < 49 || m[0] != MANIFEST_VERSION {
-            return Err("unknown version or truncated".into());
-        }
-        let count = u32::from_le_bytes(m[45..49].try_into().expect("4")) as usize;
-        if m.len() != 49 + count * 8 {
-            return Err("chunk list length".into());
-        }
-        Ok(Manifest {
-            len: u64::from_le_bytes(m[1..9].try_into().expect("8")),
-            sha256: m[9..41].try_into().expect("32"),
-            chunk_bytes: u32::from_le_bytes(m[41..45].try_into().expect("4")),
-            chunks: (0..count)
-                .map(|i| u64::from_le_bytes(m[49 + i * 8..57 + i * 8].try_into().expect("8")))
-                .collect(),
-        })
-    }
-}
 
 /// The seq the builder gave a chunk; if it gave none, the reason it refused the chunk.
 fn assigned_seq(seq: oneshot::Receiver<u64>, ack: PendingAppend) -> Result<u64> {
@@ -106,6 +64,55 @@ impl Store {
             Err(e) if e.key_unavailable() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The next chunk of `reader` as a chunk frame's plaintext: room for the
+    /// frame header, the envelope's header, then the chunk read straight in
+    /// behind it (into a recycled buffer: no fresh pages to fault in per
+    /// chunk), sealed later where it lies. Returns the buffer, where the
+    /// chunk starts in it and its length; `None` at the end of the stream.
+    fn next_chunk(
+        &self,
+        reader: &mut impl std::io::Read,
+        done: u64,
+    ) -> Result<Option<(Vec<u8>, usize, usize)>> {
+        let mut plaintext = self
+            .shared
+            .take_buffer(HEADER_LEN + 64 + self.chunk_bytes + FRAME_OVERHEAD);
+        plaintext.resize(HEADER_LEN, 0);
+        envelope_into(&mut plaintext, ["", "", "", "", "", ""], self.chunk_bytes)?;
+        let head = plaintext.len();
+        let read = reader
+            .take(self.chunk_bytes as u64)
+            .read_to_end(&mut plaintext);
+        match read {
+            Ok(0) => {
+                self.shared.give_buffer(plaintext);
+                Ok(None)
+            }
+            Ok(n) => Ok(Some((plaintext, head, n))),
+            Err(source) => {
+                self.shared.give_buffer(plaintext);
+                Err(Error::Stream {
+                    stream: "reading the blob being stored",
+                    done,
+                    source,
+                })
+            }
+        }
+    }
+
+    /// A stored chunk with `tag` that can stand in for a new copy. Best
+    /// effort: chunks still in flight, or acknowledged but not yet indexed
+    /// (call `Store::sync_index` first to see them), may be stored twice,
+    /// never lost.
+    fn stored_chunk(&self, tag: &[u8; TAG_LEN]) -> Result<Option<u64>> {
+        for seq in self.shared.index.by_record_tag(tag, 16)? {
+            if self.reusable(seq)? {
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
     }
 
     /// Stream `reader` into the store as a media blob belonging to `owner`
@@ -146,24 +153,7 @@ impl Store {
         let mut local: HashMap<[u8; TAG_LEN], usize> = HashMap::new();
         let mut total = 0u64;
         let mut new_chunks = 0u64;
-        loop {
-            // Room for the frame header, the envelope's header, then the
-            // chunk read straight in behind it (into a recycled buffer: no
-            // fresh pages to fault in per chunk), sealed later where it lies.
-            let mut plaintext = self
-                .shared
-                .take_buffer(HEADER_LEN + 64 + self.chunk_bytes + FRAME_OVERHEAD);
-            plaintext.resize(HEADER_LEN, 0);
-            envelope_into(&mut plaintext, ["", "", "", "", "", ""], self.chunk_bytes)?;
-            let head = plaintext.len();
-            let n = (&mut reader)
-                .take(self.chunk_bytes as u64)
-                .read_to_end(&mut plaintext)
-                .map_err(|e| Error::invalid("blob source", e.to_string()))?;
-            if n == 0 {
-                self.shared.give_buffer(plaintext);
-                break;
-            }
+        while let Some((plaintext, head, n)) = self.next_chunk(&mut reader, total)? {
             let chunk = &plaintext[head..];
             total += n as u64;
             content.update(chunk);
@@ -179,16 +169,7 @@ impl Store {
                 self.shared.give_buffer(plaintext);
                 continue;
             }
-            // Best effort: chunks still in flight, or acknowledged but not yet
-            // indexed (call `Store::sync_index` first to see them), may be stored twice, never lost.
-            let mut reused = None;
-            for seq in self.shared.index.by_record_tag(&tag, 16)? {
-                if self.reusable(seq)? {
-                    reused = Some(seq);
-                    break;
-                }
-            }
-            if let Some(seq) = reused {
+            if let Some(seq) = self.stored_chunk(&tag)? {
                 chunks.push(seq);
                 self.shared.give_buffer(plaintext);
                 continue;
@@ -290,7 +271,7 @@ impl Store {
             at: manifest.location.clone(),
             reason: format!("blob manifest: {why}"),
         };
-        let m = Manifest::decode(&manifest.body).map_err(|w| bad(&w))?;
+        let m = Manifest::decode(&manifest.body).map_err(|e| bad(&e.to_string()))?;
         let mut h = Sha256::new();
         let mut written = 0u64;
         for (i, &cseq) in m.chunks.iter().enumerate() {
@@ -302,8 +283,11 @@ impl Store {
                 )));
             }
             h.update(&chunk.body);
-            out.write_all(&chunk.body)
-                .map_err(|e| Error::invalid("blob destination", e.to_string()))?;
+            out.write_all(&chunk.body).map_err(|source| Error::Stream {
+                stream: "writing the blob out",
+                done: written,
+                source,
+            })?;
             written += chunk.body.len() as u64;
         }
         let got: [u8; 32] = h.finalize().into();

@@ -2,11 +2,9 @@
 
 mod access;
 mod capture;
+mod daemon;
 mod demo;
-mod listener;
-mod metrics;
 mod roughtime;
-mod serve;
 mod store_dir;
 mod when;
 
@@ -807,7 +805,7 @@ fn run(cli: Cli) -> Result<()> {
             messages,
             producers,
         } => demo::run(store, messages, producers)?,
-        Command::Serve { config } => serve::run(&config)?,
+        Command::Serve { config } => daemon::run(&config)?,
         Command::Import {
             file,
             store,
@@ -1103,7 +1101,7 @@ fn run(cli: Cli) -> Result<()> {
                 let c = if no_serve {
                     Config::load(&file)?
                 } else {
-                    listener::check_serving(&file)?
+                    daemon::listener::check_serving(&file)?
                 };
                 println!(
                     "{}: valid ({} devices, key provider {:?}, {} retention classes, {} rules, {} principals)",
@@ -1305,7 +1303,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Clock { store, command } => clock(&store, command)?,
         Command::Metrics { store } => {
             with_store(&store, |_, s| {
-                print!("{}", metrics::text(&metrics::registry(s)?)?);
+                print!("{}", daemon::metrics::text(&daemon::metrics::registry(s)?)?);
                 Ok(())
             })?;
         }

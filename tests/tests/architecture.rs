@@ -44,8 +44,6 @@ const LONG_ALLOWED: &[(&str, &str, usize)] = &[
     ("engine/src/store/mod.rs", "catch_up_index", 158),
     ("engine/src/log/superblock.rs", "decode", 94),
     ("appliance/src/capture/metrics.rs", "new", 133),
-    ("appliance/src/demo.rs", "run", 218),
-    ("appliance/src/main.rs", "run", 621),
     ("appliance/src/daemon/metrics.rs", "registry", 172),
     ("firmware-config/src/validate.rs", "validate", 344),
 ];

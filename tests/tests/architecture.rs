@@ -35,10 +35,7 @@ const LONG_ALLOWED: &[(&str, &str, usize)] = &[
     ("engine/src/store/mod.rs", "create", 126),
     ("engine/src/log/superblock.rs", "decode", 94),
     ("appliance/src/capture/metrics.rs", "new", 133),
-    ("appliance/src/demo.rs", "run", 218),
-    ("appliance/src/main.rs", "run", 621),
-    ("appliance/src/metrics.rs", "registry", 172),
-    ("appliance/src/serve.rs", "run", 148),
+    ("appliance/src/daemon/metrics.rs", "registry", 172),
     ("firmware-config/src/validate.rs", "validate", 344),
 ];
 

@@ -18,9 +18,8 @@ mod text;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use stele_engine::{FrameKind, NewRecord, Store};
@@ -101,56 +100,6 @@ pub struct Ctx<'a> {
     file_sha256: &'a str,
     evidence_seq: u64,
     limits: Limits,
-}
-
-/// `stele import`: open the store, import, print the summary; fail, naming
-/// the evidence and the reports, if anything was refused or not importable.
-pub fn import(a: &ImportArgs) -> Result<()> {
-    let (sd, s) = crate::store_dir::StoreDir::open(&a.store)?;
-    let store = Arc::new(s);
-    let result = Capture::new(store.clone(), sd.config.capture.consent, None)
-        .and_then(|cap| import_with(&cap, &store, a));
-    let store = Arc::try_unwrap(store)
-        .map_err(|_| anyhow!("the store is still in use after the import"))?;
-    store.close()?;
-    let r = result?;
-    println!("{}", serde_json::to_string_pretty(&r)?);
-    for c in &r.chats {
-        eprintln!(
-            "imported {}{}{}: {} messages, {} stored, {} already stored, {} refused, {} conflicts, {} attachments stored, {} lines fit no message{}; dates read {} ({})",
-            a.file.display(),
-            if r.chats.len() > 1 { format!(" ({})", c.name) } else { String::new() },
-            c.already_imported_seq.map_or(String::new(), |s| format!(" (already imported in full, seq {s})")),
-            c.messages, c.stored, c.already_stored, c.refused, c.conflicts, c.attachments_stored,
-            c.unparsed_lines.len(),
-            match c.unparsed_lines.len() {
-                0 => String::new(),
-                1..=20 => format!(" (lines {:?}, kept in the import report)", c.unparsed_lines),
-                _ => format!(" (lines {:?}…, all kept in the import report)", &c.unparsed_lines[..20]),
-            },
-            c.date_order, c.date_order_reason
-        );
-    }
-    for note in r.chats.iter().filter_map(|c| c.encoding.as_ref()?.note()) {
-        eprintln!("{}: {note}", a.file.display());
-    }
-    let problems = r.problems();
-    if !problems.is_empty() {
-        let reports: Vec<String> = r
-            .chats
-            .iter()
-            .filter_map(|c| c.report_seq)
-            .map(|s| s.to_string())
-            .collect();
-        bail!(
-            "{}: {}; the file is archived verbatim as evidence (seq {}), the import report is at seq {}",
-            a.file.display(),
-            problems.join("; "),
-            r.evidence_seq,
-            reports.join(", ")
-        );
-    }
-    Ok(())
 }
 
 /// Import export `a.file` into `store` through `capture`.

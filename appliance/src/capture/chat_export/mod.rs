@@ -7,5 +7,3 @@ mod header;
 pub mod import;
 mod markers;
 pub mod parse;
-
-pub use import::import;

@@ -1,5 +1,6 @@
 //! `stele demo`: ingest sample chat messages and media into a store, read
-//! everything back, verify the log and the index, and report what it did and how fast.
+//! everything back, verify the log and the index, and report what it did and
+//! how fast. Each step is its own function, run in order on one open store.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -7,12 +8,14 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
+use clap::Args;
 use firmware_config::Config;
 use firmware_config::Role;
 use stele_engine::compliance::audit::{Actor, Criteria};
 use stele_engine::store::now_us;
-use stele_engine::NewRecord;
+use stele_engine::{NewRecord, Record, Store};
 
+use super::store::{with_new_store, with_store};
 use crate::store_dir::StoreDir;
 
 const WORDS: &[&str] = &[
@@ -65,22 +68,61 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> {
-    let root = store.unwrap_or_else(|| PathBuf::from("stele-demo"));
-    let (sd, s) = if root.join(firmware_config::CONFIG_FILE).exists() {
-        println!("opening store in {}", root.display());
-        StoreDir::open(&root)?
-    } else {
-        let mut cfg = Config::embedded_default();
-        cfg.store.zone_size_mib = 64;
-        cfg.store.zones_per_device = 64;
+#[derive(Args)]
+pub struct Demo {
+    /// Store directory (created if absent). Default: ./stele-demo.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    #[arg(long, default_value_t = 5000)]
+    messages: u64,
+    #[arg(long, default_value_t = 4)]
+    producers: u64,
+}
+
+impl Demo {
+    pub fn run(self) -> Result<()> {
+        let root = self
+            .store
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("stele-demo"));
+        let (root, key_path) = if root.join(firmware_config::CONFIG_FILE).exists() {
+            println!("opening store in {}", root.display());
+            with_store(&root, |sd, s| self.on(sd, s))?
+        } else {
+            let mut cfg = Config::embedded_default();
+            cfg.store.zone_size_mib = 64;
+            cfg.store.zones_per_device = 64;
+            println!(
+                "creating store in {} (zone-directory device, 64 MiB zones, key file {})",
+                root.display(),
+                cfg.keys.file
+            );
+            with_new_store(&root, cfg, |sd, s| self.on(sd, s))?
+        };
         println!(
-            "creating store in {} (zone-directory device, 64 MiB zones, key file {})",
+            "done; the store stays in {} (key file {})",
             root.display(),
-            cfg.keys.file
+            key_path.display()
         );
-        StoreDir::init(&root, cfg)?
-    };
+        Ok(())
+    }
+
+    /// Every step on the open store; the store's folder and key file.
+    fn on(&self, sd: &StoreDir, s: &Store) -> Result<(PathBuf, PathBuf)> {
+        opened(s);
+        let t0 = now_us();
+        let run_tag = format!("{:x}", t0);
+        let seqs = ingest(s, self.messages, self.producers, t0, &run_tag)?;
+        media(s, t0, &run_tag)?;
+        let conv = read_back(s, &seqs, t0, &run_tag)?;
+        compliance(s, &seqs, &conv, &run_tag)?;
+        integrity(s, &seqs)?;
+        Ok((sd.root.clone(), sd.key_path()))
+    }
+}
+
+/// What opening found.
+fn opened(s: &Store) {
     let r = s.open_report().clone();
     println!(
         "  store {}  I/O {}  O_DIRECT {}  epoch {}",
@@ -92,49 +134,19 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
             r.tail_frames, r.discarded_tail_bytes
         );
     }
-    let t0 = now_us();
-    let run_tag = format!("{:x}", t0);
+}
 
-    // Ingest: several producers, each keeping up to 512 appends in flight.
+/// Ingest: several producers, each keeping up to 512 appends in flight. The
+/// seqs stored, in order.
+fn ingest(s: &Store, messages: u64, producers: u64, t0: i64, run_tag: &str) -> Result<Vec<u64>> {
     let batches_before = s.stats().batches.load(Ordering::Relaxed);
     let started = Instant::now();
     let per = messages.div_ceil(producers.max(1));
     let latencies: Vec<(u64, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..producers.max(1))
             .map(|p| {
-                let s = &s;
-                let run_tag = &run_tag;
-                scope.spawn(move || -> Result<Vec<(u64, u64)>> {
-                    let mut lat = Vec::with_capacity(per as usize);
-                    let mut inflight = VecDeque::new();
-                    for k in 0..per {
-                        let i = p * per + k;
-                        if i >= messages {
-                            break;
-                        }
-                        let rec = NewRecord::message(
-                            format!("wamid.{run_tag}.{i}"),
-                            format!("demo-{run_tag}-chat-{}", i % 25),
-                            t0 + i as i64,
-                            format!(
-                                "{{\"from\":\"+4477009{:05}\",\"text\":\"{}\"}}",
-                                i % 25,
-                                sample_text(i)
-                            ),
-                        );
-                        inflight.push_back((Instant::now(), s.submit(rec)?));
-                        if inflight.len() >= 512 {
-                            let (at, pa) = inflight.pop_front().expect("non-empty");
-                            let seq = pa.wait()?.seq;
-                            lat.push((at.elapsed().as_micros() as u64, seq));
-                        }
-                    }
-                    for (at, pa) in inflight {
-                        let seq = pa.wait()?.seq;
-                        lat.push((at.elapsed().as_micros() as u64, seq));
-                    }
-                    Ok(lat)
-                })
+                let range = p * per..((p + 1) * per).min(messages);
+                scope.spawn(move || produce(s, range, t0, run_tag))
             })
             .collect();
         let mut all = Vec::new();
@@ -159,8 +171,46 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     );
+    Ok(seqs)
+}
 
-    // Media: an 8 MiB voice-note-sized blob, stored twice in one conversation: the second use writes only a manifest.
+/// One producer: messages `range`, up to 512 in flight; (ack latency µs, seq) of each.
+fn produce(
+    s: &Store,
+    range: std::ops::Range<u64>,
+    t0: i64,
+    run_tag: &str,
+) -> Result<Vec<(u64, u64)>> {
+    let mut lat = Vec::with_capacity(range.clone().count());
+    let mut inflight = VecDeque::new();
+    for i in range {
+        let rec = NewRecord::message(
+            format!("wamid.{run_tag}.{i}"),
+            format!("demo-{run_tag}-chat-{}", i % 25),
+            t0 + i as i64,
+            format!(
+                "{{\"from\":\"+4477009{:05}\",\"text\":\"{}\"}}",
+                i % 25,
+                sample_text(i)
+            ),
+        );
+        inflight.push_back((Instant::now(), s.submit(rec)?));
+        if inflight.len() >= 512 {
+            let (at, pa) = inflight.pop_front().expect("non-empty");
+            let seq = pa.wait()?.seq;
+            lat.push((at.elapsed().as_micros() as u64, seq));
+        }
+    }
+    for (at, pa) in inflight {
+        let seq = pa.wait()?.seq;
+        lat.push((at.elapsed().as_micros() as u64, seq));
+    }
+    Ok(lat)
+}
+
+/// Media: an 8 MiB voice-note-sized blob, stored twice in one conversation:
+/// the second use writes only a manifest.
+fn media(s: &Store, t0: i64, run_tag: &str) -> Result<()> {
     let media: Vec<u8> = (0..8u64 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ t0 as u8)
         .collect();
@@ -182,11 +232,15 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
         8.0 * 1.048_576 / m1.as_secs_f64(),
         &hex::encode(b1.sha256)[..16]
     );
+    Ok(())
+}
 
-    // Read back every message by sequence number.
+/// Read back every message by sequence number, then query by conversation,
+/// record id and time; the records of chat-7.
+fn read_back(s: &Store, seqs: &[u64], t0: i64, run_tag: &str) -> Result<Vec<Record>> {
     let r0 = Instant::now();
     let mut checked = 0;
-    for &seq in &seqs {
+    for &seq in seqs {
         let rec = s.get(seq)?;
         ensure!(
             rec.conversation_id
@@ -216,8 +270,12 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
         by_id.len() == 1 && by_id[0].body.starts_with(b"{\"from\""),
         "lookup by record id"
     );
+    Ok(conv)
+}
 
-    // Compliance: retention, per-conversation keys, a legal hold, a refused deletion, the audit trail.
+/// Compliance: retention, per-conversation keys, a legal hold on chat-7
+/// (`conv`), a refused deletion, the audit trail.
+fn compliance(s: &Store, seqs: &[u64], conv: &[Record], run_tag: &str) -> Result<()> {
     let st = s.retention_status(seqs[0])?;
     let keys = s.keyring().map_or(Ok(0), |k| k.keys().map(|k| k.len()))?;
     let legal = Actor::new("demo-legal", &[Role::LegalHold]);
@@ -245,7 +303,12 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
         keys,
         trail.len()
     );
+    Ok(())
+}
 
+/// Integrity a regulator can check: the log verified, a signed tree head, an
+/// export bundle verified offline, a full scrub; then the index rebuilt.
+fn integrity(s: &Store, seqs: &[u64]) -> Result<()> {
     let v0 = Instant::now();
     let v = s.verify()?;
     println!(
@@ -255,7 +318,6 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
         &v.chain_head[..16],
         v0.elapsed().as_secs_f64()
     );
-    // Integrity a regulator can check: a signed tree head, an export bundle verified offline, a full scrub.
     let head = s.sign_tree_head()?;
     let bundle = s.export_bundle(&seqs[..10], 10)?;
     let pk = s.tree_head_public_key()?;
@@ -275,11 +337,5 @@ pub fn run(store: Option<PathBuf>, messages: u64, producers: u64) -> Result<()> 
     let n = s.reindex()?;
     ensure!(s.index_digest()? == d1, "rebuilt index must be identical");
     println!("rebuilt the index from the log ({n} frames): identical to the live one");
-    s.close()?;
-    println!(
-        "done; the store stays in {} (key file {})",
-        sd.root.display(),
-        sd.key_path().display()
-    );
     Ok(())
 }

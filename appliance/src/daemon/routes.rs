@@ -1,23 +1,21 @@
-//! `stele serve`: the daemon. HTTP API over TLS 1.3 (rustls), capture
-//! endpoints that acknowledge only after the durable group commit, health,
-//! readiness and Prometheus metrics, one instance per store (a lock file),
-//! graceful shutdown that loses no acknowledged record.
+//! The daemon's routes: each takes an HTTP request, authenticates it, turns
+//! its body into capture items (the verbatim evidence, the normalised
+//! records, the media queue entries), stores them through the capture
+//! service ([`Capture`]) and answers with a status from its outcomes. No
+//! route writes to the store any other way.
 //!
-//! Routes:
 //! * `GET /healthz`: the process is up.
 //! * `GET /readyz`: the store is open and writable.
 //! * `GET /metrics`: Prometheus text.
 //! * `GET /webhooks/whatsapp`: the Cloud API verification handshake.
 //! * `POST /webhooks/whatsapp`: deliveries, checked with `X-Hub-Signature-256`.
 //! * `POST /v1/messages`: NDJSON batches (docs/API.md).
+//! * `POST /v1/consent`: a custodian's signed consent.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -25,189 +23,47 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::json;
-use stele_engine::integrity::scrub::ScrubMode;
 use stele_engine::{FrameKind, NewRecord, Store};
 
 use crate::access::IngestAuth;
 use crate::capture::{whatsapp, Capture, Item, Outcome};
 use crate::store_dir::StoreDir;
 
-struct WhatsAppSecrets {
+/// The WhatsApp Cloud API's shared secrets: the verification handshake's
+/// token and the key deliveries are signed with.
+pub struct WhatsAppSecrets {
     verify_token: String,
     app_secret: Vec<u8>,
 }
 
+impl WhatsAppSecrets {
+    /// The secrets `[capture.whatsapp]` names, or none when it is absent.
+    pub fn read(sd: &StoreDir) -> Result<Option<WhatsAppSecrets>> {
+        Ok(match &sd.config.capture.whatsapp {
+            Some(w) => Some(WhatsAppSecrets {
+                verify_token: sd.read_secret(&w.verify_token_file, "WhatsApp verify token")?,
+                app_secret: sd
+                    .read_secret(&w.app_secret_file, "WhatsApp app secret")?
+                    .into_bytes(),
+            }),
+            None => None,
+        })
+    }
+}
+
+/// What every route shares.
 pub struct AppState {
-    store: Arc<Store>,
-    capture: Arc<Capture>,
-    whatsapp: Option<WhatsAppSecrets>,
-    media_queue: Arc<crate::capture::media::Queue>,
-    media_wake: crossbeam_channel::Sender<()>,
+    pub store: Arc<Store>,
+    pub capture: Arc<Capture>,
+    pub whatsapp: Option<WhatsAppSecrets>,
+    pub media_queue: Arc<crate::capture::media::Queue>,
+    pub media_wake: crossbeam_channel::Sender<()>,
 }
 
-/// Hold the store's lock file for as long as the daemon runs.
-fn lock(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    let path = root.join("stele.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        anyhow::anyhow!(
-            "another `stele serve` is running on {} (it holds {}): {e}",
-            root.display(),
-            path.display()
-        )
-    })
-}
-
-/// TLS 1.3 with the certificate and key; with `client_ca`, clients must
-/// present a certificate that CA signed (mutual TLS).
-fn tls_config(
-    sd: &StoreDir,
-    cert: &str,
-    key: &str,
-    client_ca: Option<&str>,
-) -> Result<rustls::ServerConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let (cp, kp) = (sd.resolve(cert), sd.resolve(key));
-    let certs = CertificateDer::pem_file_iter(&cp)
-        .with_context(|| format!("TLS certificate {}", cp.display()))?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .with_context(|| format!("TLS certificate {}", cp.display()))?;
-    if certs.is_empty() {
-        bail!("TLS certificate {} holds no certificate", cp.display());
-    }
-    let key =
-        PrivateKeyDer::from_pem_file(&kp).with_context(|| format!("TLS key {}", kp.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3")?;
-    let builder = match client_ca {
-        Some(ca) => builder.with_client_cert_verifier(crate::listener::client_verifier(
-            &sd.resolve(ca),
-            provider,
-        )?),
-        None => builder.with_no_client_auth(),
-    };
-    let mut cfg = builder
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not match")?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(cfg)
-}
-
-/// Run the daemon on the store whose configuration is `config` (the store lives beside it).
-pub fn run(config: &Path) -> Result<()> {
-    let root = config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    if config
-        .file_name()
-        .is_none_or(|n| n != firmware_config::CONFIG_FILE)
-    {
-        bail!(
-            "--config must name a store's {} (got {})",
-            firmware_config::CONFIG_FILE,
-            config.display()
-        );
-    }
-    let _lock = lock(&root)?;
-    crate::listener::check_serving(config)?;
-    let sd = StoreDir::load(&root)?;
-    let server = sd.config.server.clone();
-    let addr: SocketAddr = server.listen.parse().context("server.listen")?;
-    let tls = match (&server.tls_cert, &server.tls_key) {
-        (Some(c), Some(k)) => Some(tls_config(&sd, c, k, server.client_ca.as_deref())?),
-        _ if server.allow_plain_http && addr.ip().is_loopback() => None,
-        _ => bail!("server: TLS needs tls_cert and tls_key (plain HTTP is allowed only with allow_plain_http on a loopback address)"),
-    };
-    let whatsapp = match &sd.config.capture.whatsapp {
-        Some(w) => Some(WhatsAppSecrets {
-            verify_token: sd.read_secret(&w.verify_token_file, "WhatsApp verify token")?,
-            app_secret: sd
-                .read_secret(&w.app_secret_file, "WhatsApp app secret")?
-                .into_bytes(),
-        }),
-        None => None,
-    };
-    let consent = sd.config.capture.consent;
-    let scrub = sd.config.scrub.clone();
-    let max_body = sd.config.capture.max_body_kib as usize * 1024;
-    let (_, store) = StoreDir::open(&root)?;
-    let store = Arc::new(store);
-    store.start_background_scrub(stele_engine::BackgroundScrub {
-        interval: Duration::from_secs(scrub.interval_hours as u64 * 3600),
-        mode: match scrub.mode {
-            firmware_config::ScrubMode::Full => ScrubMode::Full,
-            firmware_config::ScrubMode::Sampled => ScrubMode::Sampled {
-                percent: scrub.sample_percent,
-                min_records: scrub.sample_min_records,
-            },
-        },
-        bytes_per_sec: Some(
-            scrub.device_read_mb_s as u64 * 1_000_000 * scrub.bandwidth_percent as u64 / 100,
-        ),
-    });
-    let media_queue = Arc::new(crate::capture::media::Queue::open(&root)?);
-    let (media_wake, wake_rx) = crossbeam_channel::bounded(1);
-    let capture_metrics = crate::capture::metrics::CaptureMetrics::new()?;
-    let listener_metrics = crate::listener::ListenerMetrics::new(&capture_metrics.registry)?;
-    let ingest_auth = Arc::new(crate::access::IngestAuth::new(
-        &sd.config,
-        store.clone(),
-        &capture_metrics.registry,
-    )?);
-    let media_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let fetcher = match sd.config.capture.whatsapp.as_ref().map(|w| {
-        (
-            w.graph_base_url.clone(),
-            w.access_token_file.clone(),
-            w.media_workers,
-        )
-    }) {
-        Some((base, Some(token_file), workers)) => {
-            let token = sd.read_secret(&token_file, "Graph API access token")?;
-            let f = crate::capture::media::Fetcher::new(&base, token);
-            let (s, q, m, stop) = (
-                store.clone(),
-                media_queue.clone(),
-                capture_metrics.media.clone(),
-                media_stop.clone(),
-            );
-            Some(
-                std::thread::Builder::new()
-                    .name("stele-media".into())
-                    .spawn(move || {
-                        crate::capture::media::run(s, q, f, m, stop, wake_rx, workers)
-                    })?,
-            )
-        }
-        Some((_, None, _)) => {
-            tracing::warn!("capture.whatsapp.access_token_file is not set: media ids are queued but not downloaded");
-            None
-        }
-        None => None,
-    };
-    capture_metrics
-        .media
-        .depth
-        .set(media_queue.items()?.len() as i64);
-    let capture = Arc::new(Capture::new(store.clone(), consent, Some(capture_metrics))?);
-    let state = Arc::new(AppState {
-        store: store.clone(),
-        capture,
-        whatsapp,
-        media_queue,
-        media_wake,
-    });
-    let app = Router::new()
+/// Every route, bodies limited to `max_body` bytes, the ingest routes
+/// checked against `ingest_auth`.
+pub fn router(state: Arc<AppState>, ingest_auth: Arc<IngestAuth>, max_body: usize) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -216,48 +72,7 @@ pub fn run(config: &Path) -> Result<()> {
         .route("/v1/consent", post(consent_post))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::Extension(ingest_auth))
-        .with_state(state);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("stele-http")
-        .build()?;
-    rt.block_on(async move {
-        let handle = axum_server::Handle::new();
-        let h = handle.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing requests in flight");
-            h.graceful_shutdown(Some(Duration::from_secs(30)));
-        });
-        eprintln!(
-            "stele serving {} on {}://{addr}",
-            root.display(),
-            if tls.is_some() { "https" } else { "http" }
-        );
-        crate::listener::serve(addr, tls, &server, listener_metrics, handle, app).await
-    })
-    .context("serving")?;
-    drop(rt);
-    media_stop.store(true, std::sync::atomic::Ordering::Release);
-    if let Some(f) = fetcher {
-        let _ = f.join();
-    }
-    // Every acknowledged record is already durable; closing checkpoints and stops the threads.
-    match Arc::try_unwrap(store) {
-        Ok(s) => s.close()?,
-        Err(s) => drop(s),
-    }
-    eprintln!("stele stopped");
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+        .with_state(state)
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
@@ -274,10 +89,10 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let store = st.store.clone();
     let text = tokio::task::spawn_blocking(move || {
-        crate::metrics::registry(&store).and_then(|r| crate::metrics::text(&r))
+        super::metrics::registry(&store).and_then(|r| super::metrics::text(&r))
     })
     .await;
-    match (text, crate::metrics::text(&st.capture.metrics().registry)) {
+    match (text, super::metrics::text(&st.capture.metrics().registry)) {
         (Ok(Ok(a)), Ok(b)) => (
             StatusCode::OK,
             [("content-type", "text/plain; version=0.0.4")],

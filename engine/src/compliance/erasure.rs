@@ -161,7 +161,7 @@ impl Store {
                 continue;
             };
             records += 1;
-            if loc.kind == crate::format::frame::FrameKind::Media {
+            if loc.kind == crate::format::frame::FrameKind::Manifest {
                 manifests.push(s);
             }
             latest = latest.max(self.effective_until(&loc, &extensions));

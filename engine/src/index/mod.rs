@@ -2,7 +2,7 @@
 //!
 //! Tables (all keys big-endian so byte order is numeric order):
 //! * `locations`: seq → zone u32 | offset u64 | frame_len u32 | crc u32 | kind u8 | timestamp_us i64 |
-//!   retain_until_us i64 | key_id u32 | custodian_tag[12] | conversation_tag[16]
+//!   retain_until_us i64 | data_key_id u32 | custodian_tag[12] | conversation_tag[16]
 //! * `record_tags`: record_tag[16] | seq u64 → ()
 //! * `conversations`: conversation_tag[16] | seq u64 → ()
 //! * `custodians`: custodian_tag[12] | seq u64 → ()
@@ -41,34 +41,53 @@ const MERKLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("merkle");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const KEY_IDS: TableDefinition<u32, u64> = TableDefinition::new("key_ids");
 const NEXT_SEQ: &str = "next_seq";
-const LOCATION_LEN: usize = 69;
+// Where each field of a `locations` value starts (docs/FORMAT.md, "Index"),
+// each from the one before it; a field runs to where the next one starts.
+const LOC_ZONE_AT: usize = 0;
+const LOC_OFFSET_AT: usize = LOC_ZONE_AT + 4;
+const LOC_FRAME_LEN_AT: usize = LOC_OFFSET_AT + 8;
+const LOC_CRC_AT: usize = LOC_FRAME_LEN_AT + 4;
+const LOC_KIND_AT: usize = LOC_CRC_AT + 4;
+const LOC_TIMESTAMP_AT: usize = LOC_KIND_AT + 1;
+const LOC_RETAIN_UNTIL_AT: usize = LOC_TIMESTAMP_AT + 8;
+const LOC_DATA_KEY_ID_AT: usize = LOC_RETAIN_UNTIL_AT + 8;
+const LOC_CUSTODIAN_TAG_AT: usize = LOC_DATA_KEY_ID_AT + 4;
+const LOC_CONVERSATION_TAG_AT: usize = LOC_CUSTODIAN_TAG_AT + CUSTODIAN_TAG_LEN;
+const LOCATION_LEN: usize = LOC_CONVERSATION_TAG_AT + TAG_LEN;
 // docs/FORMAT.md ("Index"): zone 4, offset 8, frame_len 4, crc 4, kind 1,
-// timestamp 8, retain_until 8, key_id 4, custodian_tag, conversation_tag.
+// timestamp 8, retain_until 8, data_key_id 4, custodian_tag, conversation_tag: 69 bytes.
 const _: () = assert!(LOCATION_LEN == 4 + 8 + 4 + 4 + 1 + 8 + 8 + 4 + CUSTODIAN_TAG_LEN + TAG_LEN);
+const _: () = assert!(LOCATION_LEN == 69);
+/// A key of the `times`, `chunk_refs` tables: two u64 BE.
+const PAIR_KEY_LEN: usize = 8 + 8;
+/// A `merkle` key: height u8, then index u64 BE.
+const NODE_KEY_LEN: usize = 1 + 8;
+
+/// The `N` bytes of `v` at `at` (the caller has checked `v` is long enough).
+fn field<const N: usize>(v: &[u8], at: usize) -> [u8; N] {
+    v[at..at + N].try_into().expect("field within the value")
+}
 
 pub use crate::format::location::{FrameLocation, IndexEntry};
 
 /// A `locations` value (docs/FORMAT.md, "Index").
 fn encode_location(l: &FrameLocation) -> [u8; LOCATION_LEN] {
     let mut v = [0u8; LOCATION_LEN];
-    v[0..4].copy_from_slice(&l.zone.to_le_bytes());
-    v[4..12].copy_from_slice(&l.offset.to_le_bytes());
-    v[12..16].copy_from_slice(&l.frame_len.to_le_bytes());
-    v[16..20].copy_from_slice(&l.crc.to_le_bytes());
-    v[20] = l.kind as u8;
-    v[21..29].copy_from_slice(&l.timestamp_us.to_le_bytes());
-    v[29..37].copy_from_slice(&l.retain_until_us.to_le_bytes());
-    v[37..41].copy_from_slice(&l.key_id.to_le_bytes());
-    v[41..53].copy_from_slice(&l.custodian_tag);
-    v[53..69].copy_from_slice(&l.conversation_tag);
+    v[LOC_ZONE_AT..LOC_OFFSET_AT].copy_from_slice(&l.zone.to_le_bytes());
+    v[LOC_OFFSET_AT..LOC_FRAME_LEN_AT].copy_from_slice(&l.offset.to_le_bytes());
+    v[LOC_FRAME_LEN_AT..LOC_CRC_AT].copy_from_slice(&l.frame_len.to_le_bytes());
+    v[LOC_CRC_AT..LOC_KIND_AT].copy_from_slice(&l.crc.to_le_bytes());
+    v[LOC_KIND_AT] = l.kind as u8;
+    v[LOC_TIMESTAMP_AT..LOC_RETAIN_UNTIL_AT].copy_from_slice(&l.timestamp_us.to_le_bytes());
+    v[LOC_RETAIN_UNTIL_AT..LOC_DATA_KEY_ID_AT].copy_from_slice(&l.retain_until_us.to_le_bytes());
+    v[LOC_DATA_KEY_ID_AT..LOC_CUSTODIAN_TAG_AT].copy_from_slice(&l.data_key_id.to_le_bytes());
+    v[LOC_CUSTODIAN_TAG_AT..LOC_CONVERSATION_TAG_AT].copy_from_slice(&l.custodian_tag);
+    v[LOC_CONVERSATION_TAG_AT..].copy_from_slice(&l.conversation_tag);
     v
 }
 
-fn time_key(ts: i64, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&((ts as u64) ^ (1 << 63)).to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
+fn time_key(ts: i64, seq: u64) -> [u8; PAIR_KEY_LEN] {
+    pair_key((ts as u64) ^ (1 << 63), seq)
 }
 
 fn tag_key(tag: &[u8; TAG_LEN], seq: u64) -> [u8; TAG_LEN + 8] {
@@ -85,15 +104,15 @@ fn custodian_key(tag: &[u8; CUSTODIAN_TAG_LEN], seq: u64) -> [u8; CUSTODIAN_TAG_
     k
 }
 
-fn pair_key(a: u64, b: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
+fn pair_key(a: u64, b: u64) -> [u8; PAIR_KEY_LEN] {
+    let mut k = [0u8; PAIR_KEY_LEN];
     k[..8].copy_from_slice(&a.to_be_bytes());
     k[8..].copy_from_slice(&b.to_be_bytes());
     k
 }
 
-fn node_key(height: u8, index: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
+fn node_key(height: u8, index: u64) -> [u8; NODE_KEY_LEN] {
+    let mut k = [0u8; NODE_KEY_LEN];
     k[0] = height;
     k[1..].copy_from_slice(&index.to_be_bytes());
     k
@@ -387,8 +406,8 @@ impl Index {
                             .map_err(|x| self.err(x))?;
                     }
                     merkle_add(&mut merkle, e.loc.seq, e.leaf).map_err(|x| self.err(x))?;
-                    if e.loc.key_id != seen_key {
-                        seen_key = e.loc.key_id;
+                    if e.loc.data_key_id != seen_key {
+                        seen_key = e.loc.data_key_id;
                         let known = seen_key == crate::crypto::keys::ROOT_KEY_ID
                             || key_ids.get(seen_key).map_err(|x| self.err(x))?.is_some();
                         if !known {
@@ -499,11 +518,11 @@ impl Index {
                     if v.len() != LOCATION_LEN {
                         continue;
                     }
-                    let ts = i64::from_le_bytes(v[21..29].try_into().expect("8"));
+                    let ts = i64::from_le_bytes(field(&v, LOC_TIMESTAMP_AT));
                     times
                         .remove(&time_key(ts, seq)[..])
                         .map_err(|e| self.err(e))?;
-                    let ct: [u8; CUSTODIAN_TAG_LEN] = v[41..53].try_into().expect("12");
+                    let ct: [u8; CUSTODIAN_TAG_LEN] = field(&v, LOC_CUSTODIAN_TAG_AT);
                     cust.remove(&custodian_key(&ct, seq)[..])
                         .map_err(|e| self.err(e))?;
                 }
@@ -609,20 +628,21 @@ impl Index {
         if v.len() != LOCATION_LEN {
             return Err(self.damaged(format!("location of seq {seq} has {} bytes", v.len())));
         }
-        let kind = FrameKind::from_u8(v[20])
-            .ok_or_else(|| self.damaged(format!("location of seq {seq} has kind {}", v[20])))?;
+        let kind = FrameKind::from_u8(v[LOC_KIND_AT]).ok_or_else(|| {
+            self.damaged(format!("location of seq {seq} has kind {}", v[LOC_KIND_AT]))
+        })?;
         Ok(FrameLocation {
             seq,
-            zone: u32::from_le_bytes(v[0..4].try_into().expect("4")),
-            offset: u64::from_le_bytes(v[4..12].try_into().expect("8")),
-            frame_len: u32::from_le_bytes(v[12..16].try_into().expect("4")),
-            crc: u32::from_le_bytes(v[16..20].try_into().expect("4")),
+            zone: u32::from_le_bytes(field(v, LOC_ZONE_AT)),
+            offset: u64::from_le_bytes(field(v, LOC_OFFSET_AT)),
+            frame_len: u32::from_le_bytes(field(v, LOC_FRAME_LEN_AT)),
+            crc: u32::from_le_bytes(field(v, LOC_CRC_AT)),
             kind,
-            timestamp_us: i64::from_le_bytes(v[21..29].try_into().expect("8")),
-            retain_until_us: i64::from_le_bytes(v[29..37].try_into().expect("8")),
-            key_id: u32::from_le_bytes(v[37..41].try_into().expect("4")),
-            custodian_tag: v[41..53].try_into().expect("12"),
-            conversation_tag: v[53..69].try_into().expect("16"),
+            timestamp_us: i64::from_le_bytes(field(v, LOC_TIMESTAMP_AT)),
+            retain_until_us: i64::from_le_bytes(field(v, LOC_RETAIN_UNTIL_AT)),
+            data_key_id: u32::from_le_bytes(field(v, LOC_DATA_KEY_ID_AT)),
+            custodian_tag: field(v, LOC_CUSTODIAN_TAG_AT),
+            conversation_tag: field(v, LOC_CONVERSATION_TAG_AT),
         })
     }
 
@@ -932,7 +952,7 @@ mod tests {
                 kind: FrameKind::Message,
                 timestamp_us: ts,
                 retain_until_us: ts + 1,
-                key_id,
+                data_key_id: key_id,
                 custodian_tag: [1; CUSTODIAN_TAG_LEN],
                 conversation_tag: [2; TAG_LEN],
             },

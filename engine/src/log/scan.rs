@@ -11,7 +11,7 @@
 //! device, zone and offset.
 
 use crate::error::{Error, Result};
-use crate::format::frame::{self, FrameHeader, FLAG_BATCH_START, FRAME_LEN_MAX, HEADER_LEN};
+use crate::format::frame::{self, FrameHeader, FLAG_BATCH_START, FRAME_HEADER_LEN, FRAME_LEN_MAX};
 use crate::format::location::IndexEntry;
 use crate::io::buffer::{align_down, align_up, AlignedBuf, BLOCK_SIZE};
 use crate::log::zone::{ZoneCondition, ZoneSet};
@@ -257,12 +257,12 @@ impl<'a> Scanner<'a> {
         scan_end: u64,
         need_batch_start: bool,
     ) -> Result<Probe> {
-        if !self.fill(zone, pos, HEADER_LEN, scan_end)? {
+        if !self.fill(zone, pos, FRAME_HEADER_LEN, scan_end)? {
             return Ok(Probe::Invalid(
                 "no room for a frame header before the end of the zone's data".into(),
             ));
         }
-        let header = match FrameHeader::decode(self.bytes(pos, HEADER_LEN)) {
+        let header = match FrameHeader::decode(self.bytes(pos, FRAME_HEADER_LEN)) {
             Ok(h) => h,
             Err(e) => return Ok(Probe::Invalid(e.to_string())),
         };
@@ -405,7 +405,7 @@ impl<'a> Scanner<'a> {
                 .filter(|&&b| b != 0)
                 .count() as u64;
             if pos >= first_start && out.later_batch.is_none() {
-                if let Ok(h) = FrameHeader::decode(self.bytes(pos, HEADER_LEN)) {
+                if let Ok(h) = FrameHeader::decode(self.bytes(pos, FRAME_HEADER_LEN)) {
                     let len = h.frame_len as usize;
                     if h.flags & FLAG_BATCH_START != 0
                         && h.seq >= self.expected_seq

@@ -360,7 +360,7 @@ impl Store {
             zone_size,
             device_index: 0,
             epoch: 0,
-            key_id: keys.key_id,
+            root_key_generation: keys.root_key_generation,
             key_check: keys.key_check(&store_id),
             next_seq: 0,
             chain_head: [0; 32],
@@ -463,9 +463,9 @@ impl Store {
             });
         }
         // 2. The key, before anything is written.
-        if keys.key_id != sb.key_id || keys.key_check(&sb.store_id) != sb.key_check {
+        if !sb.opened_by(&keys) {
             return Err(Error::WrongKey {
-                key_path: format!("key id {}", keys.key_id),
+                key_path: format!("key id {}", keys.root_key_generation),
                 store_id: hex::encode(sb.store_id),
             });
         }
@@ -1002,7 +1002,7 @@ impl Store {
 
     /// Queue a record; the returned handle resolves once it is durable.
     pub fn submit(&self, rec: NewRecord) -> Result<PendingAppend> {
-        if rec.kind == FrameKind::MediaChunk || rec.kind == FrameKind::Media {
+        if rec.kind == FrameKind::MediaChunk || rec.kind == FrameKind::Manifest {
             return Err(Error::invalid(
                 "record kind",
                 "media is stored with put_blob",
@@ -1214,7 +1214,7 @@ impl Store {
             kind: header.kind,
             timestamp_us: header.timestamp_us,
             retain_until_us: header.retain_until_us,
-            key_id: header.key_id,
+            key_id: header.data_key_id,
             salt: e.salt,
             record_id: e.record_id,
             conversation_id: e.conversation_id,
@@ -1851,7 +1851,7 @@ fn catch_up_index(shared: &Shared, log_next: u64, progress: Option<&Progress>) -
         let mut entry = f.entry();
         // Manifests name their chunks and audit events carry compliance state:
         // both are inside the ciphertext, so they are read here.
-        if matches!(f.header.kind, FrameKind::Media | FrameKind::System) {
+        if matches!(f.header.kind, FrameKind::Manifest | FrameKind::System) {
             let at = shared.zones.location(f.zone, f.offset);
             let opened = FrameVerifier::new(shared).open(
                 scanner.frame_bytes(&f),
@@ -1870,7 +1870,7 @@ fn catch_up_index(shared: &Shared, log_next: u64, progress: Option<&Progress>) -
                     at: at.clone(),
                     reason,
                 })?;
-                if f.header.kind == FrameKind::Media {
+                if f.header.kind == FrameKind::Manifest {
                     let m = crate::store::blob::Manifest::decode(&env.body)
                         .map_err(|reason| Error::Corrupt { at, reason })?;
                     entry.refs = m.chunks;

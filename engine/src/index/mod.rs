@@ -61,7 +61,8 @@ const _: () = assert!(LOCATION_LEN == 69);
 /// A key of the `times`, `chunk_refs` tables: two u64 BE.
 const PAIR_KEY_LEN: usize = 8 + 8;
 /// A `merkle` key: height u8, then index u64 BE.
-const NODE_KEY_LEN: usize = 1 + 8;
+const NODE_INDEX_AT: usize = 1;
+const NODE_KEY_LEN: usize = NODE_INDEX_AT + 8;
 
 /// The `N` bytes of `v` at `at` (the caller has checked `v` is long enough).
 fn field<const N: usize>(v: &[u8], at: usize) -> [u8; N] {
@@ -69,6 +70,21 @@ fn field<const N: usize>(v: &[u8], at: usize) -> [u8; N] {
 }
 
 pub use crate::format::location::{FrameLocation, IndexEntry};
+
+/// The dense-seq rule for frames the log hands to the index as it writes
+/// them: `entries` run `from, from + 1, ...` with no gap and no repeat.
+/// Returns the seq after them (`from` for none), or `None` if they break the
+/// rule. A rebuild across reclaimed zones, whose seqs jump, is not held to it.
+pub fn dense_from(from: u64, entries: &[IndexEntry]) -> Option<u64> {
+    let mut next = from;
+    for e in entries {
+        if e.loc.seq != next {
+            return None;
+        }
+        next += 1;
+    }
+    Some(next)
+}
 
 /// A `locations` value (docs/FORMAT.md, "Index").
 fn encode_location(l: &FrameLocation) -> [u8; LOCATION_LEN] {
@@ -114,7 +130,7 @@ fn pair_key(a: u64, b: u64) -> [u8; PAIR_KEY_LEN] {
 fn node_key(height: u8, index: u64) -> [u8; NODE_KEY_LEN] {
     let mut k = [0u8; NODE_KEY_LEN];
     k[0] = height;
-    k[1..].copy_from_slice(&index.to_be_bytes());
+    k[NODE_INDEX_AT..].copy_from_slice(&index.to_be_bytes());
     k
 }
 
@@ -578,7 +594,7 @@ impl Index {
         if !left.is_empty() {
             for item in loc.range(range.end..).map_err(|e| self.err(e))? {
                 let (k, v) = item.map_err(|e| self.err(e))?;
-                let Some(id) = v.value().get(37..41) else {
+                let Some(id) = v.value().get(LOC_DATA_KEY_ID_AT..LOC_CUSTODIAN_TAG_AT) else {
                     continue;
                 };
                 let id = u32::from_le_bytes(id.try_into().expect("4 bytes"));
@@ -907,7 +923,7 @@ impl MerkleView {
             let (k, v) = item.map_err(err)?;
             let seq = k
                 .value()
-                .get(1..9)
+                .get(NODE_INDEX_AT..NODE_KEY_LEN)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes);
             match (seq, v.value().try_into()) {
@@ -1020,5 +1036,111 @@ mod tests {
         rebuilt.insert(&all[20..], true).unwrap();
         assert_eq!(ix.key_ids().unwrap(), rebuilt.key_ids().unwrap());
         assert_eq!(ix.key_ids().unwrap(), vec![(1, 20), (3, 25)]);
+    }
+
+    #[test]
+    fn the_dense_seq_rule() {
+        let run =
+            |seqs: &[u64]| -> Vec<IndexEntry> { seqs.iter().map(|&s| entry(s, 1, 0)).collect() };
+        assert_eq!(dense_from(5, &run(&[5, 6, 7])), Some(8));
+        assert_eq!(
+            dense_from(5, &[]),
+            Some(5),
+            "nothing handed over: still at 5"
+        );
+        assert_eq!(dense_from(5, &run(&[5, 7])), None, "a gap");
+        assert_eq!(dense_from(5, &run(&[5, 5])), None, "a repeat");
+        assert_eq!(
+            dense_from(5, &run(&[6, 7])),
+            None,
+            "not where the last hand-over ended"
+        );
+        assert_eq!(dense_from(5, &run(&[4, 5])), None, "an old seq again");
+    }
+
+    #[test]
+    fn lookups_by_seq_range_tag_custodian_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = open(&dir, "i.redb");
+        let mut entries: Vec<IndexEntry> = (0..6).map(|s| entry(s, 1, 100 - s as i64)).collect();
+        entries[4].record_tag = [9; TAG_LEN];
+        entries[5].loc.kind = FrameKind::MediaChunk;
+        entries[5].record_tag = [9; TAG_LEN];
+        ix.insert(&entries, true).unwrap();
+        assert_eq!(ix.location(6).unwrap(), None, "nothing past the end");
+        let seqs = |v: Vec<FrameLocation>| v.iter().map(|l| l.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(ix.locations(2, 5).unwrap()), vec![2, 3, 4]);
+        assert_eq!(ix.by_record_tag(&[9; TAG_LEN], 10).unwrap(), vec![4, 5]);
+        assert_eq!(
+            ix.by_record_tag(&[3; TAG_LEN], 2).unwrap(),
+            vec![0, 1],
+            "at most the limit"
+        );
+        // A media chunk is found by its tag, but is not a record of its own:
+        // not in the conversation, custodian or time tables.
+        assert_eq!(
+            ix.by_conversation_tag(&[2; TAG_LEN], 10).unwrap(),
+            vec![0, 1, 2, 3, 4]
+        );
+        assert_eq!(
+            ix.by_custodian_tag(&[1; CUSTODIAN_TAG_LEN], 10).unwrap(),
+            vec![0, 1, 2, 3, 4]
+        );
+        assert_eq!(
+            ix.by_time(96, 98, 10).unwrap(),
+            vec![4, 3],
+            "time order; seq 2 at 98 is past the end"
+        );
+        assert_eq!(ix.next_seq().unwrap(), 6);
+    }
+
+    #[test]
+    fn removing_a_range_removes_it_from_every_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = open(&dir, "i.redb");
+        let entries: Vec<IndexEntry> = (0..6).map(|s| entry(s, 1, s as i64)).collect();
+        ix.insert(&entries, true).unwrap();
+        assert_eq!(
+            ix.remove_range(2, 4, &[]).unwrap(),
+            2,
+            "two locations removed"
+        );
+        let seqs = |v: Vec<FrameLocation>| v.iter().map(|l| l.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(ix.locations(0, 6).unwrap()), vec![0, 1, 4, 5]);
+        assert_eq!(ix.location(2).unwrap(), None);
+        assert_eq!(
+            ix.by_record_tag(&[3; TAG_LEN], 10).unwrap(),
+            vec![0, 1, 4, 5]
+        );
+        assert_eq!(
+            ix.by_conversation_tag(&[2; TAG_LEN], 10).unwrap(),
+            vec![0, 1, 4, 5]
+        );
+        assert_eq!(
+            ix.by_custodian_tag(&[1; CUSTODIAN_TAG_LEN], 10).unwrap(),
+            vec![0, 1, 4, 5]
+        );
+        assert_eq!(ix.by_time(0, 10, 10).unwrap(), vec![0, 1, 4, 5]);
+        assert_eq!(
+            ix.next_seq().unwrap(),
+            6,
+            "the index still covers up to the log's end"
+        );
+    }
+
+    #[test]
+    fn a_rebuild_may_cross_a_reclaimed_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = open(&dir, "i.redb");
+        // Seqs 2..10 were in a reclaimed zone: a rebuild reads 0, 1, then 10 on.
+        ix.insert(&[entry(0, 1, 0), entry(1, 1, 1), entry(10, 1, 10)], true)
+            .unwrap();
+        assert_eq!(ix.next_seq().unwrap(), 11);
+        assert_eq!(ix.location(5).unwrap(), None);
+        assert_eq!(ix.location(10).unwrap().map(|l| l.seq), Some(10));
+        assert!(
+            dense_from(0, &[entry(0, 1, 0), entry(1, 1, 1), entry(10, 1, 10)]).is_none(),
+            "which the writer's dense stream would never hand over"
+        );
     }
 }

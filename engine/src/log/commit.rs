@@ -463,6 +463,7 @@ pub(crate) fn start(
     let (recycle_tx, recycle_rx) = bounded::<AlignedBuf>(4);
     let (idx_tx, idx_rx) = crossbeam_channel::unbounded::<Vec<IndexEntry>>();
     let mut threads = Vec::new();
+    let first_seq = head.next_seq;
     let s = shared.clone();
     let sealers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     // Without its own pool the builder seals every frame itself: slower, never wrong.
@@ -491,7 +492,7 @@ pub(crate) fn start(
     threads.push(
         std::thread::Builder::new()
             .name("stele-indexer".into())
-            .spawn(move || indexer(s, idx_rx))
+            .spawn(move || indexer(s, idx_rx, first_seq))
             .expect("spawn indexer thread"),
     );
     (sub_tx, threads)
@@ -599,6 +600,12 @@ fn chain_batch(shared: &Shared, b: &mut Batch, prev_hash: &mut [u8; 32]) {
         *prev_hash = hash;
     }
     assert_eq!(off, b.len, "placed frames fill the batch exactly");
+    let first = b.entries.first().map_or(b.next_seq_after, |e| e.loc.seq);
+    assert_eq!(
+        crate::index::dense_from(first, &b.entries),
+        Some(b.next_seq_after),
+        "a batch's frames have dense seqs, up to where the next batch begins"
+    );
     b.hash_after = *prev_hash;
 }
 
@@ -962,7 +969,9 @@ impl Drop for IndexerExit<'_> {
     }
 }
 
-fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
+/// Indexes what the writer made durable, from seq `expected` on: dense
+/// seqs, each hand-over continuing the one before (checked, kept on in release).
+fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>, mut expected: u64) {
     let _exit = IndexerExit(&shared);
     let mut last_persist = Instant::now();
     let mut dirty = false;
@@ -1003,6 +1012,8 @@ fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
                 }
             }
         }
+        expected = crate::index::dense_from(expected, &entries)
+            .expect("the writer hands the indexer dense seqs, continuing the last hand-over");
         let durable = last_persist.elapsed() >= INDEX_PERSIST_BUSY;
         let next = entries.last().map(|e| e.loc.seq + 1);
         let result = shared.index.insert(&entries, durable);

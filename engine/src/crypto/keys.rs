@@ -99,7 +99,8 @@ impl DataKey {
 /// The working keys of a store, derived from its root key.
 #[derive(Clone)]
 pub struct Keys {
-    /// Identifies the root key (kept in the superblock beside the key check).
+    /// The root key's generation in the keystore: kept in the superblock
+    /// beside the key check, and part of every tag.
     pub root_key_generation: u32,
     pub data: std::sync::Arc<DataKey>,
     tag_mac: Hmac<Sha256>,

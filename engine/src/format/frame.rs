@@ -140,6 +140,7 @@ pub struct FrameHeader {
     pub kind: FrameKind,
     pub flags: u16,
     pub frame_len: u32,
+    /// The data key: 0 the store's root data key, from 1 a data subject's key in the keystore.
     pub data_key_id: u32,
     pub seq: u64,
     pub timestamp_us: i64,
@@ -561,7 +562,7 @@ mod tests {
         let key = DataKey::new(0, &[1; 32]);
         let (mut f, _) = sealed(5, b"payload");
         let before = hash(&f);
-        f[96] ^= 1;
+        f[PREV_HASH_AT] ^= 1;
         let n = f.len();
         let crc = checksum(&f);
         f[n - 4..].copy_from_slice(&crc.to_le_bytes());
@@ -577,7 +578,7 @@ mod tests {
         let keys = DataKey::new(0, &[1; 32]);
         let (mut f, _) = sealed(5, b"payload");
         // Re-label the frame as seq 6 with a valid CRC: the AAD binds seq, so GCM refuses it.
-        f[16..24].copy_from_slice(&6u64.to_le_bytes());
+        f[SEQ_AT..TIMESTAMP_AT].copy_from_slice(&6u64.to_le_bytes());
         let n = f.len();
         let crc = checksum(&f);
         f[n - 4..].copy_from_slice(&crc.to_le_bytes());

@@ -89,6 +89,8 @@ pub struct Superblock {
     pub device_index: u16,
     /// Incremented at every open for writing; the first 4 bytes of every nonce.
     pub epoch: u32,
+    /// The root key's generation in the keystore (from 1): the store opens
+    /// only with that root key, which `key_check` proves.
     pub root_key_generation: u32,
     pub key_check: [u8; 16],
     /// Checkpoint: the sequence number of the next frame after the durable write pointer of the active zone.
@@ -414,7 +416,7 @@ mod tests {
         let sb = sample();
         let mut b = sb.encode()[..].to_vec();
         let len = Superblock::encoded_len(1, 3);
-        b[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        b[VERSION_AT..TOTAL_LEN_AT].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let crc = crc32c::crc32c(&b[..len - 4]);
         b[len - 4..len].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(
@@ -422,7 +424,7 @@ mod tests {
             Err(Error::NewerFormat { found, .. }) if found == FORMAT_VERSION + 1
         ));
         // An older format is refused too, by name.
-        b[8..12].copy_from_slice(&(FORMAT_VERSION - 1).to_le_bytes());
+        b[VERSION_AT..TOTAL_LEN_AT].copy_from_slice(&(FORMAT_VERSION - 1).to_le_bytes());
         let crc = crc32c::crc32c(&b[..len - 4]);
         b[len - 4..len].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(

@@ -558,6 +558,41 @@ mod tests {
     }
 
     #[test]
+    fn header_fields_sit_where_format_md_puts_them() {
+        let mut h = header(0x0102_0304_0506_0708);
+        h.kind = FrameKind::Manifest;
+        h.flags = FLAG_BATCH_START;
+        h.frame_len = 200;
+        h.data_key_id = 9;
+        h.retain_until_us = 11;
+        let mut b = [0u8; FRAME_HEADER_LEN];
+        h.encode(&mut b);
+        assert_eq!(&b[0..4], b"STF1");
+        assert_eq!(b[4], 3, "version");
+        assert_eq!(b[5], 4, "kind 4 is the manifest");
+        assert_eq!(&b[6..8], &1u16.to_le_bytes(), "flags");
+        assert_eq!(&b[8..12], &200u32.to_le_bytes(), "frame_len");
+        assert_eq!(&b[12..16], &9u32.to_le_bytes(), "data_key_id");
+        assert_eq!(&b[16..24], &h.seq.to_le_bytes(), "seq");
+        assert_eq!(&b[24..32], &h.timestamp_us.to_le_bytes(), "timestamp_us");
+        assert_eq!(&b[32..40], &11i64.to_le_bytes(), "retain_until_us");
+        assert_eq!(&b[40..44], &1u32.to_le_bytes(), "nonce: epoch");
+        assert_eq!(&b[44..52], &h.seq.to_le_bytes(), "nonce: seq");
+        assert_eq!(&b[52..64], &[6; 12], "custodian_tag");
+        assert_eq!(&b[64..80], &[7; 16], "record_tag");
+        assert_eq!(&b[80..96], &[8; 16], "conversation_tag");
+        assert_eq!(&b[96..128], &[9; 32], "prev_hash");
+        assert_eq!(&b[128..160], &[4; 32], "content_hash");
+        assert_eq!(FrameHeader::decode(&b).unwrap(), h);
+        assert_eq!(seq_of(&b), h.seq);
+        assert_eq!(
+            FrameKind::Manifest.name(),
+            "Media",
+            "the printed name is unchanged"
+        );
+    }
+
+    #[test]
     fn prev_hash_is_bound_by_the_chain_not_the_aad() {
         let key = DataKey::new(0, &[1; 32]);
         let (mut f, _) = sealed(5, b"payload");

@@ -396,6 +396,38 @@ mod tests {
     }
 
     #[test]
+    fn fields_sit_where_format_md_puts_them() {
+        let sb = sample();
+        let b = sb.encode();
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        assert_eq!(&b[0..8], b"STELESB\0");
+        assert_eq!(u32_at(8), FORMAT_VERSION);
+        assert_eq!(u32_at(12) as usize, Superblock::encoded_len(1, 3));
+        assert_eq!(u64_at(16), 7, "generation");
+        assert_eq!(&b[24..40], &[1; 16], "store_id");
+        assert_eq!(u64_at(40), 1 << 20, "zone_size");
+        assert_eq!(u32_at(56), 3, "epoch");
+        assert_eq!(u32_at(60), 1, "root_key_generation");
+        assert_eq!(&b[64..80], &[2; 16], "key_check");
+        assert_eq!(u64_at(80), 42, "next_seq");
+        assert_eq!(u32_at(120), 1, "active_zone");
+        assert_eq!(u32_at(124), 3, "zone_count");
+        assert_eq!(u64_at(144), 77, "compliance_us");
+        assert_eq!(&b[152..168], &[4; 16], "boot id");
+        assert_eq!(u64_at(168), 88, "boottime");
+        assert_eq!(&b[176..192], &[5; 16], "clock_mac");
+        assert_eq!(&b[192..208], &[6; 16], "state_mac");
+        assert_eq!(&b[208..224], &[0; 16], "reserved");
+        assert_eq!(&b[224..240], &[9; 16], "device 0 id");
+        assert_eq!(u32_at(240), 3, "device 0 zone count");
+        let zone1 = 224 + 24 + 24;
+        assert_eq!(b[zone1], ZoneCondition::Open as u8);
+        assert_eq!(u64_at(zone1 + 8), 8192, "zone 1 write pointer");
+        assert_eq!(u64_at(zone1 + 16), 30, "zone 1 first seq");
+    }
+
+    #[test]
     fn any_flipped_bit_is_rejected() {
         let sb = sample();
         let buf = sb.encode();

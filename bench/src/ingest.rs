@@ -206,7 +206,9 @@ pub fn run(
 /// the most any media ingest of these blobs on this machine could reach. MB/s.
 pub fn media_cpu_ceiling(threads: usize, blobs: &[Vec<u8>]) -> f64 {
     use sha2::Digest;
-    use stele_engine::format::frame::{self, FrameHeader, FrameKind, FRAME_OVERHEAD, HEADER_LEN};
+    use stele_engine::format::frame::{
+        self, FrameHeader, FrameKind, FRAME_HEADER_LEN, FRAME_OVERHEAD,
+    };
     let chunk = 1usize << 20;
     let t = Instant::now();
     std::thread::scope(|s| {
@@ -222,12 +224,12 @@ pub fn media_cpu_ceiling(threads: usize, blobs: &[Vec<u8>]) -> f64 {
                         content.update(src);
                         std::hint::black_box(blake3::hash(src));
                         let out = &mut out[..src.len() + FRAME_OVERHEAD];
-                        out[HEADER_LEN..HEADER_LEN + src.len()].copy_from_slice(src);
+                        out[FRAME_HEADER_LEN..FRAME_HEADER_LEN + src.len()].copy_from_slice(src);
                         let mut h = FrameHeader {
                             kind: FrameKind::MediaChunk,
                             flags: 0,
                             frame_len: 0,
-                            key_id: 0,
+                            data_key_id: 0,
                             seq,
                             timestamp_us: 0,
                             retain_until_us: 0,

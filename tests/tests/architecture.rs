@@ -24,7 +24,7 @@ const UPWARD_ALLOWED: &[(&str, &str)] = &[];
 
 /// Functions over the limit today: (file, function, lines at most).
 const LONG_ALLOWED: &[(&str, &str, usize)] = &[
-    ("engine/src/store/blob.rs", "put_blob_for", 123),
+    ("engine/src/store/blob.rs", "put_blob_for", 121),
     ("engine/src/log/commit.rs", "builder", 153),
     ("engine/src/log/commit.rs", "writer", 116),
     ("engine/src/compliance/state.rs", "apply", 120),
@@ -33,7 +33,7 @@ const LONG_ALLOWED: &[(&str, &str, usize)] = &[
     ("engine/src/index/mod.rs", "remove_range", 80),
     ("engine/src/crypto/kek.rs", "open", 78),
     ("engine/src/store/mod.rs", "create", 126),
-    ("engine/src/log/superblock.rs", "decode", 94),
+    ("engine/src/log/superblock.rs", "decode", 91),
     ("appliance/src/capture/metrics.rs", "new", 133),
     ("appliance/src/daemon/metrics.rs", "registry", 172),
     ("firmware-config/src/validate.rs", "validate", 344),

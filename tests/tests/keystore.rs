@@ -98,7 +98,7 @@ fn an_old_keystore_stops_writes_and_a_newer_one_resumes_them() {
     assert!(store.open_report().keystore_missing.is_empty());
     assert!(bodies(&store, "new").iter().all(|b| b.is_ok()));
     let seq = a.put(&store, "after", "third", "carol", 100);
-    let key = store.frame_bytes(seq).expect("frame").0.key_id;
+    let key = store.frame_bytes(seq).expect("frame").0.data_key_id;
     assert_eq!(key, 3, "the third conversation's key is a new id");
     store.close().expect("close");
 }
@@ -121,7 +121,7 @@ fn acknowledging_lost_keys_resumes_writes_without_reusing_their_ids() {
     assert_eq!(lost, vec![2]);
     let seq = a.put(&store, "after", "third", "carol", 100);
     assert_eq!(
-        store.frame_bytes(seq).unwrap().0.key_id,
+        store.frame_bytes(seq).unwrap().0.data_key_id,
         3,
         "key id 2 is never reused"
     );

@@ -319,7 +319,7 @@ fn a_failing_blob_stream_is_a_typed_error_and_stores_no_blob() {
     }
     store.sync_index().unwrap();
     let manifests = (0..store.next_seq())
-        .filter(|&s| store.get(s).is_ok_and(|r| r.kind == FrameKind::Media))
+        .filter(|&s| store.get(s).is_ok_and(|r| r.kind == FrameKind::Manifest))
         .count();
     assert_eq!(manifests, 0, "no manifest for a blob whose source failed");
 

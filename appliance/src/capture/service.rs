@@ -542,7 +542,7 @@ fn with_field(mut rec: NewRecord, field: &str, value: Value) -> NewRecord {
 
 /// The key a record is stored once under.
 fn key(r: &NewRecord) -> String {
-    format!("{:?}|{}|{}", r.kind, r.channel, r.record_id)
+    format!("{}|{}|{}", r.kind.name(), r.channel, r.record_id)
 }
 
 /// `rec` with `fingerprint` in its JSON body (evidence, and bodies that are

@@ -155,7 +155,7 @@ fn print_record(r: &stele_engine::Record) {
     println!(
         "{}",
         serde_json::json!({
-            "seq": r.seq, "kind": format!("{:?}", r.kind), "timestamp_us": r.timestamp_us,
+            "seq": r.seq, "kind": r.kind.name(), "timestamp_us": r.timestamp_us,
             "retain_until": when::format(r.retain_until_us),
             "record_id": r.record_id, "conversation_id": r.conversation_id,
             "custodian": r.custodian, "tenant": r.tenant, "channel": r.channel, "type": r.message_type,

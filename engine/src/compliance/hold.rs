@@ -142,7 +142,7 @@ mod tests {
             kind: FrameKind::Message,
             timestamp_us: at,
             retain_until_us: 0,
-            key_id: 0,
+            data_key_id: 0,
             custodian_tag: keys.custodian_tag(custodian),
             conversation_tag: keys.tag_or_zero(TagDomain::Conversation, conversation),
         }

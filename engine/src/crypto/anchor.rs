@@ -28,9 +28,26 @@ use crate::error::{Error, Result};
 
 pub const ANCHOR_MAGIC: [u8; 8] = *b"STELEANC";
 pub const ANCHOR_VERSION: u32 = 1;
+// Where each field starts (docs/FORMAT.md, "Rollback anchor"), each from
+// the one before it; a field runs to where the next one starts.
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = MAGIC_AT + ANCHOR_MAGIC.len();
+const STORE_ID_AT: usize = VERSION_AT + 4;
+const GENERATION_AT: usize = STORE_ID_AT + 16;
+const NEXT_SEQ_AT: usize = GENERATION_AT + 8;
+const CHAIN_HEAD_AT: usize = NEXT_SEQ_AT + 8;
+const WRITTEN_AT: usize = CHAIN_HEAD_AT + 32;
+/// The MAC covers every byte before it.
+const MAC_AT: usize = WRITTEN_AT + 8;
+/// The CRC32C covers every byte before it.
+const CRC_AT: usize = MAC_AT + 16;
 /// Encoded length: magic, version, store id, generation, next seq, chain
 /// head, written at, MAC, CRC32C.
-pub const ANCHOR_LEN: usize = 8 + 4 + 16 + 8 + 8 + 32 + 8 + 16 + 4;
+pub const ANCHOR_LEN: usize = CRC_AT + 4;
+
+const _: () = assert!(STORE_ID_AT == 12 && GENERATION_AT == 28 && NEXT_SEQ_AT == 36);
+const _: () = assert!(CHAIN_HEAD_AT == 44 && WRITTEN_AT == 76);
+const _: () = assert!(MAC_AT == 84 && CRC_AT == 100 && ANCHOR_LEN == 104);
 
 /// What an anchor remembers of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,17 +66,17 @@ pub struct Anchor {
 impl Anchor {
     pub fn encode(&self, keys: &Keys) -> [u8; ANCHOR_LEN] {
         let mut b = [0u8; ANCHOR_LEN];
-        b[0..8].copy_from_slice(&ANCHOR_MAGIC);
-        b[8..12].copy_from_slice(&ANCHOR_VERSION.to_le_bytes());
-        b[12..28].copy_from_slice(&self.store_id);
-        b[28..36].copy_from_slice(&self.generation.to_le_bytes());
-        b[36..44].copy_from_slice(&self.next_seq.to_le_bytes());
-        b[44..76].copy_from_slice(&self.chain_head);
-        b[76..84].copy_from_slice(&self.written_us.to_le_bytes());
-        let mac = keys.state_mac(b"stele/v1/anchor", &b[..84]);
-        b[84..100].copy_from_slice(&mac);
-        let crc = crc32c::crc32c(&b[..100]);
-        b[100..104].copy_from_slice(&crc.to_le_bytes());
+        b[MAGIC_AT..VERSION_AT].copy_from_slice(&ANCHOR_MAGIC);
+        b[VERSION_AT..STORE_ID_AT].copy_from_slice(&ANCHOR_VERSION.to_le_bytes());
+        b[STORE_ID_AT..GENERATION_AT].copy_from_slice(&self.store_id);
+        b[GENERATION_AT..NEXT_SEQ_AT].copy_from_slice(&self.generation.to_le_bytes());
+        b[NEXT_SEQ_AT..CHAIN_HEAD_AT].copy_from_slice(&self.next_seq.to_le_bytes());
+        b[CHAIN_HEAD_AT..WRITTEN_AT].copy_from_slice(&self.chain_head);
+        b[WRITTEN_AT..MAC_AT].copy_from_slice(&self.written_us.to_le_bytes());
+        let mac = keys.state_mac(b"stele/v1/anchor", &b[..MAC_AT]);
+        b[MAC_AT..CRC_AT].copy_from_slice(&mac);
+        let crc = crc32c::crc32c(&b[..CRC_AT]);
+        b[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
@@ -69,14 +86,14 @@ impl Anchor {
             path: place.to_string(),
             what: format!("rollback anchor ({what})"),
         };
-        if b.len() != ANCHOR_LEN || b[0..8] != ANCHOR_MAGIC {
+        if b.len() != ANCHOR_LEN || b[MAGIC_AT..VERSION_AT] != ANCHOR_MAGIC {
             return Err(bad("not an anchor"));
         }
-        let crc = u32::from_le_bytes(b[100..104].try_into().expect("4 bytes"));
-        if crc32c::crc32c(&b[..100]) != crc {
+        let crc = u32::from_le_bytes(b[CRC_AT..].try_into().expect("4 bytes"));
+        if crc32c::crc32c(&b[..CRC_AT]) != crc {
             return Err(bad("checksum mismatch"));
         }
-        let version = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+        let version = u32::from_le_bytes(b[VERSION_AT..STORE_ID_AT].try_into().expect("4 bytes"));
         if version != ANCHOR_VERSION {
             return Err(Error::NewerFormat {
                 path: place.to_string(),
@@ -84,17 +101,17 @@ impl Anchor {
                 supported: ANCHOR_VERSION,
             });
         }
-        let mac = keys.state_mac(b"stele/v1/anchor", &b[..84]);
-        if !crate::crypto::keys::equal_ct(&mac, &b[84..100]) {
+        let mac = keys.state_mac(b"stele/v1/anchor", &b[..MAC_AT]);
+        if !crate::crypto::keys::equal_ct(&mac, &b[MAC_AT..CRC_AT]) {
             return Err(bad("MAC mismatch: not written with this store's key"));
         }
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         Ok(Anchor {
-            store_id: b[12..28].try_into().expect("16 bytes"),
-            generation: u64_at(28),
-            next_seq: u64_at(36),
-            chain_head: b[44..76].try_into().expect("32 bytes"),
-            written_us: u64_at(76) as i64,
+            store_id: b[STORE_ID_AT..GENERATION_AT].try_into().expect("16 bytes"),
+            generation: u64_at(GENERATION_AT),
+            next_seq: u64_at(NEXT_SEQ_AT),
+            chain_head: b[CHAIN_HEAD_AT..WRITTEN_AT].try_into().expect("32 bytes"),
+            written_us: u64_at(WRITTEN_AT) as i64,
         })
     }
 }

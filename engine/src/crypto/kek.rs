@@ -27,8 +27,15 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
+// A wrapped key (docs/FORMAT.md, "Key-encryption key file"): the nonce,
+// then the ciphertext of the key, then the GCM tag.
+const WRAP_NONCE_LEN: usize = 12;
+/// Where the ciphertext (followed by the tag) starts.
+const WRAPPED_KEY_AT: usize = WRAP_NONCE_LEN;
+const WRAP_TAG_AT: usize = WRAPPED_KEY_AT + 32;
 /// Bytes of a wrapped 256-bit key.
-pub const WRAPPED_LEN: usize = 12 + 32 + 16;
+pub const WRAPPED_LEN: usize = WRAP_TAG_AT + 16;
+const _: () = assert!(WRAPPED_LEN == 12 + 32 + 16);
 
 /// Something that holds key-encryption keys and wraps data keys with them.
 pub trait KeyProvider: Send + Sync {
@@ -240,7 +247,7 @@ impl KeyProvider for FileKek {
 
     fn wrap(&self, generation: u32, key: &[u8; 32], aad: &[u8]) -> Result<Vec<u8>> {
         let c = self.cipher(generation)?;
-        let mut nonce = [0u8; 12];
+        let mut nonce = [0u8; WRAP_NONCE_LEN];
         random(&mut nonce)?;
         let mut out = Vec::with_capacity(WRAPPED_LEN);
         out.extend_from_slice(&nonce);
@@ -249,7 +256,7 @@ impl KeyProvider for FileKek {
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
-                &mut out[12..],
+                &mut out[WRAPPED_KEY_AT..],
             )
             .map_err(|_| self.err("wrapping failed"))?;
         out.extend_from_slice(tag.as_ref());
@@ -264,8 +271,8 @@ impl KeyProvider for FileKek {
             )));
         }
         let c = self.cipher(generation)?;
-        let nonce: [u8; 12] = wrapped[..12].try_into().expect("12");
-        let mut buf = Zeroizing::new(wrapped[12..].to_vec());
+        let nonce: [u8; WRAP_NONCE_LEN] = wrapped[..WRAPPED_KEY_AT].try_into().expect("12");
+        let mut buf = Zeroizing::new(wrapped[WRAPPED_KEY_AT..].to_vec());
         let plain = c
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
@@ -497,7 +504,7 @@ impl KeyProvider for Pkcs11Kek {
         use cryptoki::mechanism::aead::GcmParams;
         use cryptoki::mechanism::Mechanism;
         let h = self.handle(generation)?;
-        let mut iv = [0u8; 12];
+        let mut iv = [0u8; WRAP_NONCE_LEN];
         random(&mut iv)?;
         let nonce = iv;
         let params = GcmParams::new(&mut iv, aad, 128.into())
@@ -525,12 +532,12 @@ impl KeyProvider for Pkcs11Kek {
             )));
         }
         let h = self.handle(generation)?;
-        let mut iv: [u8; 12] = wrapped[..12].try_into().expect("12");
+        let mut iv: [u8; WRAP_NONCE_LEN] = wrapped[..WRAPPED_KEY_AT].try_into().expect("12");
         let params = GcmParams::new(&mut iv, aad, 128.into())
             .map_err(|e| self.err(format!("GCM parameters: {e}")))?;
         let s = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let plain = Zeroizing::new(
-            s.decrypt(&Mechanism::AesGcm(params), h, &wrapped[12..])
+            s.decrypt(&Mechanism::AesGcm(params), h, &wrapped[WRAPPED_KEY_AT..])
                 .map_err(|_| {
                     self.err(format!(
                         "a wrapped key does not authenticate under generation {generation}"

@@ -48,7 +48,21 @@ pub const ROOT_KEY_GENERATION: u32 = 1;
 const STATE_LIVE: u8 = 1;
 const STATE_DESTROYED: u8 = 2;
 const STATE_LOST: u8 = 3;
-const KEY_HEAD: usize = 16 + 8 + 4 + 1 + 8 + 8;
+// Where each field of a `keys` value starts (docs/FORMAT.md, "Keystore"),
+// each from the one before it; a field runs to where the next one starts.
+const SUBJECT_AT: usize = 0;
+const CREATED_AT: usize = SUBJECT_AT + TAG_LEN;
+const KEK_GENERATION_AT: usize = CREATED_AT + 8;
+const STATE_AT: usize = KEK_GENERATION_AT + 4;
+/// When the key was destroyed or its loss acknowledged.
+const STATE_AT_US_AT: usize = STATE_AT + 1;
+/// The erasure request, or the `data-keys-lost` audit record.
+const STATE_SEQ_AT: usize = STATE_AT_US_AT + 8;
+/// The fixed part; the wrapped key (live keys only) follows.
+const KEY_HEAD: usize = STATE_SEQ_AT + 8;
+const _: () = assert!(KEY_HEAD == 16 + 8 + 4 + 1 + 8 + 8);
+/// The `root` entry: the KEK generation u32, then the wrapped root key.
+const ROOT_WRAPPED_AT: usize = 4;
 
 /// A stored key's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,12 +82,12 @@ fn decode(id: u32, b: &[u8]) -> Option<(KeyInfo, Vec<u8>)> {
     if b.len() < KEY_HEAD {
         return None;
     }
-    let subject: [u8; 16] = b[..16].try_into().ok()?;
-    let created_us = i64::from_le_bytes(b[16..24].try_into().ok()?);
-    let kek_generation = u32::from_le_bytes(b[24..28].try_into().ok()?);
-    let state = b[28];
-    let at = i64::from_le_bytes(b[29..37].try_into().ok()?);
-    let req = u64::from_le_bytes(b[37..45].try_into().ok()?);
+    let subject: [u8; TAG_LEN] = b[SUBJECT_AT..CREATED_AT].try_into().ok()?;
+    let created_us = i64::from_le_bytes(b[CREATED_AT..KEK_GENERATION_AT].try_into().ok()?);
+    let kek_generation = u32::from_le_bytes(b[KEK_GENERATION_AT..STATE_AT].try_into().ok()?);
+    let state = b[STATE_AT];
+    let at = i64::from_le_bytes(b[STATE_AT_US_AT..STATE_SEQ_AT].try_into().ok()?);
+    let req = u64::from_le_bytes(b[STATE_SEQ_AT..KEY_HEAD].try_into().ok()?);
     Some((
         KeyInfo {
             id,
@@ -100,6 +114,11 @@ fn encode(info: &KeyInfo, wrapped: &[u8]) -> Vec<u8> {
     b.push(state);
     b.extend_from_slice(&at.to_le_bytes());
     b.extend_from_slice(&req.to_le_bytes());
+    assert_eq!(
+        b.len(),
+        KEY_HEAD,
+        "a key entry's fixed part is KEY_HEAD bytes"
+    );
     b.extend_from_slice(wrapped);
     b
 }
@@ -231,13 +250,13 @@ impl Keyring {
                 .try_into()
                 .map_err(|_| Keyring::err_at(path, "keystore id is not 16 bytes"))?;
             let r = get("root")?;
-            if r.len() < 4 {
+            if r.len() < ROOT_WRAPPED_AT {
                 return Err(Keyring::err_at(path, "root key entry is truncated"));
             }
             (
                 id,
-                u32::from_le_bytes(r[..4].try_into().expect("4")),
-                r[4..].to_vec(),
+                u32::from_le_bytes(r[..ROOT_WRAPPED_AT].try_into().expect("4")),
+                r[ROOT_WRAPPED_AT..].to_vec(),
             )
         };
         let root = provider

@@ -43,7 +43,7 @@ fn derive(master: &[u8; 32], label: &str) -> Zeroizing<[u8; 32]> {
     out
 }
 
-/// An AES-256-GCM data key and its id (the `key_id` frames carry).
+/// An AES-256-GCM data key and its id (the `data_key_id` frames carry).
 ///
 /// The raw key bytes are zeroized as soon as the cipher is keyed; the
 /// expanded key schedule lives inside `ring` until the key is dropped.
@@ -99,8 +99,9 @@ impl DataKey {
 /// The working keys of a store, derived from its root key.
 #[derive(Clone)]
 pub struct Keys {
-    /// Identifies the root key (kept in the superblock beside the key check).
-    pub key_id: u32,
+    /// The root key's generation in the keystore: kept in the superblock
+    /// beside the key check, and part of every tag.
+    pub root_key_generation: u32,
     pub data: std::sync::Arc<DataKey>,
     tag_mac: Hmac<Sha256>,
     check_key: Zeroizing<[u8; 32]>,
@@ -112,11 +113,11 @@ pub struct Keys {
 pub struct OpenError;
 
 impl Keys {
-    pub fn from_master(key_id: u32, master: &[u8; 32]) -> Keys {
+    pub fn from_master(root_key_generation: u32, master: &[u8; 32]) -> Keys {
         let data_key = derive(master, "stele/v1/data-key");
         let tag_key = derive(master, "stele/v1/tag-key");
         Keys {
-            key_id,
+            root_key_generation,
             data: std::sync::Arc::new(DataKey::new(ROOT_KEY_ID, &data_key)),
             tag_mac: <Hmac<Sha256> as KeyInit>::new_from_slice(&tag_key[..])
                 .expect("HMAC takes any key length"),
@@ -139,7 +140,7 @@ impl Keys {
     pub fn tag(&self, domain: TagDomain, bytes: &[u8]) -> [u8; TAG_LEN] {
         let mut mac = self.tag_mac.clone();
         mac.update(&[domain as u8]);
-        mac.update(&self.key_id.to_le_bytes());
+        mac.update(&self.root_key_generation.to_le_bytes());
         mac.update(bytes);
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(&mac.finalize().into_bytes()[..TAG_LEN]);

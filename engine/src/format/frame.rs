@@ -7,7 +7,7 @@
 //!      5    1 kind
 //!      6    2 flags (bit 0: first frame of a batch, which starts on a 4 KiB boundary)
 //!      8    4 frame_len: total bytes of the frame, header to checksum inclusive
-//!     12    4 key_id: the data key (0: the store's root data key)
+//!     12    4 data_key_id: the data key (0: the store's root data key)
 //!     16    8 seq: dense, monotonic sequence number
 //!     24    8 timestamp_us (UTC microseconds)
 //!     32    8 retain_until_us (0 = decided by policy)
@@ -36,29 +36,58 @@ use crate::crypto::keys::{DataKey, CUSTODIAN_TAG_LEN, TAG_LEN};
 
 pub const FRAME_MAGIC: [u8; 4] = *b"STF1";
 pub const FRAME_VERSION: u8 = 3;
-pub const HEADER_LEN: usize = 160;
+pub const NONCE_LEN: usize = 12;
+/// The nonce is the epoch (u32) then the seq (u64).
+const NONCE_EPOCH_LEN: usize = 4;
+pub const HASH_LEN: usize = 32;
+
+// Where each header field starts (docs/FORMAT.md, "Frames"), each from the
+// one before it; a field runs to where the next one starts.
+pub const MAGIC_AT: usize = 0;
+pub const VERSION_AT: usize = MAGIC_AT + FRAME_MAGIC.len();
+pub const KIND_AT: usize = VERSION_AT + 1;
+pub const FLAGS_AT: usize = KIND_AT + 1;
+pub const FRAME_LEN_AT: usize = FLAGS_AT + 2;
+pub const DATA_KEY_ID_AT: usize = FRAME_LEN_AT + 4;
+pub const SEQ_AT: usize = DATA_KEY_ID_AT + 4;
+pub const TIMESTAMP_AT: usize = SEQ_AT + 8;
+pub const RETAIN_UNTIL_AT: usize = TIMESTAMP_AT + 8;
+pub const NONCE_AT: usize = RETAIN_UNTIL_AT + 8;
+pub const CUSTODIAN_TAG_AT: usize = NONCE_AT + NONCE_LEN;
+pub const RECORD_TAG_AT: usize = CUSTODIAN_TAG_AT + CUSTODIAN_TAG_LEN;
+pub const CONVERSATION_TAG_AT: usize = RECORD_TAG_AT + TAG_LEN;
+pub const PREV_HASH_AT: usize = CONVERSATION_TAG_AT + TAG_LEN;
+pub const CONTENT_HASH_AT: usize = PREV_HASH_AT + HASH_LEN;
+/// The fixed header: every field above; the ciphertext starts here.
+pub const FRAME_HEADER_LEN: usize = CONTENT_HASH_AT + HASH_LEN;
 pub const GCM_TAG_LEN: usize = 16;
 pub const CRC_LEN: usize = 4;
 /// Bytes a frame adds to its payload.
-pub const FRAME_OVERHEAD: usize = HEADER_LEN + GCM_TAG_LEN + CRC_LEN;
+pub const FRAME_OVERHEAD: usize = FRAME_HEADER_LEN + GCM_TAG_LEN + CRC_LEN;
 /// The largest frame this build writes or accepts (a 16 MiB payload plus overhead).
 pub const FRAME_LEN_MAX: usize = (16 << 20) + FRAME_OVERHEAD;
 pub const FLAG_BATCH_START: u16 = 1;
 
-// The sizes docs/FORMAT.md states ("Frame"), from the header's field list:
-// magic 4, version 1, kind 1, flags 2, frame_len 4, key_id 4, seq 8,
-// timestamp 8, retain_until 8, nonce 12, custodian_tag 12, record_tag 16,
-// conversation_tag 16, prev_hash 32, content_hash 32.
-const _: () =
-    assert!(HEADER_LEN == 4 + 1 + 1 + 2 + 4 + 4 + 8 + 8 + 8 + 12 + 12 + 16 + 16 + 32 + 32);
-const _: () = assert!(HEADER_LEN == 160);
+// The offsets and sizes docs/FORMAT.md states ("Frames").
+const _: () = assert!(VERSION_AT == 4 && KIND_AT == 5 && FLAGS_AT == 6 && FRAME_LEN_AT == 8);
+const _: () = assert!(DATA_KEY_ID_AT == 12 && SEQ_AT == 16 && TIMESTAMP_AT == 24);
+const _: () = assert!(RETAIN_UNTIL_AT == 32 && NONCE_AT == 40 && CUSTODIAN_TAG_AT == 52);
+const _: () = assert!(RECORD_TAG_AT == 64 && CONVERSATION_TAG_AT == 80);
+const _: () = assert!(PREV_HASH_AT == 96 && CONTENT_HASH_AT == 128);
+const _: () = assert!(FRAME_HEADER_LEN == 160);
+const _: () = assert!(
+    NONCE_LEN == NONCE_EPOCH_LEN + 8,
+    "nonce = epoch u32 || seq u64"
+);
 const _: () = assert!(FRAME_OVERHEAD == 180, "FORMAT.md: 180 <= frame_len");
 const _: () = assert!(
     FRAME_LEN_MAX == (16 << 20) + 180,
     "FORMAT.md: frame_len <= 16 MiB + 180"
 );
-const _: () =
-    assert!(crate::crypto::keys::CUSTODIAN_TAG_LEN == 12 && crate::crypto::keys::TAG_LEN == 16);
+const _: () = assert!(CUSTODIAN_TAG_LEN == 12 && TAG_LEN == 16);
+/// The AAD: the store id, then the header.
+const STORE_ID_LEN: usize = 16;
+const AAD_LEN: usize = STORE_ID_LEN + FRAME_HEADER_LEN;
 
 /// What a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,7 +100,7 @@ pub enum FrameKind {
     /// One chunk of a media blob.
     MediaChunk = 3,
     /// A media blob's manifest: its length, SHA-256 and chunk list.
-    Media = 4,
+    Manifest = 4,
     /// A record the store writes about itself (audit).
     System = 5,
 }
@@ -82,10 +111,22 @@ impl FrameKind {
             1 => FrameKind::Message,
             2 => FrameKind::Evidence,
             3 => FrameKind::MediaChunk,
-            4 => FrameKind::Media,
+            4 => FrameKind::Manifest,
             5 => FrameKind::System,
             _ => return None,
         })
+    }
+
+    /// The kind's name in what the store prints (the command line's JSON):
+    /// stable, so the manifest keeps its older name `Media`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameKind::Message => "Message",
+            FrameKind::Evidence => "Evidence",
+            FrameKind::MediaChunk => "MediaChunk",
+            FrameKind::Manifest => "Media",
+            FrameKind::System => "System",
+        }
     }
 
     /// Whether the frame is a record in its own right (indexed by time and conversation).
@@ -99,11 +140,12 @@ pub struct FrameHeader {
     pub kind: FrameKind,
     pub flags: u16,
     pub frame_len: u32,
-    pub key_id: u32,
+    /// The data key: 0 the store's root data key, from 1 a data subject's key in the keystore.
+    pub data_key_id: u32,
     pub seq: u64,
     pub timestamp_us: i64,
     pub retain_until_us: i64,
-    pub nonce: [u8; 12],
+    pub nonce: [u8; NONCE_LEN],
     pub custodian_tag: [u8; CUSTODIAN_TAG_LEN],
     pub record_tag: [u8; TAG_LEN],
     pub conversation_tag: [u8; TAG_LEN],
@@ -144,67 +186,77 @@ impl std::fmt::Display for FrameError {
 
 /// The nonce of frame `seq` written during `epoch`: unique for the store's key
 /// because the epoch is made durable before any frame of it is written.
-pub fn nonce(epoch: u32, seq: u64) -> [u8; 12] {
-    let mut n = [0u8; 12];
-    n[..4].copy_from_slice(&epoch.to_le_bytes());
-    n[4..].copy_from_slice(&seq.to_le_bytes());
+pub fn nonce(epoch: u32, seq: u64) -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    n[..NONCE_EPOCH_LEN].copy_from_slice(&epoch.to_le_bytes());
+    n[NONCE_EPOCH_LEN..].copy_from_slice(&seq.to_le_bytes());
     n
 }
 
 impl FrameHeader {
     pub fn encode(&self, b: &mut [u8]) {
-        b[0..4].copy_from_slice(&FRAME_MAGIC);
-        b[4] = FRAME_VERSION;
-        b[5] = self.kind as u8;
-        b[6..8].copy_from_slice(&self.flags.to_le_bytes());
-        b[8..12].copy_from_slice(&self.frame_len.to_le_bytes());
-        b[12..16].copy_from_slice(&self.key_id.to_le_bytes());
-        b[16..24].copy_from_slice(&self.seq.to_le_bytes());
-        b[24..32].copy_from_slice(&self.timestamp_us.to_le_bytes());
-        b[32..40].copy_from_slice(&self.retain_until_us.to_le_bytes());
-        b[40..52].copy_from_slice(&self.nonce);
-        b[52..64].copy_from_slice(&self.custodian_tag);
-        b[64..80].copy_from_slice(&self.record_tag);
-        b[80..96].copy_from_slice(&self.conversation_tag);
-        b[96..128].copy_from_slice(&self.prev_hash);
-        b[128..160].copy_from_slice(&self.content_hash);
+        b[MAGIC_AT..VERSION_AT].copy_from_slice(&FRAME_MAGIC);
+        b[VERSION_AT] = FRAME_VERSION;
+        b[KIND_AT] = self.kind as u8;
+        b[FLAGS_AT..FRAME_LEN_AT].copy_from_slice(&self.flags.to_le_bytes());
+        b[FRAME_LEN_AT..DATA_KEY_ID_AT].copy_from_slice(&self.frame_len.to_le_bytes());
+        b[DATA_KEY_ID_AT..SEQ_AT].copy_from_slice(&self.data_key_id.to_le_bytes());
+        b[SEQ_AT..TIMESTAMP_AT].copy_from_slice(&self.seq.to_le_bytes());
+        b[TIMESTAMP_AT..RETAIN_UNTIL_AT].copy_from_slice(&self.timestamp_us.to_le_bytes());
+        b[RETAIN_UNTIL_AT..NONCE_AT].copy_from_slice(&self.retain_until_us.to_le_bytes());
+        b[NONCE_AT..CUSTODIAN_TAG_AT].copy_from_slice(&self.nonce);
+        b[CUSTODIAN_TAG_AT..RECORD_TAG_AT].copy_from_slice(&self.custodian_tag);
+        b[RECORD_TAG_AT..CONVERSATION_TAG_AT].copy_from_slice(&self.record_tag);
+        b[CONVERSATION_TAG_AT..PREV_HASH_AT].copy_from_slice(&self.conversation_tag);
+        b[PREV_HASH_AT..CONTENT_HASH_AT].copy_from_slice(&self.prev_hash);
+        b[CONTENT_HASH_AT..FRAME_HEADER_LEN].copy_from_slice(&self.content_hash);
     }
 
     /// Parse the header at the start of `b` without checking the CRC.
     pub fn decode(b: &[u8]) -> Result<FrameHeader, FrameError> {
-        if b.len() < HEADER_LEN {
+        if b.len() < FRAME_HEADER_LEN {
             return Err(FrameError::Short {
                 have: b.len(),
-                need: HEADER_LEN,
+                need: FRAME_HEADER_LEN,
             });
         }
-        if b[0..4] != FRAME_MAGIC {
+        if b[MAGIC_AT..VERSION_AT] != FRAME_MAGIC {
             return Err(FrameError::BadMagic);
         }
-        if b[4] != FRAME_VERSION {
-            return Err(FrameError::UnsupportedVersion(b[4]));
+        if b[VERSION_AT] != FRAME_VERSION {
+            return Err(FrameError::UnsupportedVersion(b[VERSION_AT]));
         }
-        let kind = FrameKind::from_u8(b[5]).ok_or(FrameError::BadKind(b[5]))?;
-        let frame_len = u32::from_le_bytes(b[8..12].try_into().expect("4"));
+        let kind = FrameKind::from_u8(b[KIND_AT]).ok_or(FrameError::BadKind(b[KIND_AT]))?;
+        let frame_len = u32::from_le_bytes(field(b, FRAME_LEN_AT));
         if (frame_len as usize) < FRAME_OVERHEAD || frame_len as usize > FRAME_LEN_MAX {
             return Err(FrameError::BadLength(frame_len));
         }
         Ok(FrameHeader {
             kind,
-            flags: u16::from_le_bytes([b[6], b[7]]),
+            flags: u16::from_le_bytes(field(b, FLAGS_AT)),
             frame_len,
-            key_id: u32::from_le_bytes(b[12..16].try_into().expect("4")),
-            seq: u64::from_le_bytes(b[16..24].try_into().expect("8")),
-            timestamp_us: i64::from_le_bytes(b[24..32].try_into().expect("8")),
-            retain_until_us: i64::from_le_bytes(b[32..40].try_into().expect("8")),
-            nonce: b[40..52].try_into().expect("12"),
-            custodian_tag: b[52..64].try_into().expect("12"),
-            record_tag: b[64..80].try_into().expect("16"),
-            conversation_tag: b[80..96].try_into().expect("16"),
-            prev_hash: b[96..128].try_into().expect("32"),
-            content_hash: b[128..160].try_into().expect("32"),
+            data_key_id: u32::from_le_bytes(field(b, DATA_KEY_ID_AT)),
+            seq: u64::from_le_bytes(field(b, SEQ_AT)),
+            timestamp_us: i64::from_le_bytes(field(b, TIMESTAMP_AT)),
+            retain_until_us: i64::from_le_bytes(field(b, RETAIN_UNTIL_AT)),
+            nonce: field(b, NONCE_AT),
+            custodian_tag: field(b, CUSTODIAN_TAG_AT),
+            record_tag: field(b, RECORD_TAG_AT),
+            conversation_tag: field(b, CONVERSATION_TAG_AT),
+            prev_hash: field(b, PREV_HASH_AT),
+            content_hash: field(b, CONTENT_HASH_AT),
         })
     }
+}
+
+/// The `N` bytes of `b` at `at` (the caller has checked `b` is long enough).
+fn field<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    b[at..at + N].try_into().expect("field within the header")
+}
+
+/// The seq a frame's header carries, read without decoding the rest.
+pub fn seq_of(frame: &[u8]) -> u64 {
+    u64::from_le_bytes(field(frame, SEQ_AT))
 }
 
 /// A frame checked for framing and CRC (not yet authenticated).
@@ -241,8 +293,8 @@ pub fn checksum(f: &[u8]) -> u32 {
     let len = f.len();
     assert!(len >= FRAME_OVERHEAD, "a frame is at least its overhead");
     crc32c::crc32c_append(
-        crc32c::crc32c(&f[HEADER_LEN..len - CRC_LEN]),
-        &f[..HEADER_LEN],
+        crc32c::crc32c(&f[FRAME_HEADER_LEN..len - CRC_LEN]),
+        &f[..FRAME_HEADER_LEN],
     )
 }
 
@@ -273,8 +325,8 @@ pub fn hash(frame: &[u8]) -> [u8; 32] {
     let len = frame.len();
     assert!(len >= FRAME_OVERHEAD, "a frame is at least its overhead");
     let mut h = Sha256::new();
-    h.update(&frame[HEADER_LEN..len - CRC_LEN]);
-    h.update(&frame[..HEADER_LEN]);
+    h.update(&frame[FRAME_HEADER_LEN..len - CRC_LEN]);
+    h.update(&frame[..FRAME_HEADER_LEN]);
     h.update(&frame[len - CRC_LEN..]);
     h.finalize().into()
 }
@@ -282,11 +334,12 @@ pub fn hash(frame: &[u8]) -> [u8; 32] {
 /// The AAD of a frame: the store id and its header with `prev_hash` read as
 /// zeros (the chain binds `prev_hash`; leaving it out of the AAD lets the
 /// payload be encrypted before the previous frame's hash is known).
-fn aad(store_id: &[u8; 16], header: &[u8]) -> [u8; 16 + HEADER_LEN] {
-    let mut a = [0u8; 16 + HEADER_LEN];
-    a[..16].copy_from_slice(store_id);
-    a[16..16 + 96].copy_from_slice(&header[..96]);
-    a[16 + 128..].copy_from_slice(&header[128..HEADER_LEN]);
+fn aad(store_id: &[u8; 16], header: &[u8]) -> [u8; AAD_LEN] {
+    let mut a = [0u8; AAD_LEN];
+    a[..STORE_ID_LEN].copy_from_slice(store_id);
+    let h = &mut a[STORE_ID_LEN..];
+    h[..PREV_HASH_AT].copy_from_slice(&header[..PREV_HASH_AT]);
+    h[CONTENT_HASH_AT..].copy_from_slice(&header[CONTENT_HASH_AT..FRAME_HEADER_LEN]);
     a
 }
 
@@ -299,7 +352,7 @@ pub struct SealedBody {
 
 /// Encode and encrypt a frame into `out` (which must hold exactly
 /// `FRAME_OVERHEAD + plaintext.len()` bytes) and hash its body; `header.frame_len`
-/// and `header.key_id` are set here and `header.prev_hash` is not used.
+/// and `header.data_key_id` are set here and `header.prev_hash` is not used.
 /// Independent of every other frame, so any number run in parallel;
 /// [`seal_chain`] then finishes the frames in log order.
 pub fn seal_body(
@@ -314,12 +367,12 @@ pub fn seal_body(
         FRAME_OVERHEAD + plaintext.len(),
         "frame buffer sized for the payload"
     );
-    out[HEADER_LEN..HEADER_LEN + plaintext.len()].copy_from_slice(plaintext);
+    out[FRAME_HEADER_LEN..FRAME_HEADER_LEN + plaintext.len()].copy_from_slice(plaintext);
     seal_body_in_place(out, header, key, store_id)
 }
 
 /// [`seal_body`] for a frame buffer that already holds the plaintext at
-/// `HEADER_LEN..frame.len() - GCM_TAG_LEN - CRC_LEN` (no copy).
+/// `FRAME_HEADER_LEN..frame.len() - GCM_TAG_LEN - CRC_LEN` (no copy).
 pub fn seal_body_in_place(
     out: &mut [u8],
     header: &mut FrameHeader,
@@ -330,14 +383,14 @@ pub fn seal_body_in_place(
     assert!(len >= FRAME_OVERHEAD, "a frame is at least its overhead");
     assert!(len <= FRAME_LEN_MAX, "payload within the frame limit");
     header.frame_len = len as u32;
-    header.key_id = key.id;
-    header.encode(&mut out[..HEADER_LEN]);
-    out[96..128].fill(0);
+    header.data_key_id = key.id;
+    header.encode(&mut out[..FRAME_HEADER_LEN]);
+    out[PREV_HASH_AT..CONTENT_HASH_AT].fill(0);
     let body_end = len - GCM_TAG_LEN - CRC_LEN;
-    let a = aad(store_id, &out[..HEADER_LEN]);
-    let tag = key.seal(header.nonce, &a, &mut out[HEADER_LEN..body_end]);
+    let a = aad(store_id, &out[..FRAME_HEADER_LEN]);
+    let tag = key.seal(header.nonce, &a, &mut out[FRAME_HEADER_LEN..body_end]);
     out[body_end..body_end + GCM_TAG_LEN].copy_from_slice(&tag);
-    let body = &out[HEADER_LEN..len - CRC_LEN];
+    let body = &out[FRAME_HEADER_LEN..len - CRC_LEN];
     let mut body_hash = Sha256::new();
     body_hash.update(body);
     SealedBody {
@@ -354,11 +407,11 @@ pub fn seal_chain(out: &mut [u8], prev_hash: &[u8; 32], body: SealedBody) -> (u3
         len >= FRAME_OVERHEAD,
         "a sealed frame is at least its overhead"
     );
-    out[96..128].copy_from_slice(prev_hash);
-    let crc = crc32c::crc32c_append(body.body_crc, &out[..HEADER_LEN]);
+    out[PREV_HASH_AT..CONTENT_HASH_AT].copy_from_slice(prev_hash);
+    let crc = crc32c::crc32c_append(body.body_crc, &out[..FRAME_HEADER_LEN]);
     out[len - CRC_LEN..].copy_from_slice(&crc.to_le_bytes());
     let mut h = body.body_hash;
-    h.update(&out[..HEADER_LEN]);
+    h.update(&out[..FRAME_HEADER_LEN]);
     h.update(crc.to_le_bytes());
     (crc, h.finalize().into())
 }
@@ -385,11 +438,11 @@ pub fn open(
     store_id: &[u8; 16],
 ) -> Result<Vec<u8>, crate::crypto::keys::OpenError> {
     let len = header.frame_len as usize;
-    if header.key_id != key.id {
+    if header.data_key_id != key.id {
         return Err(crate::crypto::keys::OpenError);
     }
-    let a = aad(store_id, &frame[..HEADER_LEN]);
-    let mut body = frame[HEADER_LEN..len - CRC_LEN].to_vec();
+    let a = aad(store_id, &frame[..FRAME_HEADER_LEN]);
+    let mut body = frame[FRAME_HEADER_LEN..len - CRC_LEN].to_vec();
     let n = key.open(header.nonce, &a, &mut body)?;
     body.truncate(n);
     Ok(body)
@@ -405,7 +458,7 @@ mod tests {
             kind: FrameKind::Message,
             flags: 0,
             frame_len: 0,
-            key_id: 0,
+            data_key_id: 0,
             seq,
             timestamp_us: 1_700_000_000_000_000,
             retain_until_us: 0,
@@ -505,11 +558,46 @@ mod tests {
     }
 
     #[test]
+    fn header_fields_sit_where_format_md_puts_them() {
+        let mut h = header(0x0102_0304_0506_0708);
+        h.kind = FrameKind::Manifest;
+        h.flags = FLAG_BATCH_START;
+        h.frame_len = 200;
+        h.data_key_id = 9;
+        h.retain_until_us = 11;
+        let mut b = [0u8; FRAME_HEADER_LEN];
+        h.encode(&mut b);
+        assert_eq!(&b[0..4], b"STF1");
+        assert_eq!(b[4], 3, "version");
+        assert_eq!(b[5], 4, "kind 4 is the manifest");
+        assert_eq!(&b[6..8], &1u16.to_le_bytes(), "flags");
+        assert_eq!(&b[8..12], &200u32.to_le_bytes(), "frame_len");
+        assert_eq!(&b[12..16], &9u32.to_le_bytes(), "data_key_id");
+        assert_eq!(&b[16..24], &h.seq.to_le_bytes(), "seq");
+        assert_eq!(&b[24..32], &h.timestamp_us.to_le_bytes(), "timestamp_us");
+        assert_eq!(&b[32..40], &11i64.to_le_bytes(), "retain_until_us");
+        assert_eq!(&b[40..44], &1u32.to_le_bytes(), "nonce: epoch");
+        assert_eq!(&b[44..52], &h.seq.to_le_bytes(), "nonce: seq");
+        assert_eq!(&b[52..64], &[6; 12], "custodian_tag");
+        assert_eq!(&b[64..80], &[7; 16], "record_tag");
+        assert_eq!(&b[80..96], &[8; 16], "conversation_tag");
+        assert_eq!(&b[96..128], &[9; 32], "prev_hash");
+        assert_eq!(&b[128..160], &[4; 32], "content_hash");
+        assert_eq!(FrameHeader::decode(&b).unwrap(), h);
+        assert_eq!(seq_of(&b), h.seq);
+        assert_eq!(
+            FrameKind::Manifest.name(),
+            "Media",
+            "the printed name is unchanged"
+        );
+    }
+
+    #[test]
     fn prev_hash_is_bound_by_the_chain_not_the_aad() {
         let key = DataKey::new(0, &[1; 32]);
         let (mut f, _) = sealed(5, b"payload");
         let before = hash(&f);
-        f[96] ^= 1;
+        f[PREV_HASH_AT] ^= 1;
         let n = f.len();
         let crc = checksum(&f);
         f[n - 4..].copy_from_slice(&crc.to_le_bytes());
@@ -525,7 +613,7 @@ mod tests {
         let keys = DataKey::new(0, &[1; 32]);
         let (mut f, _) = sealed(5, b"payload");
         // Re-label the frame as seq 6 with a valid CRC: the AAD binds seq, so GCM refuses it.
-        f[16..24].copy_from_slice(&6u64.to_le_bytes());
+        f[SEQ_AT..TIMESTAMP_AT].copy_from_slice(&6u64.to_le_bytes());
         let n = f.len();
         let crc = checksum(&f);
         f[n - 4..].copy_from_slice(&crc.to_le_bytes());

@@ -15,7 +15,7 @@ pub struct FrameLocation {
     pub kind: FrameKind,
     pub timestamp_us: i64,
     pub retain_until_us: i64,
-    pub key_id: u32,
+    pub data_key_id: u32,
     pub custodian_tag: [u8; CUSTODIAN_TAG_LEN],
     pub conversation_tag: [u8; TAG_LEN],
 }
@@ -51,7 +51,7 @@ impl IndexEntry {
                 kind: header.kind,
                 timestamp_us: header.timestamp_us,
                 retain_until_us: header.retain_until_us,
-                key_id: header.key_id,
+                data_key_id: header.data_key_id,
                 custodian_tag: header.custodian_tag,
                 conversation_tag: header.conversation_tag,
             },

@@ -14,6 +14,8 @@ use crate::format::frame::FrameKind;
 pub const ID_LEN_MAX: usize = 1024;
 const ENVELOPE_VERSION: u8 = 2;
 pub const SALT_LEN: usize = 16;
+/// Where the salt starts in an envelope: after its version byte.
+const SALT_AT: usize = 1;
 // docs/FORMAT.md ("Envelope"): a 16-byte salt; each string at most 1024 bytes.
 const _: () = assert!(SALT_LEN == 16 && ID_LEN_MAX == 1024);
 
@@ -163,17 +165,25 @@ pub(crate) fn envelope_into(out: &mut Vec<u8>, fields: [&str; 6], body_len: usiz
     Ok(())
 }
 
+/// The salt of an envelope built by [`envelope_into`] (`b` starts at the
+/// envelope's version byte and holds at least its fixed part).
+pub fn salt_of(b: &[u8]) -> [u8; SALT_LEN] {
+    b[SALT_AT..SALT_AT + SALT_LEN]
+        .try_into()
+        .expect("an envelope holds its salt")
+}
+
 /// Split a decrypted envelope.
 pub(crate) fn open_envelope(b: &[u8]) -> std::result::Result<Envelope, String> {
     if b.first() != Some(&ENVELOPE_VERSION) {
         return Err(format!("unknown envelope version {:?}", b.first()));
     }
     let salt: [u8; SALT_LEN] = b
-        .get(1..1 + SALT_LEN)
+        .get(SALT_AT..SALT_AT + SALT_LEN)
         .ok_or("envelope truncated")?
         .try_into()
         .expect("16");
-    let mut p = 1 + SALT_LEN;
+    let mut p = SALT_AT + SALT_LEN;
     let mut take = || -> std::result::Result<String, String> {
         let n = u16::from_le_bytes(
             b.get(p..p + 2)

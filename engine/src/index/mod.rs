@@ -2,7 +2,7 @@
 //!
 //! Tables (all keys big-endian so byte order is numeric order):
 //! * `locations`: seq → zone u32 | offset u64 | frame_len u32 | crc u32 | kind u8 | timestamp_us i64 |
-//!   retain_until_us i64 | key_id u32 | custodian_tag[12] | conversation_tag[16]
+//!   retain_until_us i64 | data_key_id u32 | custodian_tag[12] | conversation_tag[16]
 //! * `record_tags`: record_tag[16] | seq u64 → ()
 //! * `conversations`: conversation_tag[16] | seq u64 → ()
 //! * `custodians`: custodian_tag[12] | seq u64 → ()
@@ -41,34 +41,69 @@ const MERKLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("merkle");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const KEY_IDS: TableDefinition<u32, u64> = TableDefinition::new("key_ids");
 const NEXT_SEQ: &str = "next_seq";
-const LOCATION_LEN: usize = 69;
+// Where each field of a `locations` value starts (docs/FORMAT.md, "Index"),
+// each from the one before it; a field runs to where the next one starts.
+const LOC_ZONE_AT: usize = 0;
+const LOC_OFFSET_AT: usize = LOC_ZONE_AT + 4;
+const LOC_FRAME_LEN_AT: usize = LOC_OFFSET_AT + 8;
+const LOC_CRC_AT: usize = LOC_FRAME_LEN_AT + 4;
+const LOC_KIND_AT: usize = LOC_CRC_AT + 4;
+const LOC_TIMESTAMP_AT: usize = LOC_KIND_AT + 1;
+const LOC_RETAIN_UNTIL_AT: usize = LOC_TIMESTAMP_AT + 8;
+const LOC_DATA_KEY_ID_AT: usize = LOC_RETAIN_UNTIL_AT + 8;
+const LOC_CUSTODIAN_TAG_AT: usize = LOC_DATA_KEY_ID_AT + 4;
+const LOC_CONVERSATION_TAG_AT: usize = LOC_CUSTODIAN_TAG_AT + CUSTODIAN_TAG_LEN;
+const LOCATION_LEN: usize = LOC_CONVERSATION_TAG_AT + TAG_LEN;
 // docs/FORMAT.md ("Index"): zone 4, offset 8, frame_len 4, crc 4, kind 1,
-// timestamp 8, retain_until 8, key_id 4, custodian_tag, conversation_tag.
+// timestamp 8, retain_until 8, data_key_id 4, custodian_tag, conversation_tag: 69 bytes.
 const _: () = assert!(LOCATION_LEN == 4 + 8 + 4 + 4 + 1 + 8 + 8 + 4 + CUSTODIAN_TAG_LEN + TAG_LEN);
+const _: () = assert!(LOCATION_LEN == 69);
+/// A key of the `times`, `chunk_refs` tables: two u64 BE.
+const PAIR_KEY_LEN: usize = 8 + 8;
+/// A `merkle` key: height u8, then index u64 BE.
+const NODE_INDEX_AT: usize = 1;
+const NODE_KEY_LEN: usize = NODE_INDEX_AT + 8;
+
+/// The `N` bytes of `v` at `at` (the caller has checked `v` is long enough).
+fn field<const N: usize>(v: &[u8], at: usize) -> [u8; N] {
+    v[at..at + N].try_into().expect("field within the value")
+}
 
 pub use crate::format::location::{FrameLocation, IndexEntry};
+
+/// The dense-seq rule for frames the log hands to the index as it writes
+/// them: `entries` run `from, from + 1, ...` with no gap and no repeat.
+/// Returns the seq after them (`from` for none), or `None` if they break the
+/// rule. A rebuild across reclaimed zones, whose seqs jump, is not held to it.
+pub fn dense_from(from: u64, entries: &[IndexEntry]) -> Option<u64> {
+    let mut next = from;
+    for e in entries {
+        if e.loc.seq != next {
+            return None;
+        }
+        next += 1;
+    }
+    Some(next)
+}
 
 /// A `locations` value (docs/FORMAT.md, "Index").
 fn encode_location(l: &FrameLocation) -> [u8; LOCATION_LEN] {
     let mut v = [0u8; LOCATION_LEN];
-    v[0..4].copy_from_slice(&l.zone.to_le_bytes());
-    v[4..12].copy_from_slice(&l.offset.to_le_bytes());
-    v[12..16].copy_from_slice(&l.frame_len.to_le_bytes());
-    v[16..20].copy_from_slice(&l.crc.to_le_bytes());
-    v[20] = l.kind as u8;
-    v[21..29].copy_from_slice(&l.timestamp_us.to_le_bytes());
-    v[29..37].copy_from_slice(&l.retain_until_us.to_le_bytes());
-    v[37..41].copy_from_slice(&l.key_id.to_le_bytes());
-    v[41..53].copy_from_slice(&l.custodian_tag);
-    v[53..69].copy_from_slice(&l.conversation_tag);
+    v[LOC_ZONE_AT..LOC_OFFSET_AT].copy_from_slice(&l.zone.to_le_bytes());
+    v[LOC_OFFSET_AT..LOC_FRAME_LEN_AT].copy_from_slice(&l.offset.to_le_bytes());
+    v[LOC_FRAME_LEN_AT..LOC_CRC_AT].copy_from_slice(&l.frame_len.to_le_bytes());
+    v[LOC_CRC_AT..LOC_KIND_AT].copy_from_slice(&l.crc.to_le_bytes());
+    v[LOC_KIND_AT] = l.kind as u8;
+    v[LOC_TIMESTAMP_AT..LOC_RETAIN_UNTIL_AT].copy_from_slice(&l.timestamp_us.to_le_bytes());
+    v[LOC_RETAIN_UNTIL_AT..LOC_DATA_KEY_ID_AT].copy_from_slice(&l.retain_until_us.to_le_bytes());
+    v[LOC_DATA_KEY_ID_AT..LOC_CUSTODIAN_TAG_AT].copy_from_slice(&l.data_key_id.to_le_bytes());
+    v[LOC_CUSTODIAN_TAG_AT..LOC_CONVERSATION_TAG_AT].copy_from_slice(&l.custodian_tag);
+    v[LOC_CONVERSATION_TAG_AT..].copy_from_slice(&l.conversation_tag);
     v
 }
 
-fn time_key(ts: i64, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&((ts as u64) ^ (1 << 63)).to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
+fn time_key(ts: i64, seq: u64) -> [u8; PAIR_KEY_LEN] {
+    pair_key((ts as u64) ^ (1 << 63), seq)
 }
 
 fn tag_key(tag: &[u8; TAG_LEN], seq: u64) -> [u8; TAG_LEN + 8] {
@@ -85,17 +120,17 @@ fn custodian_key(tag: &[u8; CUSTODIAN_TAG_LEN], seq: u64) -> [u8; CUSTODIAN_TAG_
     k
 }
 
-fn pair_key(a: u64, b: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
+fn pair_key(a: u64, b: u64) -> [u8; PAIR_KEY_LEN] {
+    let mut k = [0u8; PAIR_KEY_LEN];
     k[..8].copy_from_slice(&a.to_be_bytes());
     k[8..].copy_from_slice(&b.to_be_bytes());
     k
 }
 
-fn node_key(height: u8, index: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
+fn node_key(height: u8, index: u64) -> [u8; NODE_KEY_LEN] {
+    let mut k = [0u8; NODE_KEY_LEN];
     k[0] = height;
-    k[1..].copy_from_slice(&index.to_be_bytes());
+    k[NODE_INDEX_AT..].copy_from_slice(&index.to_be_bytes());
     k
 }
 
@@ -387,8 +422,8 @@ impl Index {
                             .map_err(|x| self.err(x))?;
                     }
                     merkle_add(&mut merkle, e.loc.seq, e.leaf).map_err(|x| self.err(x))?;
-                    if e.loc.key_id != seen_key {
-                        seen_key = e.loc.key_id;
+                    if e.loc.data_key_id != seen_key {
+                        seen_key = e.loc.data_key_id;
                         let known = seen_key == crate::crypto::keys::ROOT_KEY_ID
                             || key_ids.get(seen_key).map_err(|x| self.err(x))?.is_some();
                         if !known {
@@ -499,11 +534,11 @@ impl Index {
                     if v.len() != LOCATION_LEN {
                         continue;
                     }
-                    let ts = i64::from_le_bytes(v[21..29].try_into().expect("8"));
+                    let ts = i64::from_le_bytes(field(&v, LOC_TIMESTAMP_AT));
                     times
                         .remove(&time_key(ts, seq)[..])
                         .map_err(|e| self.err(e))?;
-                    let ct: [u8; CUSTODIAN_TAG_LEN] = v[41..53].try_into().expect("12");
+                    let ct: [u8; CUSTODIAN_TAG_LEN] = field(&v, LOC_CUSTODIAN_TAG_AT);
                     cust.remove(&custodian_key(&ct, seq)[..])
                         .map_err(|e| self.err(e))?;
                 }
@@ -559,7 +594,7 @@ impl Index {
         if !left.is_empty() {
             for item in loc.range(range.end..).map_err(|e| self.err(e))? {
                 let (k, v) = item.map_err(|e| self.err(e))?;
-                let Some(id) = v.value().get(37..41) else {
+                let Some(id) = v.value().get(LOC_DATA_KEY_ID_AT..LOC_CUSTODIAN_TAG_AT) else {
                     continue;
                 };
                 let id = u32::from_le_bytes(id.try_into().expect("4 bytes"));
@@ -609,20 +644,21 @@ impl Index {
         if v.len() != LOCATION_LEN {
             return Err(self.damaged(format!("location of seq {seq} has {} bytes", v.len())));
         }
-        let kind = FrameKind::from_u8(v[20])
-            .ok_or_else(|| self.damaged(format!("location of seq {seq} has kind {}", v[20])))?;
+        let kind = FrameKind::from_u8(v[LOC_KIND_AT]).ok_or_else(|| {
+            self.damaged(format!("location of seq {seq} has kind {}", v[LOC_KIND_AT]))
+        })?;
         Ok(FrameLocation {
             seq,
-            zone: u32::from_le_bytes(v[0..4].try_into().expect("4")),
-            offset: u64::from_le_bytes(v[4..12].try_into().expect("8")),
-            frame_len: u32::from_le_bytes(v[12..16].try_into().expect("4")),
-            crc: u32::from_le_bytes(v[16..20].try_into().expect("4")),
+            zone: u32::from_le_bytes(field(v, LOC_ZONE_AT)),
+            offset: u64::from_le_bytes(field(v, LOC_OFFSET_AT)),
+            frame_len: u32::from_le_bytes(field(v, LOC_FRAME_LEN_AT)),
+            crc: u32::from_le_bytes(field(v, LOC_CRC_AT)),
             kind,
-            timestamp_us: i64::from_le_bytes(v[21..29].try_into().expect("8")),
-            retain_until_us: i64::from_le_bytes(v[29..37].try_into().expect("8")),
-            key_id: u32::from_le_bytes(v[37..41].try_into().expect("4")),
-            custodian_tag: v[41..53].try_into().expect("12"),
-            conversation_tag: v[53..69].try_into().expect("16"),
+            timestamp_us: i64::from_le_bytes(field(v, LOC_TIMESTAMP_AT)),
+            retain_until_us: i64::from_le_bytes(field(v, LOC_RETAIN_UNTIL_AT)),
+            data_key_id: u32::from_le_bytes(field(v, LOC_DATA_KEY_ID_AT)),
+            custodian_tag: field(v, LOC_CUSTODIAN_TAG_AT),
+            conversation_tag: field(v, LOC_CONVERSATION_TAG_AT),
         })
     }
 
@@ -887,7 +923,7 @@ impl MerkleView {
             let (k, v) = item.map_err(err)?;
             let seq = k
                 .value()
-                .get(1..9)
+                .get(NODE_INDEX_AT..NODE_KEY_LEN)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes);
             match (seq, v.value().try_into()) {
@@ -932,7 +968,7 @@ mod tests {
                 kind: FrameKind::Message,
                 timestamp_us: ts,
                 retain_until_us: ts + 1,
-                key_id,
+                data_key_id: key_id,
                 custodian_tag: [1; CUSTODIAN_TAG_LEN],
                 conversation_tag: [2; TAG_LEN],
             },
@@ -1000,5 +1036,111 @@ mod tests {
         rebuilt.insert(&all[20..], true).unwrap();
         assert_eq!(ix.key_ids().unwrap(), rebuilt.key_ids().unwrap());
         assert_eq!(ix.key_ids().unwrap(), vec![(1, 20), (3, 25)]);
+    }
+
+    #[test]
+    fn the_dense_seq_rule() {
+        let run =
+            |seqs: &[u64]| -> Vec<IndexEntry> { seqs.iter().map(|&s| entry(s, 1, 0)).collect() };
+        assert_eq!(dense_from(5, &run(&[5, 6, 7])), Some(8));
+        assert_eq!(
+            dense_from(5, &[]),
+            Some(5),
+            "nothing handed over: still at 5"
+        );
+        assert_eq!(dense_from(5, &run(&[5, 7])), None, "a gap");
+        assert_eq!(dense_from(5, &run(&[5, 5])), None, "a repeat");
+        assert_eq!(
+            dense_from(5, &run(&[6, 7])),
+            None,
+            "not where the last hand-over ended"
+        );
+        assert_eq!(dense_from(5, &run(&[4, 5])), None, "an old seq again");
+    }
+
+    #[test]
+    fn lookups_by_seq_range_tag_custodian_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = open(&dir, "i.redb");
+        let mut entries: Vec<IndexEntry> = (0..6).map(|s| entry(s, 1, 100 - s as i64)).collect();
+        entries[4].record_tag = [9; TAG_LEN];
+        entries[5].loc.kind = FrameKind::MediaChunk;
+        entries[5].record_tag = [9; TAG_LEN];
+        ix.insert(&entries, true).unwrap();
+        assert_eq!(ix.location(6).unwrap(), None, "nothing past the end");
+        let seqs = |v: Vec<FrameLocation>| v.iter().map(|l| l.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(ix.locations(2, 5).unwrap()), vec![2, 3, 4]);
+        assert_eq!(ix.by_record_tag(&[9; TAG_LEN], 10).unwrap(), vec![4, 5]);
+        assert_eq!(
+            ix.by_record_tag(&[3; TAG_LEN], 2).unwrap(),
+            vec![0, 1],
+            "at most the limit"
+        );
+        // A media chunk is found by its tag, but is not a record of its own:
+        // not in the conversation, custodian or time tables.
+        assert_eq!(
+            ix.by_conversation_tag(&[2; TAG_LEN], 10).unwrap(),
+            vec![0, 1, 2, 3, 4]
+        );
+        assert_eq!(
+            ix.by_custodian_tag(&[1; CUSTODIAN_TAG_LEN], 10).unwrap(),
+            vec![0, 1, 2, 3, 4]
+        );
+        assert_eq!(
+            ix.by_time(96, 98, 10).unwrap(),
+            vec![4, 3],
+            "time order; seq 2 at 98 is past the end"
+        );
+        assert_eq!(ix.next_seq().unwrap(), 6);
+    }
+
+    #[test]
+    fn removing_a_range_removes_it_from_every_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = open(&dir, "i.redb");
+        let entries: Vec<IndexEntry> = (0..6).map(|s| entry(s, 1, s as i64)).collect();
+        ix.insert(&entries, true).unwrap();
+        assert_eq!(
+            ix.remove_range(2, 4, &[]).unwrap(),
+            2,
+            "two locations removed"
+        );
+        let seqs = |v: Vec<FrameLocation>| v.iter().map(|l| l.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(ix.locations(0, 6).unwrap()), vec![0, 1, 4, 5]);
+        assert_eq!(ix.location(2).unwrap(), None);
+        assert_eq!(
+            ix.by_record_tag(&[3; TAG_LEN], 10).unwrap(),
+            vec![0, 1, 4, 5]
+        );
+        assert_eq!(
+            ix.by_conversation_tag(&[2; TAG_LEN], 10).unwrap(),
+            vec![0, 1, 4, 5]
+        );
+        assert_eq!(
+            ix.by_custodian_tag(&[1; CUSTODIAN_TAG_LEN], 10).unwrap(),
+            vec![0, 1, 4, 5]
+        );
+        assert_eq!(ix.by_time(0, 10, 10).unwrap(), vec![0, 1, 4, 5]);
+        assert_eq!(
+            ix.next_seq().unwrap(),
+            6,
+            "the index still covers up to the log's end"
+        );
+    }
+
+    #[test]
+    fn a_rebuild_may_cross_a_reclaimed_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = open(&dir, "i.redb");
+        // Seqs 2..10 were in a reclaimed zone: a rebuild reads 0, 1, then 10 on.
+        ix.insert(&[entry(0, 1, 0), entry(1, 1, 1), entry(10, 1, 10)], true)
+            .unwrap();
+        assert_eq!(ix.next_seq().unwrap(), 11);
+        assert_eq!(ix.location(5).unwrap(), None);
+        assert_eq!(ix.location(10).unwrap().map(|l| l.seq), Some(10));
+        assert!(
+            dense_from(0, &[entry(0, 1, 0), entry(1, 1, 1), entry(10, 1, 10)]).is_none(),
+            "which the writer's dense stream would never hand over"
+        );
     }
 }

@@ -314,7 +314,7 @@ pub(crate) struct Submission {
     key: Arc<DataKey>,
     /// The envelope, at `plaintext[payload_at..]`.
     plaintext: Vec<u8>,
-    /// 0, or `frame::HEADER_LEN` when the buffer leaves room for the frame
+    /// 0, or `frame::FRAME_HEADER_LEN` when the buffer leaves room for the frame
     /// header in front, so a large payload is sealed where it lies.
     payload_at: usize,
     /// For a blob manifest: the chunks it references (kept in the index).
@@ -343,7 +343,7 @@ impl Submission {
         content_hash: [u8; 32],
     ) -> Self {
         assert!(
-            payload_at == 0 || payload_at == frame::HEADER_LEN,
+            payload_at == 0 || payload_at == frame::FRAME_HEADER_LEN,
             "a payload starts at 0 or behind a frame header's room"
         );
         assert!(
@@ -463,6 +463,7 @@ pub(crate) fn start(
     let (recycle_tx, recycle_rx) = bounded::<AlignedBuf>(4);
     let (idx_tx, idx_rx) = crossbeam_channel::unbounded::<Vec<IndexEntry>>();
     let mut threads = Vec::new();
+    let first_seq = head.next_seq;
     let s = shared.clone();
     let sealers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     // Without its own pool the builder seals every frame itself: slower, never wrong.
@@ -491,7 +492,7 @@ pub(crate) fn start(
     threads.push(
         std::thread::Builder::new()
             .name("stele-indexer".into())
-            .spawn(move || indexer(s, idx_rx))
+            .spawn(move || indexer(s, idx_rx, first_seq))
             .expect("spawn indexer thread"),
     );
     (sub_tx, threads)
@@ -545,14 +546,14 @@ fn seal_early(
     let store_id = shared.store_id;
     let mut header = header.clone();
     pool.spawn(move || {
-        let mut out = if payload_at == frame::HEADER_LEN {
+        let mut out = if payload_at == frame::FRAME_HEADER_LEN {
             // Room for the header in front: the frame is built where the plaintext lies.
             buf.resize(buf.len() + GCM_TAG_LEN + CRC_LEN, 0);
             buf
         } else {
             let len = FRAME_OVERHEAD + buf.len() - payload_at;
             let mut out = buffers.take(len);
-            out.extend_from_slice(&[0; frame::HEADER_LEN]);
+            out.extend_from_slice(&[0; frame::FRAME_HEADER_LEN]);
             out.extend_from_slice(&buf[payload_at..]);
             out.resize(len, 0);
             buffers.give(buf);
@@ -580,8 +581,8 @@ fn chain_batch(shared: &Shared, b: &mut Batch, prev_hash: &mut [u8; 32]) {
                     .expect("a sealing thread finishes every frame it is given");
                 assert_eq!(frame.len(), p.len, "a frame is sealed at its placed length");
                 assert_eq!(
-                    frame[16..24],
-                    p.header.seq.to_le_bytes(),
+                    frame::seq_of(&frame),
+                    p.header.seq,
                     "a sealed frame carries the seq it was placed with"
                 );
                 out.copy_from_slice(&frame);
@@ -599,6 +600,12 @@ fn chain_batch(shared: &Shared, b: &mut Batch, prev_hash: &mut [u8; 32]) {
         *prev_hash = hash;
     }
     assert_eq!(off, b.len, "placed frames fill the batch exactly");
+    let first = b.entries.first().map_or(b.next_seq_after, |e| e.loc.seq);
+    assert_eq!(
+        crate::index::dense_from(first, &b.entries),
+        Some(b.next_seq_after),
+        "a batch's frames have dense seqs, up to where the next batch begins"
+    );
     b.hash_after = *prev_hash;
 }
 
@@ -702,7 +709,7 @@ fn builder(
             kind: sub.kind,
             flags: if off == 0 { FLAG_BATCH_START } else { 0 },
             frame_len: frame_len as u32,
-            key_id: sub.key.id,
+            data_key_id: sub.key.id,
             seq,
             timestamp_us: sub.timestamp_us,
             retain_until_us: sub.retain_until_us,
@@ -962,7 +969,9 @@ impl Drop for IndexerExit<'_> {
     }
 }
 
-fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
+/// Indexes what the writer made durable, from seq `expected` on: dense
+/// seqs, each hand-over continuing the one before (checked, kept on in release).
+fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>, mut expected: u64) {
     let _exit = IndexerExit(&shared);
     let mut last_persist = Instant::now();
     let mut dirty = false;
@@ -1003,6 +1012,8 @@ fn indexer(shared: Arc<Shared>, rx: Receiver<Vec<IndexEntry>>) {
                 }
             }
         }
+        expected = crate::index::dense_from(expected, &entries)
+            .expect("the writer hands the indexer dense seqs, continuing the last hand-over");
         let durable = last_persist.elapsed() >= INDEX_PERSIST_BUSY;
         let next = entries.last().map(|e| e.loc.seq + 1);
         let result = shared.index.insert(&entries, durable);
@@ -1065,13 +1076,13 @@ mod tests {
 
     #[test]
     fn a_chunk_sealed_in_place_keeps_its_own_hash_and_its_room_for_the_header() {
-        let mut buf = vec![0u8; frame::HEADER_LEN];
+        let mut buf = vec![0u8; frame::FRAME_HEADER_LEN];
         buf.extend_from_slice(b"chunk");
         let s = Submission::in_place(
             fields(FrameKind::MediaChunk),
             key(),
             buf,
-            frame::HEADER_LEN,
+            frame::FRAME_HEADER_LEN,
             [8; 32],
         );
         assert_eq!(s.payload(), b"chunk");

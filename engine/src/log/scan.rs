@@ -11,7 +11,7 @@
 //! device, zone and offset.
 
 use crate::error::{Error, Result};
-use crate::format::frame::{self, FrameHeader, FLAG_BATCH_START, FRAME_LEN_MAX, HEADER_LEN};
+use crate::format::frame::{self, FrameHeader, FLAG_BATCH_START, FRAME_HEADER_LEN, FRAME_LEN_MAX};
 use crate::format::location::IndexEntry;
 use crate::io::buffer::{align_down, align_up, AlignedBuf, BLOCK_SIZE};
 use crate::log::zone::{ZoneCondition, ZoneSet};
@@ -257,12 +257,12 @@ impl<'a> Scanner<'a> {
         scan_end: u64,
         need_batch_start: bool,
     ) -> Result<Probe> {
-        if !self.fill(zone, pos, HEADER_LEN, scan_end)? {
+        if !self.fill(zone, pos, FRAME_HEADER_LEN, scan_end)? {
             return Ok(Probe::Invalid(
                 "no room for a frame header before the end of the zone's data".into(),
             ));
         }
-        let header = match FrameHeader::decode(self.bytes(pos, HEADER_LEN)) {
+        let header = match FrameHeader::decode(self.bytes(pos, FRAME_HEADER_LEN)) {
             Ok(h) => h,
             Err(e) => return Ok(Probe::Invalid(e.to_string())),
         };
@@ -306,6 +306,25 @@ impl<'a> Scanner<'a> {
         }))
     }
 
+    /// The chain rule, for a frame about to be taken (probe has checked it):
+    /// the expected seq, chained to the frame before (when known), at or
+    /// after where the previous frame ended.
+    fn assert_continues(&self, f: &ScannedFrame) {
+        assert_eq!(
+            f.header.seq, self.expected_seq,
+            "the scan takes a frame only at its seq"
+        );
+        assert!(
+            self.prev_hash.is_none_or(|p| p == f.header.prev_hash),
+            "the scan takes a frame only chained to the one before (seq {})",
+            f.header.seq
+        );
+        assert!(
+            f.offset >= self.pos,
+            "the scan moves forward through a zone"
+        );
+    }
+
     /// The next frame of the log, or `None` at its end.
     pub fn next_frame(&mut self) -> Result<Option<ScannedFrame>> {
         loop {
@@ -342,6 +361,7 @@ impl<'a> Scanner<'a> {
                     }
                 };
                 if let Some(f) = found {
+                    self.assert_continues(&f);
                     self.pos = f.offset + f.header.frame_len as u64;
                     self.expected_seq = f.header.seq + 1;
                     self.prev_hash = Some(f.hash);
@@ -405,7 +425,7 @@ impl<'a> Scanner<'a> {
                 .filter(|&&b| b != 0)
                 .count() as u64;
             if pos >= first_start && out.later_batch.is_none() {
-                if let Ok(h) = FrameHeader::decode(self.bytes(pos, HEADER_LEN)) {
+                if let Ok(h) = FrameHeader::decode(self.bytes(pos, FRAME_HEADER_LEN)) {
                     let len = h.frame_len as usize;
                     if h.flags & FLAG_BATCH_START != 0
                         && h.seq >= self.expected_seq
@@ -420,5 +440,243 @@ impl<'a> Scanner<'a> {
             pos += BLOCK_SIZE as u64;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::DataKey;
+    use crate::format::frame::{FrameKind, FRAME_OVERHEAD};
+    use crate::io::device::{Device, FaultConfig, FaultDevice, Geometry};
+    use crate::log::zone::{ZoneState, ZonedDevice};
+    use std::sync::Arc;
+
+    const ZONE: u64 = 64 * 1024;
+
+    fn zones(count: u32) -> ZoneSet {
+        let d = Arc::new(FaultDevice::new("t", FaultConfig::new(1)));
+        d.attach(Geometry {
+            zone_size: ZONE,
+            zone_count: count,
+        })
+        .unwrap();
+        ZoneSet::new(vec![ZonedDevice::new(
+            d,
+            vec![ZoneState::EMPTY; count as usize],
+        )])
+    }
+
+    /// One batch: frames `seqs` chained after `prev`, padded to whole
+    /// blocks. Returns its bytes, where each frame starts, and the last hash.
+    fn batch(seqs: std::ops::Range<u64>, prev: [u8; 32]) -> (Vec<u8>, Vec<usize>, [u8; 32]) {
+        let key = DataKey::new(0, &[1; 32]);
+        let (mut out, mut starts, mut prev) = (Vec::new(), Vec::new(), prev);
+        for seq in seqs.clone() {
+            let payload = vec![seq as u8 | 1; 300 + seq as usize * 7];
+            let mut h = FrameHeader {
+                kind: FrameKind::Message,
+                flags: if seq == seqs.start {
+                    FLAG_BATCH_START
+                } else {
+                    0
+                },
+                frame_len: 0,
+                data_key_id: 0,
+                seq,
+                timestamp_us: seq as i64,
+                retain_until_us: 0,
+                nonce: frame::nonce(1, seq),
+                custodian_tag: [0; 12],
+                record_tag: [0; 16],
+                conversation_tag: [0; 16],
+                prev_hash: prev,
+                content_hash: [0; 32],
+            };
+            let mut f = vec![0u8; FRAME_OVERHEAD + payload.len()];
+            let (_, hash) = frame::seal(&mut f, &mut h, &payload, &key, &[3; 16]);
+            starts.push(out.len());
+            out.extend_from_slice(&f);
+            prev = hash;
+        }
+        out.resize(align_up(out.len() as u64) as usize, 0);
+        (out, starts, prev)
+    }
+
+    /// The active zone's tail from offset 0: nothing checkpointed yet.
+    fn tail(zone: u32) -> Stretch {
+        Stretch {
+            zone,
+            start: 0,
+            durable_end: 0,
+            scan_end: ZONE,
+        }
+    }
+
+    fn seqs(sc: &mut Scanner<'_>) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        while let Some(f) = sc.next_frame()? {
+            out.push(f.header.seq);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_tail_scan_takes_every_chained_frame_and_stops_at_zeros() {
+        let z = zones(1);
+        let (a, _, h) = batch(0..3, [0; 32]);
+        let (b, b_starts, _) = batch(3..5, h);
+        z.append_durable(0, 0, &a, 0).unwrap();
+        z.append_durable(0, a.len() as u64, &b, 3).unwrap();
+        let mut sc = Scanner::new(&z, vec![tail(0)], 0, Some([0; 32]));
+        let mut found = Vec::new();
+        while let Some(f) = sc.next_frame().unwrap() {
+            found.push((f.header.seq, f.offset));
+        }
+        assert_eq!(
+            found.iter().map(|f| f.0).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
+        assert_eq!(
+            found[3].1,
+            a.len() as u64,
+            "the second batch starts on its block"
+        );
+        let last_len = FRAME_OVERHEAD as u64 + 300 + 4 * 7;
+        assert_eq!(
+            sc.end,
+            Some((0, a.len() as u64 + b_starts[1] as u64 + last_len)),
+            "the log ends where its last frame ends"
+        );
+        assert_eq!(sc.expected_seq(), 5);
+    }
+
+    #[test]
+    fn a_torn_batch_at_the_tail_ends_the_log_and_leaves_its_bytes_counted() {
+        let z = zones(1);
+        let (a, _, h) = batch(0..2, [0; 32]);
+        let (mut b, b_starts, _) = batch(2..4, h);
+        // Frame 3 was half written when the power failed.
+        let torn_at = b_starts[1] + 100;
+        b[torn_at..].fill(0);
+        z.append_durable(0, 0, &a, 0).unwrap();
+        z.append_durable(0, a.len() as u64, &b, 2).unwrap();
+        let mut sc = Scanner::new(&z, vec![tail(0)], 0, Some([0; 32]));
+        assert_eq!(seqs(&mut sc).unwrap(), vec![0, 1, 2]);
+        let (zone, end) = sc.end.unwrap();
+        assert_eq!((zone, end), (0, a.len() as u64 + b_starts[1] as u64));
+        let t = sc.inspect_tail(0, end, ZONE, ZONE).unwrap();
+        assert_eq!(t.later_batch, None, "nothing acknowledged lies beyond");
+        assert_eq!(
+            t.nonzero_bytes,
+            b[b_starts[1]..torn_at].iter().filter(|&&x| x != 0).count() as u64,
+            "the torn frame's bytes are what is left past the end"
+        );
+    }
+
+    #[test]
+    fn a_valid_batch_past_a_damaged_one_is_reported() {
+        let z = zones(1);
+        let (a, _, h) = batch(0..2, [0; 32]);
+        let (mut b, _, h) = batch(2..3, h);
+        let (c, _, _) = batch(3..4, h);
+        b[FRAME_HEADER_LEN + 10] ^= 0x40;
+        z.append_durable(0, 0, &a, 0).unwrap();
+        z.append_durable(0, a.len() as u64, &b, 2).unwrap();
+        let c_at = (a.len() + b.len()) as u64;
+        z.append_durable(0, c_at, &c, 3).unwrap();
+        let mut sc = Scanner::new(&z, vec![tail(0)], 0, Some([0; 32]));
+        assert_eq!(
+            seqs(&mut sc).unwrap(),
+            vec![0, 1],
+            "the scan stops at the damage"
+        );
+        let (_, end) = sc.end.unwrap();
+        let t = sc.inspect_tail(0, end, ZONE, ZONE).unwrap();
+        assert_eq!(
+            t.later_batch,
+            Some((c_at, 3)),
+            "an acknowledged batch past the damage is found"
+        );
+    }
+
+    #[test]
+    fn damage_below_the_durable_end_is_an_error_naming_where() {
+        let z = zones(1);
+        let (a, _, h) = batch(0..2, [0; 32]);
+        let (mut b, _, _) = batch(2..4, h);
+        b[FRAME_HEADER_LEN + 10] ^= 0x40;
+        z.append_durable(0, 0, &a, 0).unwrap();
+        z.append_durable(0, a.len() as u64, &b, 2).unwrap();
+        let wp = (a.len() + b.len()) as u64;
+        let st = Stretch {
+            zone: 0,
+            start: 0,
+            durable_end: wp,
+            scan_end: wp,
+        };
+        let mut sc = Scanner::new(&z, vec![st], 0, Some([0; 32]));
+        match seqs(&mut sc) {
+            Err(Error::Corrupt { at, reason }) => {
+                assert_eq!(at.offset, a.len() as u64, "the damaged frame's offset");
+                assert!(reason.contains("CRC"), "{reason}");
+            }
+            other => panic!("expected damage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_frame_that_does_not_chain_or_skips_a_seq_is_not_taken() {
+        let z = zones(1);
+        let (a, _, _) = batch(0..2, [0; 32]);
+        // Well formed and flagged as a batch start, but chained to another log.
+        let (b, _, _) = batch(2..3, [9; 32]);
+        z.append_durable(0, 0, &a, 0).unwrap();
+        z.append_durable(0, a.len() as u64, &b, 2).unwrap();
+        let wp = (a.len() + b.len()) as u64;
+        let durable = |start| Stretch {
+            zone: 0,
+            start,
+            durable_end: wp,
+            scan_end: wp,
+        };
+        let mut sc = Scanner::new(&z, vec![durable(0)], 0, Some([0; 32]));
+        match seqs(&mut sc) {
+            Err(Error::Corrupt { reason, .. }) => {
+                assert!(reason.contains("does not chain"), "{reason}")
+            }
+            other => panic!("expected a broken chain, got {other:?}"),
+        }
+        // Expecting another seq at the same place: refused for its seq.
+        let mut sc = Scanner::new(&z, vec![durable(a.len() as u64)], 5, None);
+        match seqs(&mut sc) {
+            Err(Error::Corrupt { reason, .. }) => {
+                assert!(
+                    reason.contains("found seq 2 where seq 5 belongs"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected a wrong seq, got {other:?}"),
+        }
+        // With no previous hash to hold it to, the frame is taken.
+        let mut sc = Scanner::new(&z, vec![durable(a.len() as u64)], 2, None);
+        assert_eq!(seqs(&mut sc).unwrap(), vec![2]);
+    }
+
+    #[test]
+    fn the_whole_log_runs_across_zones_in_seq_order() {
+        let z = zones(2);
+        let (a, _, h) = batch(0..2, [0; 32]);
+        let (b, _, _) = batch(2..4, h);
+        // The log began in zone 1 and went on in zone 0.
+        z.append_durable(1, 0, &a, 0).unwrap();
+        z.append_durable(0, 0, &b, 2).unwrap();
+        let mut sc = Scanner::whole_log(&z);
+        let mut found = Vec::new();
+        while let Some(f) = sc.next_frame().unwrap() {
+            found.push((f.zone, f.header.seq));
+        }
+        assert_eq!(found, vec![(1, 0), (1, 1), (0, 2), (0, 3)]);
+        assert_eq!(sc.expected_seq(), 4);
     }
 }

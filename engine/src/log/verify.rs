@@ -189,7 +189,7 @@ impl<'a> FrameVerifier<'a> {
         zone: u32,
         offset: u64,
     ) -> Result<Opened> {
-        let key: Arc<DataKey> = match self.shared.data_key(header.key_id, header.seq) {
+        let key: Arc<DataKey> = match self.shared.data_key(header.data_key_id, header.seq) {
             Ok(k) => k,
             Err(e) if e.key_unavailable() => return Ok(Opened::Unreadable(e)),
             Err(e) => return Err(e),
@@ -214,7 +214,7 @@ mod tests {
             kind: frame::FrameKind::Message,
             timestamp_us: 0,
             retain_until_us: 0,
-            key_id: 0,
+            data_key_id: 0,
             custodian_tag: [0; crate::crypto::keys::CUSTODIAN_TAG_LEN],
             conversation_tag: [0; crate::crypto::keys::TAG_LEN],
         }

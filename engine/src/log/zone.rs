@@ -253,7 +253,9 @@ impl ZonedDevice {
             z.first_seq = first_seq;
         }
         z.condition = ZoneCondition::Open;
-        z.write_pointer = offset + data.len() as u64;
+        let wp = offset + data.len() as u64;
+        assert!(wp > z.write_pointer, "write pointers only move forward");
+        z.write_pointer = wp;
         Ok(())
     }
 
@@ -282,9 +284,16 @@ impl ZonedDevice {
         ))
     }
 
-    /// Seal `zone`: from now on it accepts no writes.
+    /// Seal `zone`: from now on it accepts no writes. Only a zone being
+    /// written (open, or opened and still empty) is sealed, and only once.
     pub(crate) fn seal(&self, zone: u32) {
-        self.lock()[zone as usize].condition = ZoneCondition::Sealed;
+        let z = &mut self.lock()[zone as usize];
+        assert!(
+            matches!(z.condition, ZoneCondition::Open | ZoneCondition::Empty),
+            "only a zone being written is sealed (zone {zone} is {:?})",
+            z.condition
+        );
+        z.condition = ZoneCondition::Sealed;
     }
 
     /// Ask the medium to make a sealed zone immutable below the store (after the seal is checkpointed).
@@ -332,9 +341,23 @@ impl ZonedDevice {
         Ok(())
     }
 
-    /// Set the write pointer found by recovery. Only used while opening, before any append.
+    /// Set the write pointer found by recovery, or open the next zone for
+    /// the writer. A sealed zone is never restored, and a write pointer never
+    /// moves back (nor past the zone's end).
     pub(crate) fn restore(&self, zone: u32, state: ZoneState) {
-        self.lock()[zone as usize] = state;
+        let zone_size = self.geometry().zone_size;
+        let z = &mut self.lock()[zone as usize];
+        assert!(
+            z.condition != ZoneCondition::Sealed,
+            "a sealed zone keeps its state (zone {zone})"
+        );
+        assert!(
+            state.write_pointer >= z.write_pointer && state.write_pointer <= zone_size,
+            "a restored write pointer ({}) moves forward within the zone, from {}",
+            state.write_pointer,
+            z.write_pointer
+        );
+        *z = state;
     }
 
     /// Read `buf.len()` bytes at `offset` (block-aligned) of `zone`.
@@ -664,5 +687,130 @@ mod tests {
         z.append(0, 0, &[4u8; 4096], 20)
             .expect("an empty zone takes new data from offset 0");
         assert_eq!(z.zone(0).unwrap().first_seq, 20);
+    }
+
+    #[test]
+    fn a_durable_batch_is_checked_whole_before_any_byte_moves() {
+        let z = zoned(2);
+        let block = vec![5u8; 4096];
+        let w = |zone, offset| ZoneWrite {
+            zone,
+            offset,
+            data: &block,
+        };
+        // The second write leaves a hole after the first: nothing is written.
+        assert!(matches!(
+            violation(z.append_durable(&[w(0, 0), w(0, 8192)], 3)),
+            WormViolation::AboveWritePointer { .. }
+        ));
+        assert_eq!(
+            z.zone(0).unwrap(),
+            ZoneState::EMPTY,
+            "a refused batch moves nothing"
+        );
+        let mut back = vec![9u8; 4096];
+        z.read(0, 0, &mut back).unwrap();
+        assert_eq!(
+            back,
+            vec![0u8; 4096],
+            "no byte of a refused batch reached the zone"
+        );
+        // Back to back, the writes of one batch each start at the pointer the one before left.
+        z.append_durable(&[w(0, 0), w(0, 4096), w(1, 0)], 3)
+            .unwrap();
+        assert_eq!(z.zone(0).unwrap().write_pointer, 8192);
+        assert_eq!(z.zone(1).unwrap().write_pointer, 4096);
+        assert_eq!(z.zone(1).unwrap().first_seq, 3);
+    }
+
+    #[test]
+    fn a_resetting_zone_takes_no_writes() {
+        let z = zoned(1);
+        z.append(0, 0, &[6u8; 4096], 0).unwrap();
+        z.seal(0);
+        z.begin_reset(0).unwrap();
+        assert!(matches!(
+            violation(z.append(0, 0, &[7u8; 4096], 1)),
+            WormViolation::Sealed
+        ));
+        assert_eq!(z.zone(0).unwrap().condition, ZoneCondition::Resetting);
+    }
+
+    #[test]
+    fn a_failed_write_poisons_the_device() {
+        let d = Arc::new(FaultDevice::new("t", {
+            let mut c = FaultConfig::new(7);
+            c.fail_write_at = Some(1);
+            c
+        }));
+        d.attach(Geometry {
+            zone_size: ZONE,
+            zone_count: 1,
+        })
+        .unwrap();
+        let z = ZonedDevice::new(d, vec![ZoneState::EMPTY]);
+        assert!(z.append(0, 0, &[1u8; 4096], 0).is_err());
+        assert!(z.poisoned().is_some());
+        assert_eq!(
+            z.zone(0).unwrap().write_pointer,
+            0,
+            "a failed write moves nothing"
+        );
+        assert!(
+            matches!(z.append(0, 0, &[1u8; 4096], 0), Err(Error::Poisoned { .. })),
+            "nothing is retried on a poisoned device"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "only a sealed zone is reset")]
+    fn resetting_a_zone_that_is_not_sealed_is_a_bug() {
+        let z = zoned(1);
+        z.append(0, 0, &[1u8; 4096], 0).unwrap();
+        let _ = z.begin_reset(0);
+    }
+
+    #[test]
+    #[should_panic(expected = "the reset was begun")]
+    fn finishing_a_reset_never_begun_is_a_bug() {
+        let z = zoned(1);
+        z.append(0, 0, &[1u8; 4096], 0).unwrap();
+        z.seal(0);
+        let _ = z.finish_reset(0);
+    }
+
+    #[test]
+    #[should_panic(expected = "only a zone being written is sealed")]
+    fn sealing_a_sealed_zone_again_is_a_bug() {
+        let z = zoned(1);
+        z.append(0, 0, &[1u8; 4096], 0).unwrap();
+        z.seal(0);
+        z.seal(0);
+    }
+
+    #[test]
+    #[should_panic(expected = "moves forward within the zone")]
+    fn restoring_never_moves_a_write_pointer_back() {
+        let z = zoned(1);
+        z.append(0, 0, &[1u8; 8192], 0).unwrap();
+        z.restore(
+            0,
+            ZoneState {
+                condition: ZoneCondition::Open,
+                write_pointer: 4096,
+                first_seq: 0,
+            },
+        );
+    }
+
+    #[test]
+    fn zone_numbers_are_global_and_allocation_alternates_devices() {
+        let set = ZoneSet::new(vec![zoned(3), zoned(2)]);
+        assert_eq!(set.zone_count(), 5);
+        assert_eq!(set.allocation_order(), vec![0, 3, 1, 4, 2]);
+        let (dev, local) = set.locate(4).unwrap();
+        assert_eq!(local, 1);
+        assert_eq!(dev.geometry().zone_count, 2);
+        assert!(set.locate(5).is_err(), "no zone past the last device's");
     }
 }

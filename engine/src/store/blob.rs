@@ -22,9 +22,9 @@ use tokio::sync::oneshot;
 
 use crate::crypto::keys::{TagDomain, TAG_LEN};
 use crate::error::{Error, Result};
-use crate::format::frame::{FrameKind, FRAME_OVERHEAD, HEADER_LEN};
+use crate::format::frame::{FrameKind, FRAME_HEADER_LEN, FRAME_OVERHEAD};
 use crate::format::manifest::Manifest;
-use crate::format::record::{envelope, envelope_into, NewRecord};
+use crate::format::record::{envelope, envelope_into, salt_of, NewRecord};
 use crate::log::commit::{FrameFields, Submission};
 use crate::store::{BlobRef, PendingAppend, Store};
 
@@ -59,7 +59,7 @@ impl Store {
         let Some(loc) = self.shared.index.location(seq)? else {
             return Ok(false);
         };
-        match self.key_by_id(loc.key_id, seq) {
+        match self.key_by_id(loc.data_key_id, seq) {
             Ok(_) => Ok(true),
             Err(e) if e.key_unavailable() => Ok(false),
             Err(e) => Err(e),
@@ -78,8 +78,8 @@ impl Store {
     ) -> Result<Option<(Vec<u8>, usize, usize)>> {
         let mut plaintext = self
             .shared
-            .take_buffer(HEADER_LEN + 64 + self.chunk_bytes + FRAME_OVERHEAD);
-        plaintext.resize(HEADER_LEN, 0);
+            .take_buffer(FRAME_HEADER_LEN + 64 + self.chunk_bytes + FRAME_OVERHEAD);
+        plaintext.resize(FRAME_HEADER_LEN, 0);
         envelope_into(&mut plaintext, ["", "", "", "", "", ""], self.chunk_bytes)?;
         let head = plaintext.len();
         let read = reader
@@ -174,15 +174,13 @@ impl Store {
                 self.shared.give_buffer(plaintext);
                 continue;
             }
-            let salt: [u8; 16] = plaintext[HEADER_LEN + 1..HEADER_LEN + 17]
-                .try_into()
-                .expect("envelope salt");
+            let salt = salt_of(&plaintext[FRAME_HEADER_LEN..]);
             let (assigned, seq) = oneshot::channel();
             let sub = Submission::in_place(
                 fields(FrameKind::MediaChunk, tag),
                 key.clone(),
                 plaintext,
-                HEADER_LEN,
+                FRAME_HEADER_LEN,
                 crate::format::frame::chunk_content_hash(&salt, &digest),
             )
             .announcing(assigned);
@@ -225,7 +223,7 @@ impl Store {
             ],
             &manifest.encode(),
         )?;
-        let sub = Submission::new(fields(FrameKind::Media, blob_tag), key.clone(), plaintext)
+        let sub = Submission::new(fields(FrameKind::Manifest, blob_tag), key, plaintext)
             .referencing(manifest.chunks.clone());
         // The log is acknowledged in seq order, so the manifest's
         // acknowledgement is also that of every new chunk before it.
@@ -258,7 +256,7 @@ impl Store {
     /// Stream the blob whose manifest is at `seq` into `out`, verifying every chunk and the content hash.
     pub fn read_blob(&self, seq: u64, mut out: impl std::io::Write) -> Result<u64> {
         let manifest = self.get(seq)?;
-        if manifest.kind != FrameKind::Media {
+        if manifest.kind != FrameKind::Manifest {
             return Err(Error::invalid(
                 "blob",
                 format!(

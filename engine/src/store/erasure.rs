@@ -96,7 +96,7 @@ impl Store {
                 continue;
             };
             found.records += 1;
-            if loc.kind == FrameKind::Media {
+            if loc.kind == FrameKind::Manifest {
                 found.manifests.push(s);
             }
             found.latest = found.latest.max(self.effective_until(&loc, &extensions));

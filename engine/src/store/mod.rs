@@ -356,7 +356,7 @@ impl Store {
             zone_size,
             device_index: 0,
             epoch: 0,
-            key_id: keys.key_id,
+            root_key_generation: keys.root_key_generation,
             key_check: keys.key_check(&store_id),
             next_seq: 0,
             chain_head: [0; 32],
@@ -606,7 +606,7 @@ impl Store {
 
     /// Queue a record; the returned handle resolves once it is durable.
     pub fn submit(&self, rec: NewRecord) -> Result<PendingAppend> {
-        if rec.kind == FrameKind::MediaChunk || rec.kind == FrameKind::Media {
+        if rec.kind == FrameKind::MediaChunk || rec.kind == FrameKind::Manifest {
             return Err(Error::invalid(
                 "record kind",
                 "media is stored with put_blob",
@@ -805,7 +805,7 @@ impl Store {
             kind: header.kind,
             timestamp_us: header.timestamp_us,
             retain_until_us: header.retain_until_us,
-            key_id: header.key_id,
+            key_id: header.data_key_id,
             salt: e.salt,
             record_id: e.record_id,
             conversation_id: e.conversation_id,

@@ -288,9 +288,9 @@ fn check_key(
     sb: &Superblock,
     keys: &Keys,
 ) -> Result<()> {
-    if keys.key_id != sb.key_id || keys.key_check(&sb.store_id) != sb.key_check {
+    if !sb.opened_by(keys) {
         return Err(Error::WrongKey {
-            key_path: format!("key id {}", keys.key_id),
+            key_path: format!("key id {}", keys.root_key_generation),
             store_id: hex::encode(sb.store_id),
         });
     }
@@ -725,7 +725,7 @@ pub(super) fn catch_up_index(
         let mut entry = f.entry();
         // Manifests name their chunks and audit events carry compliance state:
         // both are inside the ciphertext, so they are read here.
-        if matches!(f.header.kind, FrameKind::Media | FrameKind::System) {
+        if matches!(f.header.kind, FrameKind::Manifest | FrameKind::System) {
             read_inside(shared, &f, scanner.frame_bytes(&f), &mut entry, &mut events)?;
         }
         batch.push(entry);
@@ -843,7 +843,7 @@ fn read_inside(
         at: at.clone(),
         reason,
     })?;
-    if f.header.kind == FrameKind::Media {
+    if f.header.kind == FrameKind::Manifest {
         let m = Manifest::decode(&env.body).map_err(|e| Error::Corrupt {
             at,
             reason: format!("blob manifest: {e}"),

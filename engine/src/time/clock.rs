@@ -167,13 +167,33 @@ pub struct ClockReading {
     pub boottime_ns: u64,
 }
 
+// Where each field of an encoded reading starts (docs/FORMAT.md,
+// "Superblock", bytes 144..176), each from the one before it.
+const COMPLIANCE_US_AT: usize = 0;
+const BOOT_ID_AT: usize = COMPLIANCE_US_AT + 8;
+const BOOTTIME_NS_AT: usize = BOOT_ID_AT + 16;
+/// The bytes of an encoded reading.
+pub const CLOCK_READING_LEN: usize = BOOTTIME_NS_AT + 8;
+const _: () = assert!(CLOCK_READING_LEN == 176 - 144);
+
 impl ClockReading {
-    pub fn to_bytes(&self) -> [u8; 32] {
-        let mut b = [0u8; 32];
-        b[..8].copy_from_slice(&self.compliance_us.to_le_bytes());
-        b[8..24].copy_from_slice(&self.boot_id);
-        b[24..32].copy_from_slice(&self.boottime_ns.to_le_bytes());
+    pub fn to_bytes(&self) -> [u8; CLOCK_READING_LEN] {
+        let mut b = [0u8; CLOCK_READING_LEN];
+        b[COMPLIANCE_US_AT..BOOT_ID_AT].copy_from_slice(&self.compliance_us.to_le_bytes());
+        b[BOOT_ID_AT..BOOTTIME_NS_AT].copy_from_slice(&self.boot_id);
+        b[BOOTTIME_NS_AT..].copy_from_slice(&self.boottime_ns.to_le_bytes());
         b
+    }
+
+    /// The reading [`ClockReading::to_bytes`] encoded.
+    pub fn from_bytes(b: &[u8; CLOCK_READING_LEN]) -> ClockReading {
+        let compliance: [u8; 8] = b[COMPLIANCE_US_AT..BOOT_ID_AT].try_into().expect("8 bytes");
+        let boottime: [u8; 8] = b[BOOTTIME_NS_AT..].try_into().expect("8 bytes");
+        ClockReading {
+            compliance_us: i64::from_le_bytes(compliance),
+            boot_id: b[BOOT_ID_AT..BOOTTIME_NS_AT].try_into().expect("16 bytes"),
+            boottime_ns: u64::from_le_bytes(boottime),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::frame::{self, FrameHeader, FLAG_BATCH_START, FRAME_HEADER_LEN, FRAME_LEN_MAX};
 use crate::format::location::IndexEntry;
 use crate::io::buffer::{align_down, align_up, AlignedBuf, BLOCK_SIZE};
-use crate::log::zone::{ZoneCondition, ZoneSet};
+use crate::log::zone::ZoneSet;
 
 const WINDOW_BYTES: usize = 1 << 20;
 
@@ -171,17 +171,7 @@ impl<'a> Scanner<'a> {
     /// order, except zones set aside as damaged (the scan needs
     /// [`Scanner::allowing_zone_gaps`] to step over them).
     pub fn whole_log(zones: &'a ZoneSet) -> Self {
-        let mut states: Vec<(u32, crate::log::zone::ZoneState)> = zones
-            .states()
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| (i as u32, s))
-            .filter(|(z, s)| {
-                matches!(s.condition, ZoneCondition::Open | ZoneCondition::Sealed)
-                    && zones.damage(*z).is_none()
-            })
-            .collect();
-        states.sort_by_key(|(_, s)| s.first_seq);
+        let states = zones.log_zones();
         let first_seq = states.first().map_or(0, |(_, s)| s.first_seq);
         let stretches = states
             .iter()

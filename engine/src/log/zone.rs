@@ -456,6 +456,23 @@ impl ZoneSet {
         dev.zone(local)
     }
 
+    /// The zones that hold log data (open or sealed) and are not set aside
+    /// as damaged, with their numbers, in sequence order.
+    pub fn log_zones(&self) -> Vec<(u32, ZoneState)> {
+        let mut zones: Vec<(u32, ZoneState)> = self
+            .states()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (i as u32, s))
+            .filter(|(z, s)| {
+                matches!(s.condition, ZoneCondition::Open | ZoneCondition::Sealed)
+                    && self.damage(*z).is_none()
+            })
+            .collect();
+        zones.sort_by_key(|(_, s)| s.first_seq);
+        zones
+    }
+
     pub fn states(&self) -> Vec<ZoneState> {
         self.devices.iter().flat_map(|d| d.zones()).collect()
     }

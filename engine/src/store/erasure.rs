@@ -36,10 +36,7 @@ impl Store {
             subject: subject.into(),
         };
         let id = {
-            let _g = self
-                .compliance_lock
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let _g = self.compliance_guard();
             self.require(actor, Role::Erasure, &action, reason)?;
             Store::require_reason(reason)?;
             erasure::check_request(subject, self.shared.keyring.is_some())?;
@@ -110,10 +107,7 @@ impl Store {
     }
 
     fn process_erasure(&self, actor: &Actor, req: &Erasure) -> Result<ErasureState> {
-        let _g = self
-            .compliance_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _g = self.compliance_guard();
         self.sync_index()?;
         let found = self.subject_records(&req.subject)?;
         let now = self.compliance_now_us();

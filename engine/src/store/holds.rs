@@ -44,10 +44,7 @@ impl Store {
         criteria: Criteria,
         reason: &str,
     ) -> Result<u64> {
-        let _g = self
-            .compliance_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _g = self.compliance_guard();
         let action = Action::HoldPlaced {
             name: name.to_string(),
             criteria: criteria.clone(),
@@ -60,10 +57,7 @@ impl Store {
 
     /// Release a legal hold.
     pub fn release_hold(&self, actor: &Actor, id: u64, reason: &str) -> Result<()> {
-        let _g = self
-            .compliance_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _g = self.compliance_guard();
         let action = Action::HoldReleased { hold: id };
         self.require(actor, Role::LegalHold, &action, reason)?;
         hold::require_reason(reason)?;

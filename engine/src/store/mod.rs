@@ -427,6 +427,15 @@ impl Store {
         self.shared.poisoned()
     }
 
+    /// Hold the compliance lock: holds, extensions, erasures and reclaim run
+    /// one at a time (a panic while it was held leaves nothing half-written
+    /// in memory, since every decision is read back from the audit trail).
+    pub(crate) fn compliance_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.compliance_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The compliance clock's time now (UTC µs).
     pub fn compliance_now_us(&self) -> i64 {
         self.shared.clock.now_us()

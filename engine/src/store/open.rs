@@ -797,20 +797,12 @@ fn scanner_after<'a>(shared: &'a Shared, prev: &FrameLocation) -> Result<Scanner
         durable_end: st.write_pointer,
         scan_end: st.write_pointer,
     }];
-    let mut later: Vec<(u32, ZoneState)> = shared
+    let later: Vec<(u32, ZoneState)> = shared
         .zones
-        .states()
+        .log_zones()
         .into_iter()
-        .enumerate()
-        .map(|(i, s)| (i as u32, s))
-        .filter(|(z, s)| {
-            matches!(s.condition, ZoneCondition::Open | ZoneCondition::Sealed)
-                && s.first_seq > st.first_seq
-                && *z != prev.zone
-                && shared.zones.damage(*z).is_none()
-        })
+        .filter(|(z, s)| s.first_seq > st.first_seq && *z != prev.zone)
         .collect();
-    later.sort_by_key(|(_, s)| s.first_seq);
     stretches.extend(later.into_iter().map(|(z, s)| Stretch {
         zone: z,
         start: 0,

@@ -74,10 +74,7 @@ impl Store {
         until_us: i64,
         reason: &str,
     ) -> Result<u64> {
-        let _g = self
-            .compliance_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _g = self.compliance_guard();
         let action = Action::RetentionExtended {
             criteria: criteria.clone(),
             until_us,
@@ -222,10 +219,7 @@ impl Store {
     /// unheld. Each reset is preceded by a `zone-reclaimed` audit record with
     /// the zone's SHA-256. Returns a verdict for every sealed zone.
     pub fn reclaim(&self, actor: &Actor, reason: &str) -> Result<Vec<ZoneVerdict>> {
-        let _g = self
-            .compliance_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _g = self.compliance_guard();
         self.require(
             actor,
             Role::Operator,
